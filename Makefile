@@ -1,0 +1,71 @@
+# burry and bysu. `make` builds bin/burry; `make test` installs what is
+# missing, builds and runs every test (also under ASan+UBSan); `make demo`
+# runs a backup and restore against throwaway local servers; `make bench`
+# runs the benchmarks. SANITIZE=address,undefined builds into build/asan.
+
+CC      ?= cc
+VERSION := 0.1.0
+PKGS    := libarchive jansson libcrypto
+WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+           -Wmissing-prototypes -Wno-unused-parameter -Wvla
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DBURRY_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isrc/core
+LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lzookeeper_st -lm
+
+ifneq ($(SANITIZE),)
+  BUILD  ?= build/asan
+  ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+  LDFLAGS += -fsanitize=$(SANITIZE)
+  BINDIR ?= $(BUILD)/bin
+else
+  BUILD  ?= build/release
+  BINDIR ?= bin
+endif
+
+LIB_SRC  := $(wildcard src/core/*.c src/sources/*.c src/stores/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC  := $(wildcard src/cli/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all clean test test-fast unit demo bench setup asan
+all: $(BINDIR)/burry $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c $(wildcard src/core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libburry.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BINDIR)/burry: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libburry.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libburry.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h $(BUILD)/libburry.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libburry.a $(LDLIBS)
+
+asan:
+	$(MAKE) SANITIZE=address,undefined all
+
+setup:
+	scripts/setup.sh
+
+# The README's test command: installs what is missing, builds both
+# variants, runs the suite on each and prints "N passed, N failed".
+test: setup
+	$(MAKE) all
+	$(MAKE) asan
+	tests/run.sh
+
+demo: setup all
+	scripts/demo.sh
+
+bench: setup all
+	bench/run.sh
+
+clean:
+	rm -rf build bin

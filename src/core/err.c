@@ -1,0 +1,42 @@
+/* Error context (err.h) and the interrupt flag. */
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+volatile int burry_interrupted;
+
+int burry_errf(struct burry_err *e, int code, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    if (e->code != 0 && e->msg[0])
+        return code; /* keep the root cause */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->code = code;
+    return code;
+}
+
+int burry_err_prefix(struct burry_err *e, const char *fmt, ...)
+{
+    if (!e)
+        return BURRY_EFAIL;
+    char pre[512], old[sizeof e->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, e->msg, sizeof old);
+    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    return e->code ? e->code : BURRY_EFAIL;
+}
+
+void burry_err_clear(struct burry_err *e)
+{
+    e->code = 0;
+    e->msg[0] = 0;
+}

@@ -1,0 +1,34 @@
+/* Error context shared by the whole library: one message written at the point
+ * of failure, a graded code the CLIs turn into an exit status. Library code
+ * never prints to the terminal and never exits. */
+#ifndef BURRY_ERR_H
+#define BURRY_ERR_H
+
+#include <stddef.h>
+
+enum {
+    BURRY_OK = 0,
+    BURRY_EFAIL = -1,   /* the operation failed: exit 1 */
+    BURRY_EUSAGE = -2,  /* usage or configuration error: exit 2 */
+    BURRY_ENOENT = -3,  /* the named thing does not exist (a store key, a snapshot) */
+    BURRY_EINTR = -4,   /* interrupted by a signal */
+};
+
+struct burry_err {
+    int code;
+    char msg[1024];
+};
+
+/* Record an error (printf-style) and return code. The first error recorded
+ * wins unless burry_err_clear() is called, so the root cause is kept. */
+int burry_errf(struct burry_err *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prefix the existing message with more context: "restore of '/a': <old>". */
+int burry_err_prefix(struct burry_err *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void burry_err_clear(struct burry_err *e);
+
+/* Set by the CLI's signal handler; long loops in the library poll it. */
+extern volatile int burry_interrupted;
+
+#endif

@@ -1,0 +1,48 @@
+/* Option defaults, secret wiping (opts.h) and the logging helper (log.h). */
+#include "opts.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void burry_opts_init(struct burry_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->timeout_s = 10;
+    o->compress = BURRY_COMPRESS_ZSTD;
+    o->window = 1000;
+    o->log.level = BLOG_INFO;
+}
+
+static void wipe_str(char *s)
+{
+    if (!s)
+        return;
+    volatile char *v = s;
+    while (*v)
+        *v++ = 0;
+    free(s);
+}
+
+void burry_opts_wipe(struct burry_opts *o)
+{
+    for (int i = 0; i < o->nauth; i++) {
+        free(o->auth[i].scheme);
+        wipe_str(o->auth[i].secret);
+        o->auth[i].scheme = o->auth[i].secret = NULL;
+    }
+    o->nauth = 0;
+}
+
+void blog(const struct burry_log *l, int level, const char *fmt, ...)
+{
+    if (!l || !l->fn || level > l->level)
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    l->fn(l->ctx, level, msg);
+}

@@ -1,0 +1,33 @@
+/* Options that travel from the CLI down into sources, stores and engines.
+ * The CLI fills one struct; the library reads it and keeps no globals. */
+#ifndef BURRY_OPTS_H
+#define BURRY_OPTS_H
+
+#include "log.h"
+
+#define BURRY_MAX_AUTH 8
+
+enum burry_compress { BURRY_COMPRESS_ZSTD = 0, BURRY_COMPRESS_GZIP, BURRY_COMPRESS_NONE };
+
+struct burry_auth {
+    char *scheme;  /* "digest" */
+    char *secret;  /* "user:password"; wiped by burry_opts_wipe() */
+};
+
+struct burry_opts {
+    int timeout_s;             /* bounds connecting and every wait; default 10 */
+    struct burry_auth auth[BURRY_MAX_AUTH];
+    int nauth;
+    int skip_unreadable;       /* backup: record unreadable nodes instead of failing */
+    enum burry_compress compress;
+    int window;                /* requests in flight; default 1000 */
+    struct burry_log log;
+    burry_progress_fn progress;
+    void *progress_ctx;
+};
+
+void burry_opts_init(struct burry_opts *o);
+/* Wipe and free secrets held in the options. */
+void burry_opts_wipe(struct burry_opts *o);
+
+#endif

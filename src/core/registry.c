@@ -1,0 +1,51 @@
+/* Scheme tables: adding a source or a store is one file plus one line here. */
+#include "registry.h"
+
+#include <string.h>
+
+static const struct source_ops *const sources[] = {
+    &source_zk,
+};
+
+static const struct store_ops *const stores[] = {
+    &store_dir,
+};
+
+/* Length of "scheme" in "scheme://...", or 0 if url has no scheme. */
+static size_t scheme_len(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return 0;
+    for (const char *q = url; q < p; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '+'))
+            return 0;
+    return (size_t)(p - url);
+}
+
+const struct source_ops *registry_source(const char *url, struct burry_err *e)
+{
+    size_t n = scheme_len(url);
+    for (size_t i = 0; n && i < sizeof sources / sizeof sources[0]; i++)
+        if (strlen(sources[i]->scheme) == n && !strncmp(url, sources[i]->scheme, n))
+            return sources[i];
+    if (!n) {
+        burry_errf(e, BURRY_EUSAGE, "'%s' is not a service URL (expected zk://HOST:PORT[,HOST:PORT...][/chroot])", url);
+        return NULL;
+    }
+    burry_errf(e, BURRY_EUSAGE, "unknown service '%.*s' in '%s' (known: zk)", (int)n, url, url);
+    return NULL;
+}
+
+const struct store_ops *registry_store(const char *url, struct burry_err *e)
+{
+    size_t n = scheme_len(url);
+    if (!n)
+        return &store_dir;
+    for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++)
+        if (strlen(stores[i]->scheme) == n && !strncmp(url, stores[i]->scheme, n))
+            return stores[i];
+    burry_errf(e, BURRY_EUSAGE, "unknown store '%.*s' in '%s' (known: a directory path, file://)",
+               (int)n, url, url);
+    return NULL;
+}

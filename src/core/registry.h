@@ -1,0 +1,17 @@
+/* The one place where a URL scheme becomes an implementation. */
+#ifndef BURRY_REGISTRY_H
+#define BURRY_REGISTRY_H
+
+#include "err.h"
+#include "source.h"
+#include "store.h"
+
+/* The source for a URL such as "zk://host:2181/chroot", or NULL with e set. */
+const struct source_ops *registry_source(const char *url, struct burry_err *e);
+/* The store for a URL or a plain path (a path is a directory store). */
+const struct store_ops *registry_store(const char *url, struct burry_err *e);
+
+extern const struct source_ops source_zk;
+extern const struct store_ops store_dir;
+
+#endif

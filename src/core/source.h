@@ -1,0 +1,107 @@
+/* The interface every service (ZooKeeper, etcd, Consul, ...) implements: one
+ * file per service exporting one const struct source_ops, registered in
+ * registry.c. The core's walker (walk.c) and restorer (restore.c) drive these
+ * operations; a source knows only how to read and write nodes of its service.
+ *
+ * Asynchronous model: *_submit() queues one request and returns at once;
+ * pump() does I/O for up to timeout_ms and calls the completion callbacks of
+ * finished requests. Sources pipeline as many requests as they are given; the
+ * core bounds the number in flight (opts->window). */
+#ifndef BURRY_SOURCE_H
+#define BURRY_SOURCE_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "err.h"
+#include "node.h"
+#include "opts.h"
+
+struct source; /* private to each implementation */
+
+/* Result of reading one node (tree sources). */
+enum src_read_status {
+    SRC_READ_OK = 0,
+    SRC_READ_SKIP,       /* deliberately not backed up (reason says why, e.g. "ephemeral") */
+    SRC_READ_GONE,       /* deleted while we walked: not an error, counted as "vanished" */
+    SRC_READ_DENIED,     /* not allowed to read: fails the backup unless --skip-unreadable */
+};
+
+struct src_read {
+    enum src_read_status status;
+    const char *reason;            /* SRC_READ_SKIP: counter name; SRC_READ_DENIED: why */
+    const char *value;
+    size_t value_len;
+    int has_value;
+    json_t *attrs;                 /* reference passed to the callee (it decrefs) */
+    const char *const *children;   /* child names (raw bytes, no '/'), any order */
+    const size_t *child_len;
+    size_t nchildren;
+};
+
+typedef void (*src_read_cb)(void *ctx, void *token, const struct src_read *r);
+
+/* What a write did (or, for a plan, would do). */
+enum src_write_mode {
+    SRC_WRITE_CREATE = 0,    /* create if absent; leave an existing node untouched */
+    SRC_WRITE_OVERWRITE,     /* create if absent; else make data and metadata equal */
+    SRC_WRITE_PLAN,          /* change nothing: report what CREATE (or OVERWRITE) would do */
+    SRC_WRITE_PLAN_OVERWRITE,
+};
+
+enum src_write_outcome {
+    SRC_W_CREATED = 0,       /* created (plan: would create) */
+    SRC_W_EXISTING,          /* existed and was left alone (create mode) */
+    SRC_W_SAME,              /* existed with equal data and metadata */
+    SRC_W_DIFFERENT,         /* existed with other data or metadata, left alone (plan) */
+    SRC_W_OVERWRITTEN,       /* existed and was set (plan-overwrite: would set) */
+    SRC_W_FAILED,            /* this node failed; msg says why; the restore goes on */
+};
+
+typedef void (*src_write_cb)(void *ctx, void *token, enum src_write_outcome out, const char *msg);
+
+/* Flat sources (etcd v3, Consul) emit nodes in archive order through this. */
+typedef int (*src_emit_fn)(void *ctx, const struct bnode *n, struct burry_err *e);
+
+struct source_ops {
+    const char *scheme;      /* URL scheme: "zk" */
+    const char *service;     /* service name in manifests: "zookeeper" */
+
+    /* url is the full user URL; secrets come from opts, never from the URL
+     * string written to manifests (see describe). */
+    int (*open)(struct source **out, const char *url, const struct burry_opts *o,
+                struct burry_err *e);
+    void (*close)(struct source *s);
+
+    /* Credential-free form of the URL for manifests and messages, malloc'ed. */
+    char *(*describe)(const char *url);
+    /* Default snapshot name for this URL, e.g. "zk-127.0.0.1-2181", malloc'ed. */
+    char *(*default_name)(const char *url);
+    /* Convert a user-facing path (--path, --into) to a canonical node path
+     * (node.h). Returns 0 or BURRY_EUSAGE. */
+    int (*user_path)(const char *user, char **out, size_t *out_len, struct burry_err *e);
+    /* Canonical node path to user-facing text (for plans and messages), malloc'ed. */
+    char *(*show_path)(const char *path, size_t len);
+    /* Extra facts for the manifest ("server version", "revision"), or NULL. */
+    json_t *(*manifest_info)(struct source *s);
+
+    /* Tree sources: read one node (value, attrs, children). */
+    int (*read_submit)(struct source *s, const char *path, size_t len,
+                       src_read_cb cb, void *ctx, void *token, struct burry_err *e);
+    /* Flat sources: emit every node in archive order (instead of read_submit). */
+    int (*scan)(struct source *s, src_emit_fn emit, void *ctx, struct burry_err *e);
+
+    /* Restore one node; the source copies what it needs before returning.
+     * attrs may be NULL for a node the restorer synthesises (a missing
+     * ancestor of --into), to be created with the service's defaults. */
+    int (*write_submit)(struct source *s, const struct bnode *n, enum src_write_mode mode,
+                        src_write_cb cb, void *ctx, void *token, struct burry_err *e);
+
+    /* Do I/O for up to timeout_ms, run completions; <0 on a fatal error
+     * (connection lost for good, session expired) with e set. */
+    int (*pump)(struct source *s, int timeout_ms, struct burry_err *e);
+    /* Number of submitted requests whose callbacks have not run yet. */
+    size_t (*pending)(struct source *s);
+};
+
+#endif
