@@ -12,6 +12,7 @@ enum {
     BURRY_EUSAGE = -2,  /* usage or configuration error: exit 2 */
     BURRY_ENOENT = -3,  /* the named thing does not exist (a store key, a snapshot) */
     BURRY_EINTR = -4,   /* interrupted by a signal */
+    BURRY_EEXIST = -5,  /* a store key that must be new exists already */
 };
 
 struct burry_err {

@@ -1,0 +1,232 @@
+/* The backup and dump verbs: walk a source into an archive streamed to a
+ * store (published only when complete), or onto the screen. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "burry.h"
+#include "buf.h"
+#include "catalog.h"
+#include "format.h"
+#include "names.h"
+#include "registry.h"
+#include "walk.h"
+
+struct put_ctx {
+    const struct store_ops *ops;
+    struct store_put *put;
+};
+
+static int put_write(void *ctx, const void *buf, size_t len, struct burry_err *e)
+{
+    struct put_ctx *p = ctx;
+    return p->ops->put_write(p->put, buf, len, e);
+}
+
+static int add_node(void *ctx, const struct bnode *n, struct burry_err *e)
+{
+    return fmt_writer_add(ctx, n, e);
+}
+
+static void iso_time(char *out, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+/* Write a small object in one go. */
+static int put_object(const struct store_ops *ops, struct store *st, const char *key,
+                      const char *text, struct burry_err *e)
+{
+    struct store_put *p = NULL;
+    int rc = ops->put_open(st, key, &p, e);
+    if (rc < 0)
+        return rc;
+    if ((rc = ops->put_write(p, text, strlen(text), e)) < 0) {
+        ops->put_abort(p);
+        return rc;
+    }
+    return ops->put_commit(p, e);
+}
+
+int burry_backup(const struct burry_opts *o, const char *src_url, const char *store_url,
+                 const char *name_opt, json_t **out, struct burry_err *e)
+{
+    const struct source_ops *sops = registry_source(src_url, e);
+    const struct store_ops *tops = NULL;
+    struct source *src = NULL;
+    struct store *st = NULL;
+    struct fmt_writer *w = NULL;
+    struct put_ctx pc = {0};
+    char *name = NULL, *desc = NULL, *akey = NULL, *mkey = NULL, *text = NULL;
+    json_t *manifest = NULL, *skipped = json_object(), *skipped_paths = json_array();
+    int rc, archive_published = 0;
+    char id[32], created[40];
+
+    if (!sops) {
+        rc = e->code;
+        goto out;
+    }
+    name = name_opt ? strdup(name_opt) : sops->default_name(src_url);
+    if (!name) {
+        rc = burry_errf(e, BURRY_EUSAGE, "cannot derive a snapshot name from '%s'; give --name",
+                        src_url);
+        goto out;
+    }
+    if ((rc = catalog_check_name(name, e)) < 0)
+        goto out;
+    if ((rc = catalog_open_store(store_url, o, &tops, &st, e)) < 0)
+        goto out;
+    if ((rc = sops->open(&src, src_url, o, e)) < 0)
+        goto out;
+    desc = sops->describe(src_url);
+
+    /* IDs carry a random suffix; a clash with an existing key just draws again */
+    for (int attempt = 0;; attempt++) {
+        catalog_new_id(id, sizeof id);
+        free(akey);
+        if (asprintf(&akey, "%s/%s%s", name, id, fmt_suffix(o->compress)) < 0) {
+            akey = NULL;
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+        rc = tops->put_open(st, akey, &pc.put, e);
+        if (rc == BURRY_EEXIST && attempt < 5) {
+            burry_err_clear(e);
+            continue;
+        }
+        if (rc < 0)
+            goto out;
+        break;
+    }
+    iso_time(created, sizeof created);
+    pc.ops = tops;
+    blog(&o->log, BLOG_INFO, "backing up %s into %s as '%s'", desc, tops->describe(st), akey);
+
+    if (!(w = fmt_writer_new(o->compress, put_write, &pc, e))) {
+        rc = e->code ? e->code : BURRY_EFAIL;
+        goto out;
+    }
+    struct walk_stats ws = {.skipped = skipped, .skipped_paths = skipped_paths};
+    if ((rc = walk_run(sops, src, o, add_node, w, &ws, e)) < 0)
+        goto out;
+
+    json_t *info = sops->manifest_info ? sops->manifest_info(src) : NULL;
+    manifest = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:O}", "snapshot", id, "name", name,
+                         "service", sops->service, "source", desc, "created", created, "tool",
+                         "burry " BURRY_VERSION, "skipped", skipped, "skipped_paths", skipped_paths);
+    if (!manifest) {
+        json_decref(info);
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    if (info)
+        json_object_set_new(manifest, "source_info", info);
+    if ((rc = fmt_writer_finish(w, manifest, e)) < 0)
+        goto out;
+    if ((rc = tops->put_commit(pc.put, e)) < 0) {
+        pc.put = NULL;
+        goto out;
+    }
+    pc.put = NULL;
+    archive_published = 1;
+
+    /* the sidecar manifest is written last: its presence publishes the snapshot */
+    const char *slash = strrchr(akey, '/');
+    json_object_set_new(manifest, "archive",
+                        json_pack("{s:s,s:I,s:s}", "key", slash + 1,
+                                  (json_int_t)fmt_writer_archive_size(w), "sha256",
+                                  fmt_writer_archive_sha256(w)));
+    if (asprintf(&mkey, "%s/%s%s", name, id, CATALOG_MANIFEST_SUFFIX) < 0) {
+        mkey = NULL;
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    text = json_dumps(manifest, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (!text) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    {
+        struct buf b;
+        buf_init(&b, 0);
+        buf_puts(&b, text);
+        buf_putc(&b, '\n');
+        free(text);
+        text = buf_take(&b, NULL);
+    }
+    if ((rc = put_object(tops, st, mkey, text, e)) < 0)
+        goto out;
+    archive_published = 0;
+
+    *out = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:O,s:O,s:s,s:O}", "snapshot", id, "name", name,
+                     "service", sops->service, "source", desc, "nodes",
+                     (json_int_t)fmt_writer_nodes(w), "bytes", (json_int_t)fmt_writer_bytes(w),
+                     "skipped", skipped, "skipped_paths", skipped_paths, "store",
+                     tops->describe(st), "archive", json_object_get(manifest, "archive"));
+    rc = 0;
+out:
+    if (rc < 0 && pc.put)
+        tops->put_abort(pc.put);
+    if (rc < 0 && archive_published) {
+        struct burry_err e2 = {0};
+        tops->remove(st, akey, &e2); /* an archive without its manifest is not a snapshot */
+    }
+    fmt_writer_free(w);
+    if (src)
+        sops->close(src);
+    if (st)
+        tops->close(st);
+    json_decref(manifest);
+    json_decref(skipped);
+    json_decref(skipped_paths);
+    free(name);
+    free(desc);
+    free(akey);
+    free(mkey);
+    free(text);
+    return rc;
+}
+
+struct dump_ctx {
+    const struct source_ops *ops;
+    burry_dump_fn fn;
+    void *ctx;
+    struct buf disp;
+};
+
+static int dump_node(void *ctx, const struct bnode *n, struct burry_err *e)
+{
+    struct dump_ctx *d = ctx;
+    buf_reset(&d->disp);
+    if (names_display(n->path, n->path_len, &d->disp) < 0)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    return d->fn(d->ctx, d->disp.p, n);
+}
+
+int burry_dump(const struct burry_opts *o, const char *src_url, burry_dump_fn fn, void *ctx,
+               struct burry_err *e)
+{
+    const struct source_ops *sops = registry_source(src_url, e);
+    struct source *src = NULL;
+    if (!sops)
+        return e->code;
+    int rc = sops->open(&src, src_url, o, e);
+    if (rc < 0)
+        return rc;
+    struct dump_ctx d = {.ops = sops, .fn = fn, .ctx = ctx};
+    buf_init(&d.disp, 0);
+    json_t *skipped = json_object(), *paths = json_array();
+    struct walk_stats ws = {.skipped = skipped, .skipped_paths = paths};
+    rc = walk_run(sops, src, o, dump_node, &d, &ws, e);
+    sops->close(src);
+    json_decref(skipped);
+    json_decref(paths);
+    buf_free(&d.disp);
+    return rc;
+}

@@ -1,0 +1,302 @@
+/* The catalog of a store (catalog.h), and the ls and show verbs. */
+#include "catalog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <time.h>
+
+#include "buf.h"
+#include "burry.h"
+#include "registry.h"
+
+void catalog_new_id(char *out, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    unsigned short r = 0;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    if (getrandom(&r, sizeof r, 0) != sizeof r)
+        r = (unsigned short)(ts.tv_nsec ^ (long)getpid());
+    snprintf(out, len, "%04d%02d%02dT%02d%02d%02d.%03ldZ-%04x", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, r);
+}
+
+int catalog_valid_id(const char *id)
+{
+    /* shape only: digits/T/./Z/-/hex, 25 bytes */
+    static const char shape[] = "DDDDDDDDTDDDDDD.DDDZ-HHHH";
+    if (strlen(id) != sizeof shape - 1)
+        return 0;
+    for (size_t i = 0; shape[i]; i++) {
+        char c = id[i];
+        switch (shape[i]) {
+        case 'D':
+            if (c < '0' || c > '9')
+                return 0;
+            break;
+        case 'H':
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                return 0;
+            break;
+        default:
+            if (c != shape[i])
+                return 0;
+        }
+    }
+    return 1;
+}
+
+int catalog_check_name(const char *name, struct burry_err *e)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 100 || name[0] == '.' || name[0] == '-')
+        goto bad;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            goto bad;
+    }
+    return 0;
+bad:
+    return burry_errf(e, BURRY_EUSAGE,
+                      "invalid snapshot name '%s' (use 1-100 letters, digits, '.', '_' or '-', "
+                      "not starting with '.' or '-')",
+                      name);
+}
+
+int catalog_read_object(const struct store_ops *ops, struct store *st, const char *key,
+                        size_t max, char **out, size_t *len, struct burry_err *e)
+{
+    struct store_get *g = NULL;
+    struct buf b;
+    char tmp[8192];
+    int rc = ops->get_open(st, key, &g, e);
+    buf_init(&b, max);
+    if (rc < 0)
+        goto out;
+    for (;;) {
+        ssize_t n = ops->get_read(g, tmp, sizeof tmp, e);
+        if (n < 0) {
+            rc = (int)n;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (buf_append(&b, tmp, (size_t)n) < 0) {
+            rc = burry_errf(e, BURRY_EFAIL, "'%s' in %s is larger than %zu bytes", key,
+                            ops->describe(st), max);
+            goto out;
+        }
+    }
+    *out = buf_take(&b, len);
+out:
+    ops->get_close(g);
+    buf_free(&b);
+    return rc;
+}
+
+struct list_ctx {
+    const struct store_ops *ops;
+    struct store *st;
+    const char *name;
+    json_t *arr;
+    struct burry_err *e;
+};
+
+static int list_cb(void *ctx, const char *key, uint64_t size)
+{
+    struct list_ctx *c = ctx;
+    const char *slash = strchr(key, '/');
+    size_t klen = strlen(key), slen = strlen(CATALOG_MANIFEST_SUFFIX);
+    if (!slash || strchr(slash + 1, '/') || klen <= slen ||
+        strcmp(key + klen - slen, CATALOG_MANIFEST_SUFFIX))
+        return 0;
+    size_t nlen = (size_t)(slash - key);
+    if (c->name && (strlen(c->name) != nlen || strncmp(c->name, key, nlen)))
+        return 0;
+    char id[64];
+    size_t idlen = klen - slen - nlen - 1;
+    if (idlen >= sizeof id)
+        return 0;
+    memcpy(id, slash + 1, idlen);
+    id[idlen] = 0;
+    if (!catalog_valid_id(id))
+        return 0;
+    char *text = NULL;
+    size_t len = 0;
+    struct burry_err e2 = {0};
+    if (catalog_read_object(c->ops, c->st, key, 1 << 20, &text, &len, &e2) < 0) {
+        if (e2.code == BURRY_ENOENT)
+            return 0; /* removed while we listed */
+        burry_errf(c->e, e2.code, "%s", e2.msg);
+        return e2.code;
+    }
+    json_error_t je;
+    json_t *m = json_loadb(text, len, 0, &je);
+    free(text);
+    if (!json_is_object(m) || !json_is_string(json_object_get(m, "snapshot")) ||
+        strcmp(json_string_value(json_object_get(m, "snapshot")), id)) {
+        json_decref(m);
+        return burry_errf(c->e, BURRY_EFAIL, "manifest '%s' in %s is damaged (%s)", key,
+                          c->ops->describe(c->st), je.text[0] ? je.text : "unexpected content");
+    }
+    json_array_append_new(c->arr, m);
+    (void)size;
+    return 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    json_t *const *x = a, *const *y = b;
+    const char *p = json_string_value(json_object_get(*x, "snapshot"));
+    const char *q = json_string_value(json_object_get(*y, "snapshot"));
+    int c = strcmp(p, q);
+    if (c)
+        return c;
+    return strcmp(json_string_value(json_object_get(*x, "name")),
+                  json_string_value(json_object_get(*y, "name")));
+}
+
+int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
+                 struct burry_err *e)
+{
+    struct list_ctx c = {.ops = ops, .st = st, .name = name, .arr = json_array(), .e = e};
+    int rc = ops->list(st, name ? name : "", list_cb, &c, e);
+    if (rc < 0) {
+        json_decref(c.arr);
+        return rc;
+    }
+    size_t n = json_array_size(c.arr);
+    json_t **v = calloc(n ? n : 1, sizeof *v);
+    if (!v) {
+        json_decref(c.arr);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(c.arr, i));
+    qsort(v, n, sizeof *v, by_id);
+    json_t *sorted = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(sorted, v[i]);
+    free(v);
+    json_decref(c.arr);
+    *out = sorted;
+    return 0;
+}
+
+int catalog_resolve(const struct store_ops *ops, struct store *st, const char *ref,
+                    const char *name, json_t **manifest, struct burry_err *e)
+{
+    json_t *all = NULL;
+    int latest = !ref || !strcmp(ref, "latest");
+    if (!latest && !catalog_valid_id(ref))
+        return burry_errf(e, BURRY_EUSAGE,
+                          "'%s' is not a snapshot ID (IDs look like 20261121T083501.123Z-7f3a; "
+                          "or use 'latest')",
+                          ref);
+    int rc = catalog_list(ops, st, name, &all, e);
+    if (rc < 0)
+        return rc;
+    json_t *hit = NULL;
+    size_t n = json_array_size(all);
+    if (latest) {
+        if (n)
+            hit = json_array_get(all, n - 1);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(json_string_value(json_object_get(json_array_get(all, i), "snapshot")), ref))
+                hit = json_array_get(all, i);
+    }
+    if (!hit) {
+        if (latest && name)
+            rc = burry_errf(e, BURRY_ENOENT, "no snapshots named '%s' in %s", name,
+                            ops->describe(st));
+        else if (latest)
+            rc = burry_errf(e, BURRY_ENOENT, "no snapshots in %s", ops->describe(st));
+        else
+            rc = burry_errf(e, BURRY_ENOENT, "no snapshot '%s'%s%s%s in %s (burry ls lists them)",
+                            ref, name ? " named '" : "", name ? name : "", name ? "'" : "",
+                            ops->describe(st));
+    } else {
+        *manifest = json_incref(hit);
+    }
+    json_decref(all);
+    return rc;
+}
+
+char *catalog_archive_key(json_t *m)
+{
+    const char *name = json_string_value(json_object_get(m, "name"));
+    const char *file = json_string_value(json_object_get(json_object_get(m, "archive"), "key"));
+    if (!name || !file || strchr(file, '/'))
+        return NULL;
+    char *k = NULL;
+    if (asprintf(&k, "%s/%s", name, file) < 0)
+        return NULL;
+    return k;
+}
+
+int catalog_open_store(const char *url, const struct burry_opts *o, const struct store_ops **ops,
+                       struct store **st, struct burry_err *e)
+{
+    if (!url)
+        url = "burry-snapshots";
+    *ops = registry_store(url, e);
+    if (!*ops)
+        return e->code;
+    return (*ops)->open(st, url, o, e);
+}
+
+static json_t *summary(json_t *m)
+{
+    json_t *archive = json_object_get(m, "archive");
+    return json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:O?,s:O?,s:O?}", "id", json_object_get(m, "snapshot"),
+                     "name", json_object_get(m, "name"), "service", json_object_get(m, "service"),
+                     "source", json_object_get(m, "source"), "time", json_object_get(m, "created"),
+                     "nodes", json_object_get(m, "nodes"), "bytes", json_object_get(m, "bytes"),
+                     "size", json_object_get(archive, "size"));
+}
+
+int burry_list(const struct burry_opts *o, const char *store_url, const char *name, json_t **out,
+               struct burry_err *e)
+{
+    const struct store_ops *ops;
+    struct store *st = NULL;
+    json_t *all = NULL;
+    int rc;
+    if (name && (rc = catalog_check_name(name, e)) < 0)
+        return rc;
+    if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
+        return rc;
+    if ((rc = catalog_list(ops, st, name, &all, e)) < 0)
+        goto out;
+    json_t *arr = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(all, i, m) json_array_append_new(arr, summary(m));
+    *out = json_pack("{s:o}", "snapshots", arr);
+out:
+    json_decref(all);
+    ops->close(st);
+    return rc;
+}
+
+int burry_show(const struct burry_opts *o, const char *store_url, const char *snapshot,
+               const char *name, json_t **out, struct burry_err *e)
+{
+    const struct store_ops *ops;
+    struct store *st = NULL;
+    int rc;
+    if (name && (rc = catalog_check_name(name, e)) < 0)
+        return rc;
+    if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
+        return rc;
+    rc = catalog_resolve(ops, st, snapshot, name, out, e);
+    ops->close(st);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/* The catalog of a store: snapshot IDs, where a snapshot's files live, and
+ * which snapshots are published (those whose manifest "NAME/ID.json" exists;
+ * it is written after the archive, so it marks a complete snapshot). */
+#ifndef BURRY_CATALOG_H
+#define BURRY_CATALOG_H
+
+#include <jansson.h>
+
+#include "err.h"
+#include "opts.h"
+#include "store.h"
+
+#define CATALOG_MANIFEST_SUFFIX ".json"
+
+/* A new snapshot ID: UTC time to the millisecond plus a random suffix,
+ * "20261121T083501.123Z-7f3a"; IDs sort by time. out needs 32 bytes. */
+void catalog_new_id(char *out, size_t len);
+int catalog_valid_id(const char *id);
+/* Names group snapshots: 1-100 bytes of [A-Za-z0-9._-], not starting with
+ * '.' or '-'. */
+int catalog_check_name(const char *name, struct burry_err *e);
+
+/* Every published snapshot's manifest, oldest first, optionally of one name.
+ * *out is a JSON array of manifest objects. */
+int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
+                 struct burry_err *e);
+
+/* The manifest of snapshot ref ("latest", NULL meaning latest, or an ID). */
+int catalog_resolve(const struct store_ops *ops, struct store *st, const char *ref,
+                    const char *name, json_t **manifest, struct burry_err *e);
+
+/* Store key of the snapshot's archive ("NAME/ID.tar.zst"), malloc'ed. */
+char *catalog_archive_key(json_t *manifest);
+
+/* Read a whole small object (a manifest) into memory, at most max bytes. */
+int catalog_read_object(const struct store_ops *ops, struct store *st, const char *key,
+                        size_t max, char **out, size_t *len, struct burry_err *e);
+
+/* Open the store named by url (NULL: "burry-snapshots", a directory). */
+int catalog_open_store(const char *url, const struct burry_opts *o, const struct store_ops **ops,
+                       struct store **st, struct burry_err *e);
+
+#endif

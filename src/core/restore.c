@@ -1,0 +1,422 @@
+/* The generic restorer and the verify verb. A restore first reads the whole
+ * archive and checks every checksum; only then does it connect and replay
+ * the nodes in archive order (parents before children) through the
+ * source's pipelined writes, filtered by --path and moved by --into. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "burry.h"
+#include "buf.h"
+#include "catalog.h"
+#include "format.h"
+#include "names.h"
+#include "registry.h"
+
+struct get_ctx {
+    const struct store_ops *ops;
+    struct store_get *get;
+};
+
+static ssize_t get_read(void *ctx, void *buf, size_t len, struct burry_err *e)
+{
+    struct get_ctx *g = ctx;
+    return g->ops->get_read(g->get, buf, len, e);
+}
+
+/* Open the snapshot's archive for reading. */
+static int open_archive(const struct store_ops *ops, struct store *st, json_t *m,
+                        struct get_ctx *g, struct fmt_reader **r, struct burry_err *e)
+{
+    char *key = catalog_archive_key(m);
+    if (!key)
+        return burry_errf(e, BURRY_EFAIL, "manifest of snapshot '%s' names no archive",
+                          json_string_value(json_object_get(m, "snapshot")));
+    g->ops = ops;
+    int rc = ops->get_open(st, key, &g->get, e);
+    if (rc == BURRY_ENOENT) {
+        burry_err_clear(e);
+        rc = burry_errf(e, BURRY_EFAIL, "archive '%s' of snapshot '%s' is missing from %s", key,
+                        json_string_value(json_object_get(m, "snapshot")), ops->describe(st));
+    }
+    free(key);
+    if (rc < 0)
+        return rc;
+    *r = fmt_reader_new(get_read, g, e);
+    if (!*r) {
+        ops->get_close(g->get);
+        g->get = NULL;
+        return e->code ? e->code : BURRY_EFAIL;
+    }
+    return 0;
+}
+
+/* Read the whole archive and check it against the manifest. */
+static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t *m,
+                           const struct burry_opts *o, struct burry_err *e)
+{
+    struct get_ctx g = {0};
+    struct fmt_reader *r = NULL;
+    struct bnode n;
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    int rc = open_archive(ops, st, m, &g, &r, e);
+    if (rc < 0)
+        return rc;
+    while ((rc = fmt_reader_next(r, &n, e)) == 1) {
+        if (burry_interrupted) {
+            rc = burry_errf(e, BURRY_EINTR, "interrupted");
+            break;
+        }
+    }
+    if (rc == 0) {
+        json_t *a = json_object_get(m, "archive");
+        const char *sha = json_string_value(json_object_get(a, "sha256"));
+        json_int_t size = json_integer_value(json_object_get(a, "size"));
+        if (!sha || strcmp(sha, fmt_reader_archive_sha256(r)) ||
+            (uint64_t)size != fmt_reader_archive_size(r))
+            rc = burry_errf(e, BURRY_EFAIL,
+                            "archive checksum mismatch (manifest: %lld bytes, sha256 %.16s...; "
+                            "archive: %llu bytes, sha256 %.16s...)",
+                            (long long)size, sha ? sha : "none",
+                            (unsigned long long)fmt_reader_archive_size(r),
+                            fmt_reader_archive_sha256(r));
+        else {
+            json_t *inner = fmt_reader_manifest(r);
+            const char *iid = json_string_value(json_object_get(inner, "snapshot"));
+            if (!iid || strcmp(iid, id))
+                rc = burry_errf(e, BURRY_EFAIL, "archive holds snapshot '%s', not '%s'",
+                                iid ? iid : "?", id);
+        }
+    }
+    if (rc < 0 && rc != BURRY_EINTR)
+        burry_err_prefix(e, "snapshot '%s' is damaged", id);
+    fmt_reader_free(r);
+    ops->get_close(g.get);
+    (void)o;
+    return rc;
+}
+
+int burry_verify(const struct burry_opts *o, const char *store_url, const char *snapshot,
+                 const char *name, int all, json_t **out, struct burry_err *e)
+{
+    const struct store_ops *ops;
+    struct store *st = NULL;
+    json_t *list = NULL, *res = json_array();
+    int rc, bad = 0;
+    if (name && (rc = catalog_check_name(name, e)) < 0)
+        goto out0;
+    if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
+        goto out0;
+    if (all) {
+        rc = catalog_list(ops, st, name, &list, e);
+    } else {
+        json_t *m = NULL;
+        rc = catalog_resolve(ops, st, snapshot, name, &m, e);
+        if (rc == 0) {
+            list = json_array();
+            json_array_append_new(list, m);
+        }
+    }
+    if (rc < 0)
+        goto out;
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m) {
+        struct burry_err e2 = {0};
+        int r = verify_snapshot(ops, st, m, o, &e2);
+        json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
+                                 json_object_get(m, "name"), "ok", r == 0);
+        if (r < 0) {
+            json_object_set_new(item, "error", json_string(e2.msg));
+            blog(&o->log, BLOG_WARN, "%s", e2.msg);
+            bad++;
+            if (r == BURRY_EINTR) {
+                json_array_append_new(res, item);
+                rc = burry_errf(e, BURRY_EINTR, "interrupted");
+                goto out;
+            }
+        } else {
+            blog(&o->log, BLOG_DEBUG, "snapshot '%s' is intact", json_string_value(json_object_get(m, "snapshot")));
+        }
+        json_array_append_new(res, item);
+    }
+    if (bad)
+        rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s failed verification", bad,
+                        json_array_size(list), ops->describe(st));
+out:
+    *out = json_pack("{s:O}", "snapshots", res);
+    json_decref(list);
+    ops->close(st);
+out0:
+    json_decref(res);
+    return rc;
+}
+
+struct restore {
+    const struct burry_opts *o;
+    const struct burry_restore_req *req;
+    const struct source_ops *sops;
+    unsigned long long created, existing, different, overwritten, failed, done;
+    int warned;
+    struct token *live;
+};
+
+/* One write in flight. Tokens are kept on a list so that those whose
+ * callbacks never run (a source closed after a fatal error drops them) are
+ * still freed. */
+struct token {
+    struct token *prev, *next;
+    int synthetic;     /* a missing ancestor of --into */
+    char disp[];
+};
+
+static void token_unlink(struct restore *r, struct token *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        r->live = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
+
+static void write_done(void *ctx, void *tok, enum src_write_outcome outcome, const char *msg)
+{
+    struct restore *r = ctx;
+    struct token *t = tok;
+    const char *action = "failed";
+    r->done++;
+    switch (outcome) {
+    case SRC_W_CREATED:
+        r->created++;
+        action = "create";
+        break;
+    case SRC_W_EXISTING:
+        if (!t->synthetic)
+            r->existing++;
+        action = "exists";
+        break;
+    case SRC_W_SAME:
+        if (!t->synthetic)
+            r->existing++;
+        action = "exists-same";
+        break;
+    case SRC_W_DIFFERENT:
+        if (!t->synthetic) {
+            r->existing++;
+            r->different++;
+        }
+        action = "exists-different";
+        break;
+    case SRC_W_OVERWRITTEN:
+        r->overwritten++;
+        action = "overwrite";
+        break;
+    case SRC_W_FAILED:
+        r->failed++;
+        if (r->warned < 20)
+            blog(&r->o->log, BLOG_WARN, "cannot restore '%s': %s", t->disp, msg ? msg : "failed");
+        else if (r->warned == 20)
+            blog(&r->o->log, BLOG_WARN, "more nodes failed; the summary counts them");
+        r->warned++;
+        break;
+    }
+    if (r->req->plan && !(t->synthetic && outcome != SRC_W_CREATED))
+        r->req->plan(r->req->plan_ctx, action, t->disp, outcome == SRC_W_FAILED ? msg : NULL);
+    token_unlink(r, t);
+    free(t);
+}
+
+static int submit(struct restore *r, struct source *src, const struct bnode *n,
+                  enum src_write_mode mode, int synthetic, struct burry_err *e)
+{
+    struct buf d;
+    buf_init(&d, 0);
+    if (names_display(n->path, n->path_len, &d) < 0) {
+        buf_free(&d);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    struct token *t = malloc(sizeof *t + d.len + 1);
+    if (!t) {
+        buf_free(&d);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    t->synthetic = synthetic;
+    memcpy(t->disp, d.p, d.len + 1);
+    buf_free(&d);
+    size_t window = r->o->window > 0 ? (size_t)r->o->window : 1000;
+    while (r->sops->pending(src) >= window) {
+        int rc = r->sops->pump(src, 200, e);
+        if (rc < 0) {
+            free(t);
+            return rc;
+        }
+        if (burry_interrupted) {
+            free(t);
+            return burry_errf(e, BURRY_EINTR, "interrupted");
+        }
+    }
+    t->prev = NULL;
+    t->next = r->live;
+    if (r->live)
+        r->live->prev = t;
+    r->live = t;
+    int rc = r->sops->write_submit(src, n, mode, write_done, r, t, e);
+    if (rc < 0) {
+        token_unlink(r, t);
+        free(t);
+    }
+    return rc;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int burry_restore(const struct burry_opts *o, const char *src_url, const char *store_url,
+                  const struct burry_restore_req *req, json_t **out, struct burry_err *e)
+{
+    const struct source_ops *sops = registry_source(src_url, e);
+    const struct store_ops *tops = NULL;
+    struct store *st = NULL;
+    struct source *src = NULL;
+    json_t *m = NULL;
+    struct get_ctx g = {0};
+    struct fmt_reader *rd = NULL;
+    char *sub = NULL, *into = NULL, *desc = NULL;
+    size_t sub_len = 0, into_len = 0;
+    struct buf np;
+    struct restore r = {.o = o, .req = req, .sops = sops};
+    unsigned long long matched = 0;
+    int rc;
+
+    buf_init(&np, 0);
+    *out = NULL;
+    if (!sops)
+        return e->code;
+    if (req->name && (rc = catalog_check_name(req->name, e)) < 0)
+        return rc;
+    if (req->path && (rc = sops->user_path(req->path, &sub, &sub_len, e)) < 0)
+        goto out;
+    if (req->into && (rc = sops->user_path(req->into, &into, &into_len, e)) < 0)
+        goto out;
+    if ((rc = catalog_open_store(store_url, o, &tops, &st, e)) < 0)
+        goto out;
+    if ((rc = catalog_resolve(tops, st, req->snapshot, req->name, &m, e)) < 0)
+        goto out;
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    const char *service = json_string_value(json_object_get(m, "service"));
+    if (!service || strcmp(service, sops->service)) {
+        rc = burry_errf(e, BURRY_EUSAGE, "snapshot '%s' holds a %s backup; it cannot be restored into %s",
+                        id, service ? service : "unknown", sops->service);
+        goto out;
+    }
+
+    /* first pass: the whole archive must be intact before anything is written */
+    blog(&o->log, BLOG_INFO, "checking snapshot '%s'", id);
+    if ((rc = verify_snapshot(tops, st, m, o, e)) < 0) {
+        if (rc != BURRY_EINTR)
+            burry_err_prefix(e, "refusing to restore");
+        goto out;
+    }
+
+    if ((rc = sops->open(&src, src_url, o, e)) < 0)
+        goto out;
+    desc = sops->describe(src_url);
+    enum src_write_mode mode = req->dry_run ? (req->overwrite ? SRC_WRITE_PLAN_OVERWRITE : SRC_WRITE_PLAN)
+                                            : (req->overwrite ? SRC_WRITE_OVERWRITE : SRC_WRITE_CREATE);
+    blog(&o->log, BLOG_INFO, "%s snapshot '%s' into %s%s", req->dry_run ? "planning restore of" : "restoring",
+         id, desc, req->overwrite ? " (overwriting existing nodes)" : " (creating only missing nodes)");
+
+    /* missing ancestors of --into are created empty, with default metadata */
+    if (into) {
+        for (size_t i = 1; i < into_len; i++) {
+            if (into[i] != '/')
+                continue;
+            struct bnode a = {.path = into, .path_len = i};
+            if ((rc = submit(&r, src, &a, mode, 1, e)) < 0)
+                goto fatal;
+        }
+    }
+
+    if ((rc = open_archive(tops, st, m, &g, &rd, e)) < 0)
+        goto fatal;
+    double last = now_s();
+    struct bnode n;
+    while ((rc = fmt_reader_next(rd, &n, e)) == 1) {
+        if (sub && !(n.path_len >= sub_len && !memcmp(n.path, sub, sub_len) &&
+                     (n.path_len == sub_len || n.path[sub_len] == '/')))
+            continue;
+        matched++;
+        if (into) {
+            buf_reset(&np);
+            if (buf_append(&np, into, into_len) < 0 ||
+                buf_append(&np, n.path + sub_len, n.path_len - sub_len) < 0) {
+                rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+                goto fatal;
+            }
+            n.path = np.p;
+            n.path_len = np.len;
+        }
+        if ((rc = submit(&r, src, &n, mode, 0, e)) < 0)
+            goto fatal;
+        if (o->progress && now_s() - last >= 0.5) {
+            last = now_s();
+            o->progress(o->progress_ctx, req->dry_run ? "planning" : "restoring", r.done, matched, 0);
+        }
+    }
+    if (rc < 0)
+        goto fatal;
+    while (sops->pending(src) > 0) {
+        if ((rc = sops->pump(src, 200, e)) < 0)
+            goto fatal;
+        if (burry_interrupted) {
+            rc = burry_errf(e, BURRY_EINTR, "interrupted");
+            goto fatal;
+        }
+    }
+    if (sub && matched == 0) {
+        rc = burry_errf(e, BURRY_EFAIL, "path '%s' is not in snapshot '%s'; nothing was restored",
+                        req->path, id);
+        goto out;
+    }
+    if (r.failed)
+        rc = burry_errf(e, BURRY_EFAIL, "%llu of %llu nodes could not be restored into %s", r.failed,
+                        matched, desc);
+    goto out;
+
+fatal:
+    if (!req->dry_run)
+        burry_err_prefix(e, "restore of snapshot '%s' into %s stopped after %llu nodes (%llu created); "
+                         "running it again is safe, it creates only what is missing",
+                         id, desc ? desc : src_url, r.done, r.created);
+out:
+    if (m && rc != BURRY_EUSAGE && (src || r.done))
+        *out = json_pack("{s:O,s:O,s:b,s:I,s:I,s:I,s:I,s:I}", "snapshot", json_object_get(m, "snapshot"),
+                         "name", json_object_get(m, "name"), "dry_run", req->dry_run, "created",
+                         (json_int_t)r.created, "existing", (json_int_t)r.existing, "different",
+                         (json_int_t)r.different, "overwritten", (json_int_t)r.overwritten, "failed",
+                         (json_int_t)r.failed);
+    fmt_reader_free(rd);
+    if (g.get)
+        tops->get_close(g.get);
+    if (src)
+        sops->close(src);
+    while (r.live) {
+        struct token *t = r.live;
+        r.live = t->next;
+        free(t);
+    }
+    if (st)
+        tops->close(st);
+    json_decref(m);
+    free(sub);
+    free(into);
+    free(desc);
+    buf_free(&np);
+    return rc;
+}
