@@ -21,8 +21,9 @@ void catalog_new_id(char *out, size_t len)
     gmtime_r(&ts.tv_sec, &tm);
     if (getrandom(&r, sizeof r, 0) != sizeof r)
         r = (unsigned short)(ts.tv_nsec ^ (long)getpid());
-    snprintf(out, len, "%04d%02d%02dT%02d%02d%02d.%03ldZ-%04x", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, r);
+    char day[32];
+    strftime(day, sizeof day, "%Y%m%dT%H%M%S", &tm);
+    snprintf(out, len, "%.15s.%03dZ-%04x", day, (int)(ts.tv_nsec / 1000000), (unsigned)r);
 }
 
 int catalog_valid_id(const char *id)

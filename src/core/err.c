@@ -31,7 +31,9 @@ int burry_err_prefix(struct burry_err *e, const char *fmt, ...)
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    size_t n = strnlen(pre, sizeof e->msg - 1);
+    memcpy(e->msg, pre, n);
+    snprintf(e->msg + n, sizeof e->msg - n, ": %s", old);
     return e->code ? e->code : BURRY_EFAIL;
 }
 

@@ -29,7 +29,8 @@ struct store_ops {
     /* Credential-free description for messages: "directory '/var/backups'". */
     const char *(*describe)(struct store *s);
 
-    /* Fails with BURRY_EFAIL if the key exists already (no overwrite). */
+    /* Fails with BURRY_EEXIST if the key exists already (never overwrites).
+     * After a failed put_write the caller still calls put_abort. */
     int (*put_open)(struct store *s, const char *key, struct store_put **out, struct burry_err *e);
     int (*put_write)(struct store_put *p, const void *buf, size_t len, struct burry_err *e);
     int (*put_commit)(struct store_put *p, struct burry_err *e); /* frees p */
