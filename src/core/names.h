@@ -10,7 +10,10 @@
  *  - the empty segment is written "%" (a lone percent sign);
  *  - an encoded segment longer than NAMES_MAX_COMPONENT bytes is cut into
  *    chunks (never inside a %XX), each chunk but the last followed by '@'
- *    and written as its own path component.
+ *    and written as its own path component; the cut is greedy (each chunk
+ *    takes as many whole tokens as fit), and a last chunk that would read
+ *    "." or ".." is written "%2E" or "%2E%2E" like a whole segment.
+ * The decoder accepts exactly what the encoder produces.
  */
 #ifndef BURRY_NAMES_H
 #define BURRY_NAMES_H
@@ -24,7 +27,7 @@
 #define NAMES_DATA "@data"
 
 /* Append the archive form of one segment (possibly several components
- * joined by '/') to out. Returns 0 or -1 (buffer limit). */
+ * joined by '/') to out. Returns 0, or -1 (buffer limit, or a '/' in seg). */
 int names_encode_segment(const char *seg, size_t len, struct buf *out);
 
 /* Append the archive form of a canonical node path (node.h) to out: for
