@@ -6,7 +6,14 @@
  * Asynchronous model: *_submit() queues one request and returns at once;
  * pump() does I/O for up to timeout_ms and calls the completion callbacks of
  * finished requests. Sources pipeline as many requests as they are given; the
- * core bounds the number in flight (opts->window). */
+ * core bounds the number in flight (opts->window).
+ *
+ * Rules every source keeps:
+ *  - callbacks run only inside pump(), never inside a *_submit() call;
+ *  - writes take effect in submit order (the restorer relies on it to create
+ *    parents before children);
+ *  - a fatal error surfaces as pump() < 0; the callbacks of requests still
+ *    outstanding then may never run, and close() drops them without calling. */
 #ifndef BURRY_SOURCE_H
 #define BURRY_SOURCE_H
 

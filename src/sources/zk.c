@@ -697,12 +697,16 @@ static json_t *acl_to_json(const struct ACL_vector *acl)
         if (x->perms & ZOO_PERM_ADMIN)
             perms[k++] = 'a';
         perms[k] = 0;
+        /* The *_new calls take their value even when they fail, so the
+         * entry is filled first and appended last. */
         json_t *o = json_object();
-        int bad = json_array_append_new(a, o) < 0;
-        bad |= json_object_set_new_nocheck(o, "scheme", json_string(x->id.scheme ? x->id.scheme : "")) < 0;
-        bad |= json_object_set_new_nocheck(o, "id", json_string(x->id.id ? x->id.id : "")) < 0;
+        const char *scheme = x->id.scheme ? x->id.scheme : "", *id = x->id.id ? x->id.id : "";
+        int bad = json_object_set_new_nocheck(o, "scheme", json_string(scheme)) < 0;
+        bad |= json_object_set_new_nocheck(o, "id", json_string(id)) < 0;
         bad |= json_object_set_new_nocheck(o, "perms", json_string(perms)) < 0;
-        if (bad) {
+        if (bad)
+            json_decref(o);
+        if (bad || json_array_append_new(a, o) < 0) {
             json_decref(a);
             return NULL;
         }
