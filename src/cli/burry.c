@@ -273,7 +273,7 @@ static int parse(struct cli *c, int argc, char **argv)
     int opt;
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+qvh", long_opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "qvh", long_opts, NULL)) != -1) {
         if (opt == '?')
             return usage_error("unknown option '%s'", argv[optind - 1]);
         if (opt == ':')
@@ -454,6 +454,7 @@ static int run_verb(struct cli *c, int legacy)
                    jint(out, "overwritten"), jint(out, "failed"));
         if (rc < 0) {
             fflush(stdout);
+            json_decref(out);
             return fail(c, &e);
         }
         break;

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "burry.h"
 #include "buf.h"
@@ -27,17 +26,6 @@ static int put_write(void *ctx, const void *buf, size_t len, struct burry_err *e
 static int add_node(void *ctx, const struct bnode *n, struct burry_err *e)
 {
     return fmt_writer_add(ctx, n, e);
-}
-
-static void iso_time(char *out, size_t len)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char day[32];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%.20s.%03dZ", day, (int)(ts.tv_nsec / 1000000));
 }
 
 /* Write a small object in one go. */
@@ -105,7 +93,9 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
             goto out;
         break;
     }
-    iso_time(created, sizeof created);
+    /* the ID's own instant, so that IDs and times sort alike */
+    snprintf(created, sizeof created, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", id, id + 4, id + 6,
+             id + 9, id + 11, id + 13, id + 16);
     pc.ops = tops;
     blog(&o->log, BLOG_INFO, "backing up %s into %s as '%s'", desc, tops->describe(st), akey);
 
@@ -140,7 +130,7 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
     /* the sidecar manifest is written last: its presence publishes the snapshot */
     const char *slash = strrchr(akey, '/');
     json_object_set_new(manifest, "archive",
-                        json_pack("{s:s,s:I,s:s}", "key", slash + 1,
+                        json_pack("{s:s,s:I,s:s}", "key", slash + 1, "size",
                                   (json_int_t)fmt_writer_archive_size(w), "sha256",
                                   fmt_writer_archive_sha256(w)));
     if (asprintf(&mkey, "%s/%s%s", name, id, CATALOG_MANIFEST_SUFFIX) < 0) {

@@ -332,16 +332,11 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     blog(&o->log, BLOG_INFO, "%s snapshot '%s' into %s%s", req->dry_run ? "planning restore of" : "restoring",
          id, desc, req->overwrite ? " (overwriting existing nodes)" : " (creating only missing nodes)");
 
-    /* missing ancestors of --into are created empty, with default metadata */
-    if (into) {
-        for (size_t i = 1; i < into_len; i++) {
-            if (into[i] != '/')
-                continue;
-            struct bnode a = {.path = into, .path_len = i};
-            if ((rc = submit(&r, src, &a, mode, 1, e)) < 0)
-                goto fatal;
-        }
-    }
+    /* missing ancestors of where the nodes go (--into, else --path) are
+     * created empty, with default metadata, once the first node to restore
+     * is found (a --path that is not in the snapshot changes nothing) */
+    const char *dest = into ? into : sub;
+    size_t dest_len = into ? into_len : sub_len;
 
     if ((rc = open_archive(tops, st, m, &g, &rd, e)) < 0)
         goto fatal;
@@ -351,7 +346,15 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
         if (sub && !(n.path_len >= sub_len && !memcmp(n.path, sub, sub_len) &&
                      (n.path_len == sub_len || n.path[sub_len] == '/')))
             continue;
-        matched++;
+        if (matched++ == 0 && dest) {
+            for (size_t i = 1; i < dest_len; i++) {
+                if (dest[i] != '/')
+                    continue;
+                struct bnode a = {.path = dest, .path_len = i};
+                if ((rc = submit(&r, src, &a, mode, 1, e)) < 0)
+                    goto fatal;
+            }
+        }
         if (into) {
             buf_reset(&np);
             if (buf_append(&np, into, into_len) < 0 ||

@@ -60,3 +60,35 @@ free_port() {
 json_get() {
     /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
 }
+
+# jget EXPR: json_get on $OUT, the stdout of the last run_burry
+# ("<no json>" when it is not a JSON document).
+jget() {
+    json_get "$OUT" "$1" 2>/dev/null || echo "<no json>"
+}
+
+# wait_until SECONDS COMMAND...: bounded polling; runs COMMAND every 0.05 s
+# until it succeeds (status 0) or SECONDS have passed (status 1).
+wait_until() {
+    local limit=$1; shift
+    local end=$((SECONDS + limit))
+    while :; do
+        "$@" && return 0
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.05
+    done
+}
+
+# files_in DIR: the regular files below DIR (relative, sorted), one per line.
+files_in() {
+    [ -d "$1" ] || return 0
+    (cd "$1" && find . -type f | sed 's|^\./||' | LC_ALL=C sort)
+}
+
+# tree_line FILE PATH: the line of a zk_tree listing for node PATH.
+tree_line() {
+    local q=${2//\\/\\\\} line
+    q=${q//\"/\\\"}
+    line=$(grep -F -m1 -- "\"$q\"$(printf '\t')" "$1") || line="<absent>"
+    printf '%s\n' "$line"
+}

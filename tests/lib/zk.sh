@@ -10,6 +10,7 @@ for j in slf4j-api slf4j-nop netty-handler netty-transport netty-common netty-bu
     [ -e "/usr/share/java/$j.jar" ] && ZK_CP="$ZK_CP:/usr/share/java/$j.jar"
 done
 ZK_PIDS=""
+ZK_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 zk_start() {
     local name=$1; shift
@@ -95,6 +96,7 @@ zk_py() {
     local port=$1; shift
     /usr/bin/python3 -c "
 import sys
+sys.path.insert(0, '$ZK_LIB')
 from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl, make_acl, OPEN_ACL_UNSAFE
 zk = KazooClient(hosts='127.0.0.1:$port', timeout=10)
@@ -104,4 +106,48 @@ $(printf '%s\n' "$@" | sed 's/^/    /')
 finally:
     zk.stop()
 "
+}
+
+# zk_kill NAME: stops a server at once (SIGKILL), as a crash would.
+zk_kill() {
+    local pid
+    eval "pid=\${ZK_PID_$1:-}"
+    [ -n "$pid" ] || return 0
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    eval "ZK_PID_$1="
+}
+
+# zk_restart NAME [EXTRA_JVM_OPTS...]: starts a stopped server again on the
+# same port with the same data directory; sets ZK_PORT.
+zk_restart() {
+    local name=$1; shift
+    local dir="$T_TMP/zk-$name" port i
+    port=$(sed -n 's/^clientPort=//p' "$dir/zoo.cfg")
+    java -Xmx512m -Dzookeeper.extendedTypesEnabled=true -Djute.maxbuffer=4194304 "$@" \
+        -cp "$dir:$ZK_CP" org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" \
+        >>"$dir/out.log" 2>&1 &
+    local pid=$!
+    ZK_PIDS="$ZK_PIDS $pid"
+    eval "ZK_PID_$name=$pid"
+    for i in $(seq 1 150); do
+        if [ "$(zk_4lw "$port" ruok)" = imok ]; then
+            ZK_PORT=$port
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "zookeeper '$name' did not restart on port $port" >&2
+    return 1
+}
+
+# zk_tree PORT [ARGS...]: the canonical text form of a tree (tests/lib/zktree.py).
+zk_tree() {
+    /usr/bin/python3 "$ZK_LIB/zktree.py" "$@"
+}
+
+# zk_znodes PORT: the server's own node count (mntr), /zookeeper included.
+zk_znodes() {
+    zk_4lw "$1" mntr | sed -n 's/^zk_znode_count[[:space:]]*//p'
 }
