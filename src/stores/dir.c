@@ -233,7 +233,7 @@ static int mkdir_p(const char *path, struct burry_err *e)
             int err = errno;
             char *slash = strrchr(p, '/');
             *slash = 0;
-            r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s",
+            r = burry_errf(e, BURRY_EFAIL, "cannot create directory '%s' in '%s': %s", p,
                            slash == p ? "/" : p, strerror(err));
             break;
         }
@@ -320,8 +320,10 @@ static int dir_put_open(struct store *s, const char *key, struct store_put **out
     p->base = strrchr(p->key, '/');
     p->base = p->base ? p->base + 1 : p->key;
 
-    if ((r = mkdir_p(p->dir, e)) != 0)
+    if ((r = mkdir_p(p->dir, e)) != 0) {
+        burry_err_prefix(e, "cannot write to store '%s'", s->root);
         goto out;
+    }
     p->dirfd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (p->dirfd < 0) {
         r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s", p->dir, strerror(errno));
@@ -509,7 +511,7 @@ static int walk_dir(struct walk *w, int depth)
     DIR *d = opendir(w->path);
     int r = 0;
     if (!d) {
-        if (errno == ENOENT || errno == ENOTDIR)
+        if (errno == ENOENT || (errno == ENOTDIR && depth > 0))
             return 0; /* not there (yet, or any more) */
         return burry_errf(w->e, BURRY_EFAIL, "cannot list directory '%s': %s", w->path,
                           strerror(errno));
