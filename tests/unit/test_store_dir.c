@@ -412,11 +412,12 @@ static void test_unwritable(void)
     T_CHECK(store_dir.open(&s, path, &opts, &e) == 0, "a store below a file opens (it does not exist)");
     int rc;
     struct listed l = list(s, "", &rc);
-    T_CHECK(rc == 0 && l.n == 0, "and lists nothing");
+    T_CHECK(rc == BURRY_EFAIL && l.n == 0, "listing it fails (a path component is a file)");
     T_CHECK(store_dir.put_open(s, "x/1.tar.zst", &p, &e) == BURRY_EFAIL && !p, "put_open fails cleanly");
     char want[700];
-    snprintf(want, sizeof want, "cannot write to directory '%s': Not a directory", file);
-    T_CHECK(!strcmp(e.msg, want), "the message names the directory and the reason");
+    snprintf(want, sizeof want, "cannot write to store '%s': cannot create directory '%s' in '%s': Not a directory",
+             path, path, file);
+    T_CHECK(!strcmp(e.msg, want), "the message names the store, the directory and the reason");
     store_dir.close(s);
 
     burry_err_clear(&e);
