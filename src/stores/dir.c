@@ -230,11 +230,7 @@ static int mkdir_p(const char *path, struct burry_err *e)
             fsync_dir_path(slash == p ? "/" : p);
             *slash = '/';
         } else if (errno != EEXIST) {
-            int err = errno;
-            char *slash = strrchr(p, '/');
-            *slash = 0;
-            r = burry_errf(e, BURRY_EFAIL, "cannot create directory '%s' in '%s': %s", p,
-                           slash == p ? "/" : p, strerror(err));
+            r = burry_errf(e, BURRY_EFAIL, "cannot create directory '%s': %s", p, strerror(errno));
             break;
         }
         *c = saved;
