@@ -374,6 +374,8 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     }
     if (rc < 0)
         goto fatal;
+    if (sops->write_end && (rc = sops->write_end(src, e)) < 0)
+        goto fatal;
     while (sops->pending(src) > 0) {
         if ((rc = sops->pump(src, 200, e)) < 0)
             goto fatal;

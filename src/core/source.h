@@ -104,6 +104,11 @@ struct source_ops {
     int (*write_submit)(struct source *s, const struct bnode *n, enum src_write_mode mode,
                         src_write_cb cb, void *ctx, void *token, struct burry_err *e);
 
+    /* Optional: every node of the restore has been submitted; finish work
+     * a source deferred until the end of a subtree (ZooKeeper sets the exact
+     * ACL of a read-only parent only after its children exist). */
+    int (*write_end)(struct source *s, struct burry_err *e);
+
     /* Do I/O for up to timeout_ms, run completions; <0 on a fatal error
      * (connection lost for good, session expired) with e set. */
     int (*pump)(struct source *s, int timeout_ms, struct burry_err *e);

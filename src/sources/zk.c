@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -220,6 +221,8 @@ struct source {
     struct burry_err err;
     int auth_done, auth_rc;
     struct wdefer *dq_head, *dq_tail;
+    struct zwrite *held;     /* innermost node whose final ACL waits for its subtree */
+    int hold_auth;           /* the session carries burry's throwaway digest identity */
     const char **kid;        /* scratch for handing children to callbacks */
     size_t *kidlen;
     size_t kidcap;
@@ -462,6 +465,7 @@ static void auth_cb(int rc, const void *data)
 }
 
 static void zk_close(struct source *s);
+static void held_drop_all(struct source *s);
 
 static int zk_open(struct source **out, const char *url, const struct burry_opts *o,
                    struct burry_err *e)
@@ -576,6 +580,7 @@ static void zk_close(struct source *s)
     if (!s)
         return;
     s->closing = 1;
+    held_drop_all(s);
     if (s->zh)
         zookeeper_close(s->zh); /* runs outstanding completions, which only free */
     while (s->dq_head) {
@@ -1139,7 +1144,7 @@ static int acl_equal(const struct ACL_vector *a, const struct ACL_vector *b)
     return 1;
 }
 
-enum { PH_CREATE, PH_READ, PH_SET };
+enum { PH_CREATE, PH_READ, PH_SET, PH_HELD_ACL };
 
 struct zwrite {
     struct source *s;
@@ -1155,6 +1160,16 @@ struct zwrite {
     char *value;             /* wanted data (owned), kept to compare and set */
     int value_len;           /* -1: null */
     size_t sent_len;         /* bytes of data in the request, for messages */
+    /* A node whose ACL would stop its own children from being created (a
+     * read-only parent) is created with its ACL plus create/admin rights for
+     * this session, and gets its exact ACL once its subtree is restored. */
+    int hold;
+    int on_stack;            /* still on s->held: descendants may follow */
+    int answered;            /* the create was answered */
+    int created;             /* ... with success */
+    enum src_write_outcome held_out;
+    const char *held_msg;
+    struct zwrite *up;       /* next outer held node */
     char path[];             /* the client's path: "/" for the root */
 };
 
@@ -1165,9 +1180,29 @@ static const struct ACL_vector *want_acl(const struct zwrite *w)
 
 static void write_free(struct zwrite *w)
 {
+    if (w->on_stack) { /* ended early (a fatal error): off the held stack */
+        struct zwrite **pp = &w->s->held;
+        while (*pp && *pp != w)
+            pp = &(*pp)->up;
+        if (*pp)
+            *pp = w->up;
+    }
     acl_free(&w->acl, 1);
     free(w->value);
     free(w);
+}
+
+/* On close: held writes waiting for their subtree are not with the client,
+ * so they are freed here; those in flight are freed by their completions. */
+static void held_drop_all(struct source *s)
+{
+    while (s->held) {
+        struct zwrite *h = s->held;
+        s->held = h->up;
+        h->on_stack = 0;
+        if (h->answered)
+            write_free(h);
+    }
 }
 
 static void write_done(struct zwrite *w, enum src_write_outcome out, const char *msg)
@@ -1194,6 +1229,112 @@ static void write_fatal(struct zwrite *w, int rc)
 }
 
 static void write_step(struct zwrite *w);
+static void write_set_cb(int rc, const struct Stat *stat, const void *data);
+static void write_setacl_cb(int rc, const void *data);
+
+/* The held node's subtree is complete and its create succeeded: set the
+ * exact ACL (after every child create, since requests run in order). */
+static void held_set_acl(struct zwrite *w)
+{
+    struct source *s = w->s;
+    w->phase = PH_HELD_ACL;
+    w->rc = ZOK;
+    int zrc = zoo_aset_acl(s->zh, w->path, -1, (struct ACL_vector *)want_acl(w), write_setacl_cb, w);
+    if (zrc == ZOK) {
+        w->waiting = 1;
+        return;
+    }
+    if (conn_error(zrc))
+        write_fatal(w, zrc);
+    else
+        write_done(w, SRC_W_FAILED, zerror(zrc));
+}
+
+/* The create of a held node was answered. */
+static void held_answer(struct zwrite *w, int rc)
+{
+    w->answered = 1;
+    if (rc == ZOK) {
+        w->created = 1;
+    } else {
+        w->held_out = SRC_W_FAILED;
+        if (rc == ZNODEEXISTS)
+            w->held_out = SRC_W_EXISTING, w->held_msg = NULL;
+        else if (rc == ZNONODE)
+            w->held_msg = "parent does not exist";
+        else if (rc == ZNOAUTH)
+            w->held_msg = "not authorized to create (check --auth and the parent's ACL)";
+        else if (rc == ZINVALIDACL)
+            w->held_msg = "invalid ACL";
+        else
+            w->held_msg = "create failed";
+    }
+    if (w->on_stack)
+        return; /* descendants may still come; decided when the subtree ends */
+    if (w->created)
+        held_set_acl(w);
+    else
+        write_done(w, w->held_out, w->held_msg);
+}
+
+/* Close the held nodes whose subtree ends before path (NULL: all). */
+static void held_release(struct source *s, const char *path, size_t len)
+{
+    while (s->held) {
+        struct zwrite *h = s->held;
+        size_t hl = strlen(h->path);
+        if (path && len > hl && !memcmp(path, h->path, hl) && path[hl] == '/')
+            return; /* path lies below h */
+        s->held = h->up;
+        h->on_stack = 0;
+        if (!h->answered)
+            continue; /* held_answer finishes it */
+        if (h->created)
+            held_set_acl(h);
+        else
+            write_done(h, h->held_out, h->held_msg);
+    }
+}
+
+/* Does creating a node with this ACL need the hold (its children could not
+ * be created under it)? Only when the snapshot says it had children. */
+static int needs_hold(const json_t *attrs, const struct ACL_vector *acl, int open)
+{
+    if (open)
+        return 0;
+    json_int_t kids = json_integer_value(json_object_get(json_object_get(attrs, "stat"), "numChildren"));
+    if (kids <= 0)
+        return 0;
+    for (int i = 0; i < acl->count; i++)
+        if ((acl->data[i].perms & ZOO_PERM_CREATE) && !strcmp(acl->data[i].id.scheme, "world") &&
+            !strcmp(acl->data[i].id.id, "anyone"))
+            return 0;
+    return 1;
+}
+
+/* Give the session a throwaway digest identity the temporary ACL entries
+ * ("auth" scheme) resolve to; it exists only in this session. */
+static int hold_identity(struct source *s)
+{
+    if (s->hold_auth)
+        return ZOK;
+    unsigned char r[16];
+    char cred[80];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return ZSYSTEMERROR;
+    size_t n = (size_t)snprintf(cred, sizeof cred, "burry-restore-");
+    for (size_t i = 0; i < 8; i++)
+        n += (size_t)snprintf(cred + n, sizeof cred - n, "%02x", r[i]);
+    cred[n++] = ':';
+    for (size_t i = 8; i < 16; i++)
+        n += (size_t)snprintf(cred + n, sizeof cred - n, "%02x", r[i]);
+    int zrc = zoo_add_auth(s->zh, "digest", cred, (int)n, NULL, NULL);
+    explicit_bzero(cred, sizeof cred);
+    explicit_bzero(r, sizeof r);
+    if (zrc == ZOK)
+        s->hold_auth = 1;
+    return zrc;
+}
 
 static void write_create_cb(int rc, const char *value, const void *data)
 {
@@ -1288,6 +1429,10 @@ static void write_step(struct zwrite *w)
     }
     switch (w->phase) {
     case PH_CREATE:
+        if (w->hold) {
+            held_answer(w, rc);
+            return;
+        }
         if (rc == ZOK) {
             write_done(w, SRC_W_CREATED, NULL);
         } else if (rc == ZNODEEXISTS) {
@@ -1362,6 +1507,15 @@ static void write_step(struct zwrite *w)
             }
         }
         return;
+    case PH_HELD_ACL:
+        if (rc == ZOK)
+            write_done(w, SRC_W_CREATED, NULL);
+        else {
+            char m[160];
+            snprintf(m, sizeof m, "created, but setting its ACL failed: %s", zerror(rc));
+            write_done(w, SRC_W_FAILED, m);
+        }
+        return;
     case PH_SET:
         if (rc == ZOK)
             write_done(w, SRC_W_OVERWRITTEN, NULL);
@@ -1402,6 +1556,62 @@ static int defer_write(struct source *s, src_write_cb cb, void *ctx, void *token
     return 0;
 }
 
+/* Create a node that must be held (needs_hold): with its ACL plus create
+ * and admin rights for this session, then push it on the held stack. */
+static int write_submit_held(struct source *s, const struct bnode *n, struct ACL_vector acl,
+                             src_write_cb cb, void *ctx, void *token, struct burry_err *e)
+{
+    struct zwrite *w = calloc(1, sizeof *w + n->path_len + 1);
+    struct ACL_vector tmp = {.count = acl.count + 1, .data = calloc((size_t)acl.count + 1, sizeof *tmp.data)};
+    if (!w || !tmp.data) {
+        free(w);
+        free(tmp.data);
+        acl_free(&acl, 1);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    w->s = s;
+    w->cb = cb;
+    w->ctx = ctx;
+    w->token = token;
+    w->mode = SRC_WRITE_CREATE;
+    w->phase = PH_CREATE;
+    w->hold = 1;
+    w->acl = acl;
+    w->value_len = -1;
+    w->sent_len = n->has_value ? n->value_len : 0;
+    memcpy(w->path, n->path, n->path_len);
+    if (acl.count)
+        memcpy(tmp.data, acl.data, (size_t)acl.count * sizeof *tmp.data);
+    tmp.data[acl.count].perms = ZOO_PERM_CREATE | ZOO_PERM_ADMIN;
+    tmp.data[acl.count].id.scheme = "auth";
+    tmp.data[acl.count].id.id = "";
+    int zrc = hold_identity(s);
+    if (zrc == ZOK)
+        zrc = zoo_acreate(s->zh, w->path, n->has_value ? (n->value ? n->value : "") : NULL,
+                          n->has_value ? (int)n->value_len : -1, &tmp, 0, write_create_cb, w);
+    free(tmp.data);
+    if (zrc != ZOK) {
+        write_free(w);
+        return submit_err(s, zrc, "writing", n->path, n->path_len, e);
+    }
+    w->waiting = 1;
+    w->on_stack = 1;
+    w->up = s->held;
+    s->held = w;
+    start_clock(s);
+    s->npending++;
+    return 0;
+}
+
+/* All nodes are submitted: finish the held ones. */
+static int zk_write_end(struct source *s, struct burry_err *e)
+{
+    if (s->dead)
+        return zk_dead_err(s, e);
+    held_release(s, NULL, 0);
+    return 0;
+}
+
 static int zk_write_submit(struct source *s, const struct bnode *n, enum src_write_mode mode,
                            src_write_cb cb, void *ctx, void *token, struct burry_err *e)
 {
@@ -1410,6 +1620,7 @@ static int zk_write_submit(struct source *s, const struct bnode *n, enum src_wri
     if (mode != SRC_WRITE_CREATE && mode != SRC_WRITE_OVERWRITE && mode != SRC_WRITE_PLAN &&
         mode != SRC_WRITE_PLAN_OVERWRITE)
         return burry_errf(e, BURRY_EFAIL, "unknown write mode %d", (int)mode);
+    held_release(s, n->path, n->path_len);
     const char *why = name_problem(n->path, n->path_len);
     if (why)
         return defer_write(s, cb, ctx, token, SRC_W_FAILED, why, e);
@@ -1421,6 +1632,13 @@ static int zk_write_submit(struct source *s, const struct bnode *n, enum src_wri
     char whybuf[200];
     if (acl_parse(n->attrs, &acl, keep, &open, whybuf, sizeof whybuf) < 0)
         return defer_write(s, cb, ctx, token, SRC_W_FAILED, whybuf, e);
+    if (mode == SRC_WRITE_CREATE && n->path_len && needs_hold(n->attrs, &acl, open)) {
+        /* keep a copy of the exact ACL for later */
+        acl_free(&acl, 0);
+        if (acl_parse(n->attrs, &acl, 1, &open, whybuf, sizeof whybuf) < 0)
+            return defer_write(s, cb, ctx, token, SRC_W_FAILED, whybuf, e);
+        return write_submit_held(s, n, acl, cb, ctx, token, e);
+    }
     if (n->path_len == 0 && mode == SRC_WRITE_CREATE) {
         /* The root (or the chroot) is never created; it is there. */
         acl_free(&acl, keep);
@@ -1548,6 +1766,7 @@ const struct source_ops source_zk = {
     .read_submit = zk_read_submit,
     .scan = NULL,
     .write_submit = zk_write_submit,
+    .write_end = zk_write_end,
     .pump = zk_pump,
     .pending = zk_pending,
 };

@@ -186,4 +186,14 @@ same_rop() { expect_eq "$1" "$(tree_line "$T_TMP/a.rop" "$2")" "$(tree_line "$T_
 same_rop "read-only parent restored with its ACL" /
 same_rop "child of a read-only parent restored" /kid
 
+# the same without any --auth: burry's own session identity does the job,
+# and the restored parent ends with exactly the saved ACL (no extra entry)
+run_burry restore "zk://127.0.0.1:$PB" "$S" --name ro-parent --path /acl/ro_parent --into /ro2/copy --json
+expect_eq "restore of a read-only parent without --auth exits 0" 0 "$RC"
+zk_tree "$PB" --root /ro2/copy >"$T_TMP/c.rop"
+expect_eq "read-only parent under --into has exactly its saved ACL" \
+    "$(tree_line "$T_TMP/a.rop" / | cut -f2-)" "$(tree_line "$T_TMP/c.rop" / | cut -f2-)"
+expect_eq "its child is there too" "$(tree_line "$T_TMP/a.rop" /kid)" "$(tree_line "$T_TMP/c.rop" /kid)"
+expect_match "the restore counts parent, child and the new /ro2 as created" '"created": 3' "$OUT"
+
 t_done
