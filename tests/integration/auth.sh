@@ -82,10 +82,17 @@ if store_has_secret "$S2"; then not_ok "--auth: the password is not in the store
 run_burry show "$S2" --json
 no_secret "--auth: the password is not in the manifest" "$OUT"
 
-# restore: creating the children of a digest-protected node needs the auth
+# restore into an empty server: the nodes the restore creates itself come
+# back exactly, protected subtree included, even without the password
 run_burry restore "zk://127.0.0.1:$PB" "$S2" --json
-expect_eq "restore without --auth under a protected node exits 1" 1 "$RC"
+expect_eq "restore of a protected subtree it creates itself exits 0" 0 "$RC"
+expect_eq "restored protected subtree equals the source (ACLs included)" "$(zk_tree "$PA" --auth "$AUTH")" "$(zk_tree "$PB" --auth "$AUTH")"
+# under a protected node that already exists, creating children needs the auth
+zk_py "$PB" "zk.add_auth('digest', 'alice:$PW')" "zk.delete('/secret/inner')"
+run_burry restore "zk://127.0.0.1:$PB" "$S2" --json
+expect_eq "restore without --auth under an existing protected node exits 1" 1 "$RC"
 expect_match "restore without --auth names the node it could not create" '/secret/inner' "$ERR"
+expect_match "restore without --auth says why" 'not authorized to create' "$ERR"
 expect_eq "restore without --auth counts the failure" 1 "$(jget 'd["failed"]')"
 run_burry restore "zk://127.0.0.1:$PB" "$S2" --auth "$AUTH" --json
 expect_eq "restore with --auth completes it" "0 1" "$RC $(jget 'd["created"]')"

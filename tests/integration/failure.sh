@@ -136,4 +136,24 @@ for d in d00 d21 d39; do
     expect_eq "re-run: /big/$d reads the same on both servers (kazoo)" "$(zk_tree "$PA" --root /big/$d | md5sum)" "$(zk_tree "$PB" --root /big/$d | md5sum)"
 done
 
+# --- the server dies mid-backup: a clear failure, nothing published ---
+SK=$T_TMP/store-kill
+"$BURRY" backup "$SRC" "$SK" --name killed --timeout 3 --json >"$T_TMP/k.out" 2>"$T_TMP/k.err" &
+KP=$!
+tmp_exists() { ls -a "$SK/killed" 2>/dev/null | grep -q '^\.burry-tmp\.'; }
+wait_until 60 tmp_exists
+RUNNING=0
+kill -0 "$KP" 2>/dev/null && RUNNING=1
+zk_kill src
+wait "$KP"
+KRC=$?
+if [ "$RUNNING" = 1 ]; then
+    expect_eq "server killed mid-backup: backup exits 1" 1 "$KRC"
+    expect_match "server killed mid-backup: the message names the server" "ZooKeeper at 127\\.0\\.0\\.1:$PA" "$(cat "$T_TMP/k.err")"
+    expect_eq "server killed mid-backup: nothing on stdout" "" "$(cat "$T_TMP/k.out")"
+    expect_eq "server killed mid-backup: no file left in the store" "" "$(files_in "$SK")"
+else
+    not_ok "server killed mid-backup: the backup had already finished (rc $KRC; test inconclusive)"
+fi
+
 t_done
