@@ -159,8 +159,9 @@ static int by_id(const void *a, const void *b)
     int c = strcmp(p, q);
     if (c)
         return c;
-    return strcmp(json_string_value(json_object_get(*x, "name")),
-                  json_string_value(json_object_get(*y, "name")));
+    const char *n1 = json_string_value(json_object_get(*x, "name"));
+    const char *n2 = json_string_value(json_object_get(*y, "name"));
+    return strcmp(n1 ? n1 : "", n2 ? n2 : "");
 }
 
 int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
