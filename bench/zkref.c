@@ -14,6 +14,8 @@
 
 #include <zookeeper/zookeeper.h>
 
+#include "zkloop.h"
+
 struct node {
     int waiting;   /* answers still due */
     int failed;
@@ -107,38 +109,6 @@ static void acl_cb(int rc, struct ACL_vector *acl, struct Stat *st, const void *
     node_done(n);
 }
 
-static int loop_once(int timeout_ms)
-{
-    int fd = -1, interest = 0;
-    struct timeval tv;
-    zookeeper_interest(zh, &fd, &interest, &tv);
-    int st = zoo_state(zh);
-    if (st == ZOO_EXPIRED_SESSION_STATE || st == ZOO_AUTH_FAILED_STATE)
-        return -1;
-    long wait = tv.tv_sec * 1000 + tv.tv_usec / 1000;
-    if (wait > timeout_ms)
-        wait = timeout_ms;
-    struct pollfd p = { .fd = fd, .events = 0, .revents = 0 };
-    if (interest & ZOOKEEPER_READ)
-        p.events |= POLLIN;
-    if (interest & ZOOKEEPER_WRITE)
-        p.events |= POLLOUT;
-    int n = poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, (int)wait);
-    if (n < 0 && errno != EINTR)
-        return -1;
-    if (fd < 0)
-        return 0;
-    int ev = 0;
-    if (n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
-        ev |= ZOOKEEPER_READ;
-    if (n > 0 && (p.revents & POLLOUT))
-        ev |= ZOOKEEPER_WRITE;
-    int rc = zookeeper_process(zh, ev);
-    for (int i = 0; rc == ZOK && (ev & ZOOKEEPER_READ) && i < 1024; i++)
-        rc = zookeeper_process(zh, ZOOKEEPER_READ);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     int a = 1;
@@ -162,7 +132,7 @@ int main(int argc, char **argv)
     }
     double t0 = now();
     while (zoo_state(zh) != ZOO_CONNECTED_STATE) {
-        if (now() - t0 > 10 || loop_once(100) < 0) {
+        if (now() - t0 > 10 || loop_once(zh, 100) < 0) {
             fprintf(stderr, "zkref: cannot connect to %s\n", hosts);
             return 1;
         }
@@ -187,7 +157,7 @@ int main(int argc, char **argv)
                 n->waiting++;
             node_done(n); /* drops the submit's own hold */
         }
-        if (loop_once(1000) < 0) {
+        if (loop_once(zh, 1000) < 0) {
             fprintf(stderr, "zkref: session lost\n");
             return 1;
         }
