@@ -9,7 +9,8 @@ set -u
 PACKAGES=(
     gcc make pkg-config
     libarchive-dev libjansson-dev libssl-dev libzstd-dev libzookeeper-st-dev
-    zookeeper default-jre-headless
+    libcurl4-openssl-dev
+    zookeeper default-jre-headless etcd-server etcd-client
     python3 python3-kazoo
     zstd tar coreutils time procps
 )

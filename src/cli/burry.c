@@ -39,6 +39,7 @@ static const struct {
 enum {
     O_JSON = 1000, O_TIMEOUT, O_AUTH, O_AUTH_FILE, O_NAME, O_SNAPSHOT, O_COMPRESS, O_SKIP_UNREADABLE,
     O_DRY_RUN, O_PATH, O_INTO, O_OVERWRITE, O_ALL, O_WINDOW, O_HELP, O_VERSION, O_QUIET, O_VERBOSE,
+    O_CACERT, O_CERT, O_KEY, O_USER, O_PASSWORD_FILE, O_TOKEN_FILE, O_WITH_LEASES,
 };
 
 static const struct {
@@ -50,6 +51,8 @@ static const struct {
     {O_COMPRESS, B(V_BACKUP)}, {O_SKIP_UNREADABLE, B(V_BACKUP) | B(V_DUMP)},
     {O_DRY_RUN, B(V_RESTORE)}, {O_PATH, B(V_RESTORE)}, {O_INTO, B(V_RESTORE)},
     {O_OVERWRITE, B(V_RESTORE)}, {O_ALL, B(V_VERIFY)}, {O_WINDOW, SRCV},
+    {O_CACERT, SRCV}, {O_CERT, SRCV}, {O_KEY, SRCV}, {O_USER, SRCV}, {O_PASSWORD_FILE, SRCV},
+    {O_TOKEN_FILE, SRCV}, {O_WITH_LEASES, B(V_RESTORE)},
 };
 
 static const struct option long_opts[] = {
@@ -71,6 +74,13 @@ static const struct option long_opts[] = {
     {"version", no_argument, NULL, O_VERSION},
     {"quiet", no_argument, NULL, O_QUIET},
     {"verbose", no_argument, NULL, O_VERBOSE},
+    {"cacert", required_argument, NULL, O_CACERT},
+    {"cert", required_argument, NULL, O_CERT},
+    {"key", required_argument, NULL, O_KEY},
+    {"user", required_argument, NULL, O_USER},
+    {"password-file", required_argument, NULL, O_PASSWORD_FILE},
+    {"token-file", required_argument, NULL, O_TOKEN_FILE},
+    {"with-leases", no_argument, NULL, O_WITH_LEASES},
     {NULL, 0, NULL, 0},
 };
 
@@ -116,6 +126,11 @@ static void usage_all(FILE *f)
             "  --into /prefix         restore under another prefix\n"
             "  --overwrite            also set data and ACLs of existing nodes\n"
             "  --all                  verify every snapshot\n"
+            "  --cacert/--cert/--key FILE   TLS for https:// sources (etcd, Consul)\n"
+            "  --user USER[:PASSWORD] etcd user (password better from --password-file\n"
+            "                         FILE or ETCD_PASSWORD)\n"
+            "  --token-file FILE      Consul ACL token (or CONSUL_HTTP_TOKEN)\n"
+            "  --with-leases          etcd v3 restore: grant leases with the recorded TTLs\n"
             "\n"
             "A restore creates only missing nodes and never deletes anything.\n"
             "Exit status: 0 success, 1 the operation failed, 2 usage or configuration error.\n"
@@ -268,6 +283,45 @@ static void scrub_arg(char *arg)
             *p = 'x';
 }
 
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* The first line of a file holding a secret (a password, a token). */
+static char *read_secret_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "%s: cannot read secret file '%s': %s\n", prog, path, strerror(errno));
+        return NULL;
+    }
+    char line[4096];
+    char *r = NULL;
+    if (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        r = strdup(line);
+    } else {
+        fprintf(stderr, "%s: secret file '%s' is empty\n", prog, path);
+    }
+    explicit_bzero(line, sizeof line);
+    fclose(f);
+    return r;
+}
+
+/* Secrets from the environment, unless given by an option. */
+static void secrets_from_env(struct cli *c)
+{
+    const char *v;
+    if (!c->o.password && (v = getenv("ETCD_PASSWORD")) && *v)
+        c->o.password = strdup(v);
+    if (!c->o.token && (v = getenv("CONSUL_HTTP_TOKEN")) && *v)
+        c->o.token = strdup(v);
+}
+
 static int parse(struct cli *c, int argc, char **argv)
 {
     int opt;
@@ -329,6 +383,31 @@ static int parse(struct cli *c, int argc, char **argv)
         case O_INTO: c->into = optarg; break;
         case O_OVERWRITE: c->overwrite = 1; break;
         case O_ALL: c->all = 1; break;
+        case O_CACERT: c->o.cacert = optarg; break;
+        case O_CERT: c->o.cert = optarg; break;
+        case O_KEY: c->o.key = optarg; break;
+        case O_WITH_LEASES: c->o.with_leases = 1; break;
+        case O_USER: {
+            char *colon = strchr(optarg, ':');
+            free(c->o.user);
+            c->o.user = colon ? strndup(optarg, (size_t)(colon - optarg)) : strdup(optarg);
+            if (colon) {
+                wipe_free(c->o.password);
+                c->o.password = strdup(colon + 1);
+                scrub_arg(optarg);
+            }
+            break;
+        }
+        case O_PASSWORD_FILE:
+            wipe_free(c->o.password);
+            if (!(c->o.password = read_secret_file(optarg)))
+                return 2;
+            break;
+        case O_TOKEN_FILE:
+            wipe_free(c->o.token);
+            if (!(c->o.token = read_secret_file(optarg)))
+                return 2;
+            break;
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
@@ -351,6 +430,7 @@ static int parse(struct cli *c, int argc, char **argv)
         c->store = argv[optind];
     if (c->all && c->snapshot)
         return usage_error("--all and --snapshot %s exclude each other", c->snapshot);
+    secrets_from_env(c);
     return 0;
 }
 

@@ -33,6 +33,10 @@ void burry_opts_wipe(struct burry_opts *o)
         o->auth[i].scheme = o->auth[i].secret = NULL;
     }
     o->nauth = 0;
+    free(o->user);
+    wipe_str(o->password);
+    wipe_str(o->token);
+    o->user = o->password = o->token = NULL;
 }
 
 void blog(const struct burry_log *l, int level, const char *fmt, ...)

@@ -21,6 +21,11 @@ struct burry_opts {
     int skip_unreadable;       /* backup: record unreadable nodes instead of failing */
     enum burry_compress compress;
     int window;                /* requests in flight; default 1000 */
+    const char *cacert, *cert, *key; /* TLS for HTTP-speaking sources (files) */
+    char *user;                /* etcd user name */
+    char *password;            /* etcd password; wiped by burry_opts_wipe() */
+    char *token;               /* Consul ACL token; wiped by burry_opts_wipe() */
+    int with_leases;           /* etcd v3 restore: grant leases with the recorded TTLs */
     struct burry_log log;
     burry_progress_fn progress;
     void *progress_ctx;

@@ -5,6 +5,9 @@
 
 static const struct source_ops *const sources[] = {
     &source_zk,
+    &source_etcd,
+    &source_etcd2,
+    &source_consul,
 };
 
 static const struct store_ops *const stores[] = {
@@ -27,13 +30,18 @@ const struct source_ops *registry_source(const char *url, struct burry_err *e)
 {
     size_t n = scheme_len(url);
     for (size_t i = 0; n && i < sizeof sources / sizeof sources[0]; i++)
-        if (strlen(sources[i]->scheme) == n && !strncmp(url, sources[i]->scheme, n))
+        if (strlen(sources[i]->scheme) == n && !strncmp(url, sources[i]->scheme, n)) {
+            if (!sources[i]->describe || !sources[i]->default_name || !sources[i]->write_submit) {
+                burry_errf(e, BURRY_EUSAGE, "'%.*s' is not supported by this burry yet", (int)n, url);
+                return NULL;
+            }
             return sources[i];
+        }
     if (!n) {
-        burry_errf(e, BURRY_EUSAGE, "'%s' is not a service URL (expected zk://HOST:PORT[,HOST:PORT...][/chroot])", url);
+        burry_errf(e, BURRY_EUSAGE, "'%s' is not a service URL (expected zk://, etcd://, etcd2:// or consul://HOST:PORT...)", url);
         return NULL;
     }
-    burry_errf(e, BURRY_EUSAGE, "unknown service '%.*s' in '%s' (known: zk)", (int)n, url, url);
+    burry_errf(e, BURRY_EUSAGE, "unknown service '%.*s' in '%s' (known: zk, etcd, etcd2, consul)", (int)n, url, url);
     return NULL;
 }
 

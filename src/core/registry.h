@@ -12,6 +12,9 @@ const struct source_ops *registry_source(const char *url, struct burry_err *e);
 const struct store_ops *registry_store(const char *url, struct burry_err *e);
 
 extern const struct source_ops source_zk;
+extern const struct source_ops source_etcd;
+extern const struct source_ops source_etcd2;
+extern const struct source_ops source_consul;
 extern const struct store_ops store_dir;
 
 #endif

@@ -1,0 +1,161 @@
+/* HTTP client on libcurl (http.h). */
+#include "http.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTP_DEFAULT_MAX ((size_t)64 << 20)
+
+struct http {
+    CURL *c;
+    const struct burry_opts *o;
+    struct buf *sink;
+    int too_big;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ctx)
+{
+    struct http *h = ctx;
+    if (buf_append(h->sink, p, size * n) < 0) {
+        h->too_big = 1;
+        return 0;
+    }
+    return size * n;
+}
+
+struct http *http_new(const struct burry_opts *o, struct burry_err *e)
+{
+    static int inited;
+    if (!inited) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            burry_errf(e, BURRY_EFAIL, "cannot initialise libcurl");
+            return NULL;
+        }
+        inited = 1;
+    }
+    struct http *h = calloc(1, sizeof *h);
+    if (!h || !(h->c = curl_easy_init())) {
+        free(h);
+        burry_errf(e, BURRY_EFAIL, "out of memory");
+        return NULL;
+    }
+    h->o = o;
+    return h;
+}
+
+void http_free(struct http *h)
+{
+    if (!h)
+        return;
+    curl_easy_cleanup(h->c);
+    free(h);
+}
+
+/* The URL without any user:password@ part, for messages. */
+static void shown_url(const char *url, char *out, size_t len)
+{
+    const char *s = strstr(url, "://");
+    const char *at = s ? strchr(s + 3, '@') : NULL;
+    const char *slash = s ? strchr(s + 3, '/') : NULL;
+    if (at && (!slash || at < slash))
+        snprintf(out, len, "%.*s%s", (int)(s + 3 - url), url, at + 1);
+    else
+        snprintf(out, len, "%s", url);
+    char *q = strchr(out, '?');
+    if (q)
+        *q = 0;
+}
+
+int http_do(struct http *h, const char *what, const struct http_req *r, struct http_resp *resp,
+            struct burry_err *e)
+{
+    CURL *c = h->c;
+    struct curl_slist *hdrs = NULL;
+    char shown[512];
+    int tmo = h->o->timeout_s > 0 ? h->o->timeout_s : 10;
+
+    buf_init(&resp->body, r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX);
+    resp->status = 0;
+    h->sink = &resp->body;
+    h->too_big = 0;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, r->url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)tmo);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)tmo);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    if (h->o->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, h->o->cacert);
+    if (h->o->cert)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, h->o->cert);
+    if (h->o->key)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, h->o->key);
+    for (const char *const *p = r->headers; p && *p; p++)
+        hdrs = curl_slist_append(hdrs, *p);
+    if (r->body)
+        hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (!strcmp(r->method, "GET")) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+        if (r->body || strcmp(r->method, "DELETE")) {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        }
+    }
+    CURLcode cc = curl_easy_perform(c);
+    curl_slist_free_all(hdrs);
+    h->sink = NULL;
+    shown_url(r->url, shown, sizeof shown);
+    if (cc != CURLE_OK) {
+        buf_free(&resp->body);
+        if (h->too_big)
+            return burry_errf(e, BURRY_EFAIL, "answer of %s at %s is larger than %zu bytes", what, shown,
+                              r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX);
+        if (cc == CURLE_OPERATION_TIMEDOUT)
+            return burry_errf(e, BURRY_EFAIL, "no answer from %s at %s within %ds", what, shown, tmo);
+        return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)", what, shown,
+                          curl_easy_strerror(cc));
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    if (!resp->body.p)
+        buf_append(&resp->body, "", 0);
+    return 0;
+}
+
+int b64_encode(const void *in, size_t len, struct buf *out)
+{
+    size_t need = 4 * ((len + 2) / 3);
+    unsigned char *tmp = malloc(need + 1);
+    if (!tmp)
+        return -1;
+    EVP_EncodeBlock(tmp, in, (int)len);
+    int rc = buf_append(out, tmp, need);
+    free(tmp);
+    return rc;
+}
+
+int b64_decode(const char *in, size_t len, struct buf *out)
+{
+    if (len % 4)
+        return -1;
+    size_t pad = 0;
+    if (len && in[len - 1] == '=')
+        pad++;
+    if (len > 1 && in[len - 2] == '=')
+        pad++;
+    unsigned char *tmp = malloc(len / 4 * 3 + 1);
+    if (!tmp)
+        return -1;
+    int n = len ? EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len) : 0;
+    int rc = n < 0 ? -1 : buf_append(out, tmp, (size_t)n - pad);
+    free(tmp);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/* A small HTTP client on libcurl shared by the HTTP-speaking sources (etcd,
+ * Consul) and later the object stores: one reused connection per handle,
+ * TLS from the options, bounded response bodies, and error messages that
+ * name the URL without credentials. */
+#ifndef BURRY_HTTP_H
+#define BURRY_HTTP_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "err.h"
+#include "opts.h"
+
+struct http;
+
+struct http_req {
+    const char *method;              /* "GET", "POST", "PUT", "DELETE" */
+    const char *url;                 /* full URL */
+    const char *const *headers;      /* NULL-terminated "Name: value" list, or NULL */
+    const void *body;                /* request body, or NULL */
+    size_t body_len;
+    size_t max_resp;                 /* largest response body accepted (0: 64 MiB) */
+};
+
+struct http_resp {
+    long status;                     /* HTTP status code */
+    struct buf body;                 /* response body (initialised by http_do) */
+};
+
+/* A handle using opts->cacert/cert/key and opts->timeout_s. */
+struct http *http_new(const struct burry_opts *o, struct burry_err *e);
+void http_free(struct http *h);                       /* NULL ok */
+
+/* Send one request. Returns 0 once a response arrived (whatever its
+ * status), or BURRY_EFAIL when none did ("cannot reach http://h:p: ...",
+ * "timed out after Ns", TLS problems, a body over max_resp). The caller
+ * frees resp->body with buf_free. what names the service for messages
+ * ("etcd", "Consul"). */
+int http_do(struct http *h, const char *what, const struct http_req *r, struct http_resp *resp,
+            struct burry_err *e);
+
+/* Base64 helpers (etcd's JSON gateway carries bytes as base64). out gets
+ * the result appended; 0 or -1 (bad input / buffer limit). */
+int b64_encode(const void *in, size_t len, struct buf *out);
+int b64_decode(const char *in, size_t len, struct buf *out);
+
+#endif
