@@ -787,8 +787,11 @@ int legacy_main(int argc, char **argv)
         isvc = strdup("zk");
     if (!target)
         target = strdup("tty");
-    if (strcmp(isvc, "zk")) {
-        rc = usage_error("-i %s is not supported yet (only zk)", isvc);
+    /* the original tool spoke etcd's v2 API only, so -i etcd means etcd2 */
+    const char *scheme = !strcmp(isvc, "zk") ? "zk" : !strcmp(isvc, "etcd") ? "etcd2"
+                       : !strcmp(isvc, "consul") ? "consul" : NULL;
+    if (!scheme) {
+        rc = usage_error("-i %s is not a service (zk, etcd or consul)", isvc);
         goto out;
     }
     if (strcmp(target, "tty") && strcmp(target, "local")) {
@@ -803,7 +806,7 @@ int legacy_main(int argc, char **argv)
         goto out;
 
     char url[1100];
-    snprintf(url, sizeof url, "zk://%s", endpoint);
+    snprintf(url, sizeof url, "%s://%s", scheme, endpoint);
     struct cli c;
     setup_cli(&c);
     c.verbose = verbose;
