@@ -12,7 +12,7 @@ PACKAGES=(
     libcurl4-openssl-dev
     zookeeper default-jre-headless etcd-server etcd-client
     python3 python3-kazoo
-    zstd tar coreutils time procps
+    zstd tar coreutils time procps curl
 )
 
 is_installed() {

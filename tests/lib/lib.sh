@@ -46,6 +46,8 @@ t_tmpdir() {
 }
 t_cleanup() {
     declare -F zk_stop_all >/dev/null && zk_stop_all
+    declare -F etcd_stop_all >/dev/null && etcd_stop_all
+    declare -F consul_stop_all >/dev/null && consul_stop_all
     [ -n "${T_TMP:-}" ] && rm -rf "$T_TMP"
 }
 
