@@ -12,9 +12,10 @@ PACKAGES=(
     libcurl4-openssl-dev
     zookeeper default-jre-headless etcd-server etcd-client
     python3 python3-kazoo
-    zstd tar coreutils time procps curl
+    zstd tar coreutils time procps curl age
 )
 
+trap 'rc=$?; [ $rc -eq 0 ] && { "$(dirname "${BASH_SOURCE[0]}")/get-consul.sh" || rc=1; }; exit $rc' EXIT  # Consul (Debian 11) into .cache/, after the apt part, also when nothing was missing
 is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
