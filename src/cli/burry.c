@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "age.h"
 #include "burry.h"
 #include "format.h"
 
@@ -40,6 +41,7 @@ enum {
     O_JSON = 1000, O_TIMEOUT, O_AUTH, O_AUTH_FILE, O_NAME, O_SNAPSHOT, O_COMPRESS, O_SKIP_UNREADABLE,
     O_DRY_RUN, O_PATH, O_INTO, O_OVERWRITE, O_ALL, O_WINDOW, O_HELP, O_VERSION, O_QUIET, O_VERBOSE,
     O_CACERT, O_CERT, O_KEY, O_USER, O_PASSWORD_FILE, O_TOKEN_FILE, O_WITH_LEASES,
+    O_ENCRYPT_TO, O_RECIPIENTS_FILE, O_IDENTITY,
 };
 
 static const struct {
@@ -53,6 +55,8 @@ static const struct {
     {O_OVERWRITE, B(V_RESTORE)}, {O_ALL, B(V_VERIFY)}, {O_WINDOW, SRCV},
     {O_CACERT, SRCV}, {O_CERT, SRCV}, {O_KEY, SRCV}, {O_USER, SRCV}, {O_PASSWORD_FILE, SRCV},
     {O_TOKEN_FILE, SRCV}, {O_WITH_LEASES, B(V_RESTORE)},
+    {O_ENCRYPT_TO, B(V_BACKUP)}, {O_RECIPIENTS_FILE, B(V_BACKUP)},
+    {O_IDENTITY, B(V_RESTORE) | B(V_VERIFY)},
 };
 
 static const struct option long_opts[] = {
@@ -81,6 +85,9 @@ static const struct option long_opts[] = {
     {"password-file", required_argument, NULL, O_PASSWORD_FILE},
     {"token-file", required_argument, NULL, O_TOKEN_FILE},
     {"with-leases", no_argument, NULL, O_WITH_LEASES},
+    {"encrypt-to", required_argument, NULL, O_ENCRYPT_TO},
+    {"recipients-file", required_argument, NULL, O_RECIPIENTS_FILE},
+    {"identity", required_argument, NULL, O_IDENTITY},
     {NULL, 0, NULL, 0},
 };
 
@@ -131,6 +138,9 @@ static void usage_all(FILE *f)
             "                         FILE or ETCD_PASSWORD)\n"
             "  --token-file FILE      Consul ACL token (or CONSUL_HTTP_TOKEN)\n"
             "  --with-leases          etcd v3 restore: grant leases with the recorded TTLs\n"
+            "  --encrypt-to age1...   backup: encrypt the archive to this age recipient\n"
+            "                         (repeatable); --recipients-file FILE reads several\n"
+            "  --identity FILE        restore/verify: age identity file to decrypt with\n"
             "\n"
             "A restore creates only missing nodes and never deletes anything.\n"
             "Exit status: 0 success, 1 the operation failed, 2 usage or configuration error.\n"
@@ -387,6 +397,41 @@ static int parse(struct cli *c, int argc, char **argv)
         case O_CERT: c->o.cert = optarg; break;
         case O_KEY: c->o.key = optarg; break;
         case O_WITH_LEASES: c->o.with_leases = 1; break;
+        case O_ENCRYPT_TO:
+        case O_RECIPIENTS_FILE:
+        case O_IDENTITY: {
+            struct burry_err ke = {0};
+            unsigned char (*keys)[AGE_KEY_LEN] = NULL;
+            size_t n = 0;
+            int rc;
+            if (id == O_ENCRYPT_TO) {
+                keys = malloc(sizeof *keys);
+                n = 1;
+                rc = keys ? age_parse_recipient(optarg, keys[0], &ke) : -1;
+            } else if (id == O_RECIPIENTS_FILE) {
+                rc = age_read_recipients(optarg, &keys, &n, &ke);
+            } else {
+                rc = age_read_identities(optarg, &keys, &n, &ke);
+            }
+            if (rc < 0) {
+                free(keys);
+                fprintf(stderr, "%s: %s\n", prog, ke.msg[0] ? ke.msg : "out of memory");
+                return 2;
+            }
+            unsigned char (**list)[AGE_KEY_LEN] = id == O_IDENTITY ? &c->o.identities : &c->o.recipients;
+            size_t *count = id == O_IDENTITY ? &c->o.nidentities : &c->o.nrecipients;
+            unsigned char (*all)[AGE_KEY_LEN] = realloc(*list, (*count + n) * sizeof *all);
+            if (!all) {
+                free(keys);
+                return usage_error("%s", "out of memory");
+            }
+            memcpy(all + *count, keys, n * sizeof *all);
+            explicit_bzero(keys, n * sizeof *keys);
+            free(keys);
+            *list = all;
+            *count += n;
+            break;
+        }
         case O_USER: {
             char *colon = strchr(optarg, ':');
             free(c->o.user);

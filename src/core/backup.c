@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "age.h"
 #include "burry.h"
 #include "buf.h"
 #include "catalog.h"
@@ -12,15 +15,40 @@
 #include "registry.h"
 #include "walk.h"
 
+/* The archive's way to the store: optionally through age encryption; the
+ * size and SHA-256 recorded in the manifest are of the bytes stored. */
 struct put_ctx {
     const struct store_ops *ops;
     struct store_put *put;
+    struct age_enc *age;
+    EVP_MD_CTX *md;
+    uint64_t size;
 };
+
+static int put_raw(void *ctx, const void *buf, size_t len, struct burry_err *e)
+{
+    struct put_ctx *p = ctx;
+    if (EVP_DigestUpdate(p->md, buf, len) != 1)
+        return burry_errf(e, BURRY_EFAIL, "cannot compute the archive checksum");
+    p->size += len;
+    return p->ops->put_write(p->put, buf, len, e);
+}
 
 static int put_write(void *ctx, const void *buf, size_t len, struct burry_err *e)
 {
     struct put_ctx *p = ctx;
-    return p->ops->put_write(p->put, buf, len, e);
+    if (p->age)
+        return age_enc_write(p->age, buf, len, e);
+    return put_raw(ctx, buf, len, e);
+}
+
+static void put_sha256(struct put_ctx *p, char hex[65])
+{
+    unsigned char d[32];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(p->md, d, &n);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
 }
 
 static int add_node(void *ctx, const struct bnode *n, struct burry_err *e)
@@ -79,7 +107,7 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
     for (int attempt = 0;; attempt++) {
         catalog_new_id(id, sizeof id);
         free(akey);
-        if (asprintf(&akey, "%s/%s%s", name, id, fmt_suffix(o->compress)) < 0) {
+        if (asprintf(&akey, "%s/%s%s%s", name, id, fmt_suffix(o->compress), o->nrecipients ? ".age" : "") < 0) {
             akey = NULL;
             rc = burry_errf(e, BURRY_EFAIL, "out of memory");
             goto out;
@@ -99,6 +127,15 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
     pc.ops = tops;
     blog(&o->log, BLOG_INFO, "backing up %s into %s as '%s'", desc, tops->describe(st), akey);
 
+    if (!(pc.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(pc.md, EVP_sha256(), NULL) != 1) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    if (o->nrecipients &&
+        !(pc.age = age_enc_new((const unsigned char (*)[32])o->recipients, o->nrecipients, put_raw, &pc, e))) {
+        rc = e->code ? e->code : BURRY_EFAIL;
+        goto out;
+    }
     if (!(w = fmt_writer_new(o->compress, put_write, &pc, e))) {
         rc = e->code ? e->code : BURRY_EFAIL;
         goto out;
@@ -120,6 +157,8 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
         json_object_set_new(manifest, "source_info", info);
     if ((rc = fmt_writer_finish(w, manifest, e)) < 0)
         goto out;
+    if (pc.age && (rc = age_enc_finish(pc.age, e)) < 0)
+        goto out;
     if ((rc = tops->put_commit(pc.put, e)) < 0) {
         pc.put = NULL;
         goto out;
@@ -129,10 +168,21 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
 
     /* the sidecar manifest is written last: its presence publishes the snapshot */
     const char *slash = strrchr(akey, '/');
-    json_object_set_new(manifest, "archive",
-                        json_pack("{s:s,s:I,s:s}", "key", slash + 1, "size",
-                                  (json_int_t)fmt_writer_archive_size(w), "sha256",
-                                  fmt_writer_archive_sha256(w)));
+    char sha[65];
+    put_sha256(&pc, sha);
+    json_t *archive = json_pack("{s:s,s:I,s:s}", "key", slash + 1, "size", (json_int_t)pc.size, "sha256", sha);
+    if (pc.age) {
+        /* readable without the key: only what listing and pruning need */
+        json_t *pub = json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s}", "format", json_object_get(manifest, "format"),
+                                "format_version", json_object_get(manifest, "format_version"), "snapshot",
+                                json_object_get(manifest, "snapshot"), "name", json_object_get(manifest, "name"),
+                                "service", json_object_get(manifest, "service"), "created",
+                                json_object_get(manifest, "created"), "tool", json_object_get(manifest, "tool"),
+                                "encryption", "age");
+        json_decref(manifest);
+        manifest = pub;
+    }
+    json_object_set_new(manifest, "archive", archive);
     if (asprintf(&mkey, "%s/%s%s", name, id, CATALOG_MANIFEST_SUFFIX) < 0) {
         mkey = NULL;
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -160,6 +210,8 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
                      (json_int_t)fmt_writer_nodes(w), "bytes", (json_int_t)fmt_writer_bytes(w),
                      "skipped", skipped, "skipped_paths", skipped_paths, "store",
                      tops->describe(st), "archive", json_object_get(manifest, "archive"));
+    if (pc.age)
+        json_object_set_new(*out, "encryption", json_string("age"));
     rc = 0;
 out:
     if (rc < 0 && pc.put)
@@ -169,6 +221,8 @@ out:
         tops->remove(st, akey, &e2); /* an archive without its manifest is not a snapshot */
     }
     fmt_writer_free(w);
+    age_enc_free(pc.age);
+    EVP_MD_CTX_free(pc.md);
     if (src)
         sops->close(src);
     if (st)

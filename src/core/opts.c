@@ -37,6 +37,15 @@ void burry_opts_wipe(struct burry_opts *o)
     wipe_str(o->password);
     wipe_str(o->token);
     o->user = o->password = o->token = NULL;
+    if (o->identities) {
+        volatile unsigned char *v = (volatile unsigned char *)o->identities;
+        for (size_t i = 0; i < o->nidentities * sizeof *o->identities; i++)
+            v[i] = 0;
+    }
+    free(o->identities);
+    free(o->recipients);
+    o->identities = o->recipients = NULL;
+    o->nidentities = o->nrecipients = 0;
 }
 
 void blog(const struct burry_log *l, int level, const char *fmt, ...)

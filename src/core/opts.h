@@ -3,6 +3,8 @@
 #ifndef BURRY_OPTS_H
 #define BURRY_OPTS_H
 
+#include <stddef.h>
+
 #include "log.h"
 
 #define BURRY_MAX_AUTH 8
@@ -26,6 +28,10 @@ struct burry_opts {
     char *password;            /* etcd password; wiped by burry_opts_wipe() */
     char *token;               /* Consul ACL token; wiped by burry_opts_wipe() */
     int with_leases;           /* etcd v3 restore: grant leases with the recorded TTLs */
+    unsigned char (*recipients)[32];  /* backup: encrypt to these X25519 keys (age) */
+    size_t nrecipients;
+    unsigned char (*identities)[32];  /* restore/verify: age secret keys; wiped */
+    size_t nidentities;
     struct burry_log log;
     burry_progress_fn progress;
     void *progress_ctx;
