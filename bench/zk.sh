@@ -78,8 +78,12 @@ echo "tree:    $COUNT znodes, fan-out 10, 100-byte values (loaded in ${M_SECS}s)
 # turns, and the best of REPEAT runs counts (the machine may be shared).
 measure warm "$BIN/zkref" "127.0.0.1:$SRC"
 STORE=$T_TMP/store
-REF_S= REFACL_S= BK_S= BK_KB=0
+age-keygen -o "$T_TMP/age.key" 2>/dev/null || { echo "zk.sh: age-keygen failed" >&2; exit 1; }
+AGE_PUB=$(age-keygen -y "$T_TMP/age.key")
+REF_S= REFACL_S= BK_S= BK_KB=0 ENC_S=
 for i in $(seq 1 "$REPEAT"); do
+    measure encbackup "$BURRY" backup "zk://127.0.0.1:$SRC" "$T_TMP/encstore" --name bench --encrypt-to "$AGE_PUB" --json
+    ENC_S="$ENC_S $M_SECS"
     measure ref "$BIN/zkref" "127.0.0.1:$SRC"
     REF_S="$REF_S $M_SECS"
     measure refacl "$BIN/zkref" -a "127.0.0.1:$SRC"
@@ -92,7 +96,8 @@ BK_NODES=$(json_get "$(cat "$T_TMP/backup.out")" 'd.get("nodes", "?")' 2>/dev/nu
 echo "zkref:    $(ref_nodes ref) znodes read in $(best $REF_S)s (runs:$REF_S; getData, getChildren when there are children)"
 echo "zkref -a: $(ref_nodes refacl) znodes read in $(best $REFACL_S)s (runs:$REFACL_S; the same plus getACL, what a backup needs)"
 echo "burry backup:  ${BK_NODES:-?} znodes in $(best $BK_S)s (runs:$BK_S), peak RSS ${BK_KB} KB"
-REF_S=$(best $REF_S) REFACL_S=$(best $REFACL_S) BK_S=$(best $BK_S)
+echo "burry backup --encrypt-to (age): $(best $ENC_S)s (runs:$ENC_S)"
+REF_S=$(best $REF_S) REFACL_S=$(best $REFACL_S) BK_S=$(best $BK_S) ENC_S=$(best $ENC_S)
 zk_stop src
 
 zk_start dst >/dev/null || exit 1
@@ -114,6 +119,7 @@ zk_stop ref
 echo "ratio backup / zkref -a:   $(calc "$BK_S / $REFACL_S")"
 echo "ratio backup / zkref:      $(calc "$BK_S / $REF_S")"
 echo "ratio restore / zkload:    $(calc "$RS_S / $LOAD_S")"
+echo "ratio encrypted / plain backup: $(calc "$ENC_S / $BK_S")  (encryption adds $(calc "($ENC_S / $BK_S - 1) * 100" 1)%)"
 
 if [ "${BENCH_1M:-0}" = 1 ]; then
     zk_start big -Xmx4g >/dev/null || exit 1
