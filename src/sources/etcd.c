@@ -1,17 +1,1191 @@
-/* etcd v3 source: not written yet; the scheme is reserved so that the table
- * in registry.c stays the single place that lists services. */
+/* etcd v3 source, spoken through etcd's JSON gateway (/v3/kv/range,
+ * /v3/kv/txn, /v3/lease/..., /v3/auth/authenticate): a flat source whose
+ * scan reads the key space page by page at one pinned revision, and whose
+ * writes are batched into transactions (create-only: create_revision == 0). */
 #include "registry.h"
 
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "http.h"
+
+#define ETCD_TXN_OPS 128                       /* server default --max-txn-ops */
+#define ETCD_REQ_LIMIT ((size_t)3 << 19)        /* server default --max-request-bytes, 1.5 MiB */
+#define ETCD_BATCH_BYTES ((size_t)1 << 20)      /* keep each txn request under this */
+#define ETCD_OP_OVERHEAD 64                     /* protobuf framing per op, generously */
+#define ETCD_PAGE_MIN 16
+#define ETCD_PAGE_MAX 10000
+#define ETCD_PAGE_BYTES ((size_t)4 << 20)       /* aim for pages of about this size */
+#define ETCD_RESP_MAX ((size_t)256 << 20)       /* largest answer accepted */
+
+/* ---- URL ---------------------------------------------------------------- */
+
+struct etcdurl {
+    char **hosts;      /* "host:port" (IPv6 in brackets) */
+    size_t nhosts;
+    char *prefix;      /* key prefix bytes (may hold NUL), NULL when none */
+    size_t prefix_len;
+};
+
+static void etcdurl_free(struct etcdurl *u)
+{
+    for (size_t i = 0; i < u->nhosts; i++)
+        free(u->hosts[i]);
+    free(u->hosts);
+    free(u->prefix);
+    memset(u, 0, sizeof *u);
+}
+
+static int host_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '-' || c == '_';
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Check one "host:port" item [a, b); NULL or why it is malformed. */
+static const char *check_hostport(const char *a, const char *b, char *why, size_t wl)
+{
+    const char *he, *p;
+    if (a == b)
+        return "empty host in the host list";
+    if (*a == '[') {
+        he = memchr(a + 1, ']', (size_t)(b - a - 1));
+        if (!he || he == a + 1)
+            return "unterminated or empty '[' in a host";
+        for (const char *q = a + 1; q < he; q++)
+            if (!(isxdigit((unsigned char)*q) || *q == ':' || *q == '.'))
+                return "invalid character in a bracketed IPv6 address";
+        if (he + 1 == b || he[1] != ':')
+            return "missing ':PORT' after a bracketed IPv6 address";
+        p = he + 2;
+    } else {
+        const char *colon = memchr(a, ':', (size_t)(b - a));
+        if (!colon) {
+            snprintf(why, wl, "missing ':PORT' in '%.*s'", (int)(b - a), a);
+            return why;
+        }
+        if (colon == a)
+            return "empty host name before ':PORT'";
+        for (const char *q = a; q < colon; q++)
+            if (!host_char((unsigned char)*q)) {
+                snprintf(why, wl, "invalid character '%c' in host '%.*s'", *q, (int)(colon - a), a);
+                return why;
+            }
+        p = colon + 1;
+    }
+    long port = 0;
+    size_t plen = (size_t)(b - p);
+    for (size_t i = 0; i < plen && plen <= 5; i++)
+        port = (p[i] >= '0' && p[i] <= '9') ? port * 10 + (p[i] - '0') : -1000000;
+    if (plen == 0 || plen > 5 || port < 1 || port > 65535) {
+        snprintf(why, wl, "invalid port '%.*s' (expected 1-65535)", (int)plen, p);
+        return why;
+    }
+    return NULL;
+}
+
+/* etcd://HOST:PORT[,HOST:PORT...][/PREFIX]: the '/' after the hosts only
+ * separates; PREFIX is the key prefix itself, %XX-decoded, so
+ * etcd://h:2379/app selects keys starting with "app" and
+ * etcd://h:2379//registry keys starting with "/registry". */
+static int etcdurl_parse(const char *url, struct etcdurl *u, struct burry_err *e)
+{
+    char whybuf[160];
+    const char *why = NULL;
+    memset(u, 0, sizeof *u);
+    if (strncmp(url, "etcd://", 7) != 0) {
+        why = "expected etcd://HOST:PORT[,HOST:PORT...][/prefix]";
+        goto out;
+    }
+    const char *auth = url + 7;
+    const char *slash = strchr(auth, '/');
+    const char *aend = slash ? slash : auth + strlen(auth);
+    if (memchr(auth, '@', (size_t)(aend - auth)))
+        /* never echo the URL: the part before '@' may hold a password */
+        return burry_errf(e, BURRY_EUSAGE,
+                          "malformed etcd URL: credentials in the URL are not supported "
+                          "(use --user and --password-file or ETCD_PASSWORD)");
+    if (auth == aend) {
+        why = "no host";
+        goto out;
+    }
+    for (const char *a = auth; a <= aend;) {
+        const char *b = memchr(a, ',', (size_t)(aend - a));
+        if (!b)
+            b = aend;
+        if ((why = check_hostport(a, b, whybuf, sizeof whybuf)) != NULL)
+            goto out;
+        char **nh = realloc(u->hosts, (u->nhosts + 1) * sizeof *nh);
+        if (!nh || !(nh[u->nhosts] = strndup(a, (size_t)(b - a)))) {
+            if (nh)
+                u->hosts = nh;
+            why = "out of memory";
+            goto out;
+        }
+        u->hosts = nh;
+        u->nhosts++;
+        a = b + 1;
+    }
+    if (slash && slash[1]) {
+        const char *p = slash + 1;
+        size_t n = strlen(p), k = 0;
+        if (!(u->prefix = malloc(n + 1))) {
+            why = "out of memory";
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (p[i] == '%') {
+                int hi = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
+                int lo = hi >= 0 ? hexval((unsigned char)p[i + 2]) : -1;
+                if (lo < 0) {
+                    why = "a '%' in the prefix must be followed by two hex digits";
+                    goto out;
+                }
+                u->prefix[k++] = (char)(hi * 16 + lo);
+                i += 2;
+            } else {
+                u->prefix[k++] = p[i];
+            }
+        }
+        u->prefix_len = k;
+    }
+out:
+    if (why) {
+        etcdurl_free(u);
+        return burry_errf(e, BURRY_EUSAGE, "malformed etcd URL '%s': %s", url, why);
+    }
+    return 0;
+}
+
+/* Bytes as readable text: printable ASCII as is, the rest as \xHH. */
+static int show_bytes(const char *p, size_t n, struct buf *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        int rc = (c >= 0x20 && c < 0x7f && c != '\\') ? buf_putc(out, (char)c)
+                                                       : buf_printf(out, "\\x%02X", c);
+        if (rc < 0)
+            return -1;
+    }
+    if (!out->p)
+        return buf_append(out, "", 0);
+    return 0;
+}
+
+/* ---- leases: a small map from lease ID to a number ---------------------- */
+
+struct lmap {
+    long long *k, *v;
+    size_t cap, n;
+};
+
+static long long *lmap_find(struct lmap *m, long long k)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t i = (size_t)((unsigned long long)k * 0x9E3779B97F4A7C15ULL) & (m->cap - 1);;
+         i = (i + 1) & (m->cap - 1)) {
+        if (m->k[i] == k)
+            return &m->v[i];
+        if (m->k[i] == 0)
+            return NULL;
+    }
+}
+
+static int lmap_put(struct lmap *m, long long k, long long v)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        struct lmap g = {.cap = m->cap ? m->cap * 2 : 64};
+        g.k = calloc(g.cap, sizeof *g.k);
+        g.v = calloc(g.cap, sizeof *g.v);
+        if (!g.k || !g.v) {
+            free(g.k);
+            free(g.v);
+            return -1;
+        }
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->k[i])
+                lmap_put(&g, m->k[i], m->v[i]);
+        free(m->k);
+        free(m->v);
+        *m = g;
+    }
+    size_t i = (size_t)((unsigned long long)k * 0x9E3779B97F4A7C15ULL) & (m->cap - 1);
+    while (m->k[i] != 0 && m->k[i] != k)
+        i = (i + 1) & (m->cap - 1);
+    if (m->k[i] == 0)
+        m->n++;
+    m->k[i] = k;
+    m->v[i] = v;
+    return 0;
+}
+
+static void lmap_free(struct lmap *m)
+{
+    free(m->k);
+    free(m->v);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- the source --------------------------------------------------------- */
+
+struct wop { /* one queued write */
+    struct wop *next;
+    char *key;
+    size_t klen;
+    char *val;
+    size_t vlen;
+    long long lease, ttl;      /* recorded lease ID (0: none) and its TTL */
+    src_write_cb cb;
+    void *ctx, *token;
+    int done;                  /* outcome decided (decided writes wait in order) */
+    enum src_write_outcome out;
+    char *msg;
+};
+
+struct source {
+    const struct burry_opts *o;
+    struct etcdurl u;
+    struct http *h;
+    const char *host;          /* the member in use, "host:port" */
+    char base[300];            /* "http://host:port" */
+    char *auth_hdr;            /* "Authorization: TOKEN", wiped at close */
+    char *version;             /* server version */
+    long long rev;             /* revision the backup read at */
+    enum src_write_mode mode;
+    struct wop *qh, *qt;       /* queued writes, in submit order */
+    size_t nq;
+    struct lmap ttl;           /* backup: lease ID -> remaining TTL */
+    struct lmap granted;       /* restore: recorded lease ID -> granted lease ID */
+    unsigned long long unleased; /* restored keys whose lease was not recreated */
+    struct buf req, tmp;
+};
+
+static void wop_free(struct wop *w)
+{
+    if (!w)
+        return;
+    free(w->key);
+    free(w->val);
+    free(w->msg);
+    free(w);
+}
+
+static void etcd_close(struct source *s)
+{
+    if (!s)
+        return;
+    while (s->qh) {
+        struct wop *w = s->qh;
+        s->qh = w->next;
+        wop_free(w);
+    }
+    if (s->auth_hdr) {
+        memset(s->auth_hdr, 0, strlen(s->auth_hdr));
+        free(s->auth_hdr);
+    }
+    http_free(s->h);
+    etcdurl_free(&s->u);
+    lmap_free(&s->ttl);
+    lmap_free(&s->granted);
+    free(s->version);
+    buf_free(&s->req);
+    buf_free(&s->tmp);
+    free(s);
+}
+
+/* The message of a gateway error answer. */
+static const char *gw_msg(json_t *j, long status, char *tmp, size_t n)
+{
+    const char *m = json_string_value(json_object_get(j, "message"));
+    if (!m || !*m)
+        m = json_string_value(json_object_get(j, "error"));
+    if (m && *m)
+        return m;
+    snprintf(tmp, n, "HTTP status %ld", status);
+    return tmp;
+}
+
+static int authenticate(struct source *s, struct burry_err *e);
+
+/* POST a JSON body to the gateway. 0 with *out (the parsed answer, caller
+ * decrefs) and *status; <0 when no usable answer came (the error is fatal
+ * for the run). An expired auth token is renewed once. */
+static int call(struct source *s, const char *ep, const char *body, size_t len, json_t **out,
+                long *status, struct burry_err *e)
+{
+    char url[400];
+    char *hdrs[2] = {s->auth_hdr, NULL};
+    snprintf(url, sizeof url, "%s%s", s->base, ep);
+    for (int attempt = 0;; attempt++) {
+        struct http_req r = {.method = "POST", .url = url, .headers = (const char *const *)hdrs,
+                             .body = body, .body_len = len, .max_resp = ETCD_RESP_MAX};
+        struct http_resp resp;
+        int rc = http_do(s->h, "etcd", &r, &resp, e);
+        if (rc < 0)
+            return rc;
+        json_error_t je;
+        json_t *j = json_loadb(resp.body.p, resp.body.len, 0, &je);
+        buf_free(&resp.body);
+        if (!j || !json_is_object(j)) {
+            json_decref(j);
+            return burry_errf(e, BURRY_EFAIL,
+                              "etcd at %s sent an answer to %s that is not JSON (HTTP status %ld); "
+                              "is this an etcd v3 server?", s->host, ep, resp.status);
+        }
+        if (resp.status != 200 && attempt == 0 && s->o->user) {
+            const char *m = json_string_value(json_object_get(j, "message"));
+            if (m && strstr(m, "invalid auth token")) {
+                json_decref(j);
+                if ((rc = authenticate(s, e)) < 0)
+                    return rc;
+                hdrs[0] = s->auth_hdr;
+                continue;
+            }
+        }
+        *out = j;
+        *status = resp.status;
+        return 0;
+    }
+}
+
+/* Check that an answer is a success, else describe the failure. */
+static int answer_ok(struct source *s, json_t *j, long status, const char *doing,
+                     struct burry_err *e)
+{
+    if (status == 200)
+        return 0;
+    char tmp[40];
+    const char *m = gw_msg(j, status, tmp, sizeof tmp);
+    if (strstr(m, "user name is empty") || strstr(m, "invalid auth token"))
+        return burry_errf(e, BURRY_EFAIL,
+                          "etcd at %s refused to %s: it requires authentication (%s); give --user",
+                          s->host, doing, m);
+    if (strstr(m, "permission denied"))
+        return burry_errf(e, BURRY_EFAIL, "etcd at %s refused to %s for user '%s': %s", s->host,
+                          doing, s->o->user ? s->o->user : "", m);
+    return burry_errf(e, BURRY_EFAIL, "etcd at %s failed to %s: %s", s->host, doing, m);
+}
+
+static long long jnum(json_t *o, const char *name)
+{
+    json_t *v = json_object_get(o, name);
+    if (json_is_string(v))
+        return strtoll(json_string_value(v), NULL, 10);
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    return 0;
+}
+
+/* Append s as a JSON string. */
+static int put_jstr(struct buf *b, const char *s)
+{
+    int rc = buf_putc(b, '"');
+    for (; rc == 0 && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            rc = buf_putc(b, '\\') < 0 ? -1 : buf_putc(b, (char)c);
+        else if (c < 0x20)
+            rc = buf_printf(b, "\\u%04x", c);
+        else
+            rc = buf_putc(b, (char)c);
+    }
+    return rc < 0 ? -1 : buf_putc(b, '"');
+}
+
+static int authenticate(struct source *s, struct burry_err *e)
+{
+    struct buf body;
+    buf_init(&body, 0);
+    /* built by hand so that every copy of the password is wiped */
+    if (buf_puts(&body, "{\"name\":") < 0 || put_jstr(&body, s->o->user) < 0 ||
+        buf_puts(&body, ",\"password\":") < 0 ||
+        put_jstr(&body, s->o->password ? s->o->password : "") < 0 || buf_putc(&body, '}') < 0) {
+        buf_wipe(&body);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    json_t *j = NULL;
+    long status = 0;
+    char url[400];
+    snprintf(url, sizeof url, "%s/v3/auth/authenticate", s->base);
+    struct http_req r = {.method = "POST", .url = url, .body = body.p, .body_len = body.len};
+    struct http_resp resp;
+    int rc = http_do(s->h, "etcd", &r, &resp, e);
+    buf_wipe(&body);
+    if (rc < 0)
+        return rc;
+    status = resp.status;
+    j = json_loadb(resp.body.p, resp.body.len, 0, NULL);
+    buf_wipe(&resp.body);
+    const char *tok = json_string_value(json_object_get(j, "token"));
+    if (status != 200 || !tok || !*tok) {
+        char tmp[40];
+        rc = burry_errf(e, BURRY_EFAIL, "authentication to etcd at %s failed for user '%s': %s",
+                        s->host, s->o->user, j ? gw_msg(j, status, tmp, sizeof tmp) : "not a JSON answer");
+        json_decref(j);
+        return rc;
+    }
+    if (s->auth_hdr) {
+        memset(s->auth_hdr, 0, strlen(s->auth_hdr));
+        free(s->auth_hdr);
+    }
+    if (asprintf(&s->auth_hdr, "Authorization: %s", tok) < 0)
+        s->auth_hdr = NULL;
+    json_decref(j);
+    return s->auth_hdr ? 0 : burry_errf(e, BURRY_EFAIL, "out of memory");
+}
+
+/* Connect to the first member that answers; authenticate when asked. */
 static int etcd_open(struct source **out, const char *url, const struct burry_opts *o,
                      struct burry_err *e)
 {
-    (void)out;
-    (void)o;
-    return burry_errf(e, BURRY_EUSAGE, "'%s': etcd v3 is not supported by this burry yet", url);
+    struct source *s = calloc(1, sizeof *s);
+    int rc;
+    if (!s)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    s->o = o;
+    buf_init(&s->req, 0);
+    buf_init(&s->tmp, 0);
+    if ((rc = etcdurl_parse(url, &s->u, e)) < 0)
+        goto fail;
+    if (!(s->h = http_new(o, e))) {
+        rc = e->code ? e->code : BURRY_EFAIL;
+        goto fail;
+    }
+    const char *scheme = (o->cacert || o->cert) ? "https" : "http";
+    for (size_t i = 0; i < s->u.nhosts; i++) {
+        struct burry_err e2 = {0};
+        json_t *j = NULL;
+        long status = 0;
+        s->host = s->u.hosts[i];
+        snprintf(s->base, sizeof s->base, "%s://%s", scheme, s->host);
+        rc = call(s, "/v3/maintenance/status", "{}", 2, &j, &status, &e2);
+        if (rc == 0 && (rc = answer_ok(s, j, status, "report its status", &e2)) == 0) {
+            const char *v = json_string_value(json_object_get(j, "version"));
+            s->version = strdup(v ? v : "");
+        }
+        json_decref(j);
+        if (rc == 0 && o->user)
+            rc = authenticate(s, &e2);
+        if (rc == 0)
+            break;
+        /* a member that answered but refused is an answer: do not hide it */
+        if (i + 1 == s->u.nhosts || strncmp(e2.msg, "cannot reach", 12) != 0 ||
+            strstr(e2.msg, "authentication")) {
+            burry_errf(e, rc, "%s", e2.msg);
+            goto fail;
+        }
+        blog(&o->log, BLOG_INFO, "%s; trying the next member", e2.msg);
+    }
+    blog(&o->log, BLOG_DEBUG, "connected to etcd %s at %s", s->version, s->host);
+    *out = s;
+    return 0;
+fail:
+    etcd_close(s);
+    return rc;
+}
+
+/* ---- URL-level helpers -------------------------------------------------- */
+
+static char *etcd_describe(const char *url)
+{
+    /* open() refuses credentials in the URL; cut them here too in case
+     * describe() sees a URL open() refused */
+    if (strncmp(url, "etcd://", 7) == 0) {
+        const char *a = url + 7;
+        const char *slash = strchr(a, '/');
+        const char *at = memchr(a, '@', slash ? (size_t)(slash - a) : strlen(a));
+        if (at) {
+            char *r = NULL;
+            return asprintf(&r, "etcd://%s", at + 1) < 0 ? NULL : r;
+        }
+    }
+    return strdup(url);
+}
+
+static char *etcd_default_name(const char *url)
+{
+    struct etcdurl u;
+    struct burry_err e = {0};
+    if (etcdurl_parse(url, &u, &e) != 0)
+        return strdup("etcd");
+    struct buf b;
+    buf_init(&b, 0);
+    const char *h = u.hosts[0];
+    const char *colon = strrchr(h, ':');
+    int rc = buf_puts(&b, "etcd-");
+    for (const char *q = h; rc == 0 && q < colon; q++)
+        if (*q != '[' && *q != ']')
+            rc = buf_putc(&b, *q);
+    if (rc == 0)
+        rc = buf_printf(&b, "-%s", colon + 1);
+    if (rc == 0 && u.prefix_len) {
+        rc = buf_putc(&b, '-');
+        for (size_t i = 0; rc == 0 && i < u.prefix_len; i++)
+            rc = buf_putc(&b, host_char((unsigned char)u.prefix[i]) ? u.prefix[i] : '-');
+    }
+    etcdurl_free(&u);
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    for (size_t i = 0; i < b.len; i++)
+        if (!host_char((unsigned char)b.p[i]))
+            b.p[i] = '-';
+    if (b.len > 100)
+        b.p[b.len = 100] = 0;
+    return buf_take(&b, NULL);
+}
+
+/* A user names keys as they are: "app/config" is canonical "/app/config",
+ * "/registry" is "//registry"; "" is the whole key space. */
+static int etcd_user_path(const char *user, char **out, size_t *out_len, struct burry_err *e)
+{
+    size_t n = strlen(user);
+    char *p = malloc(n + 2);
+    if (!p)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    if (n == 0) {
+        p[0] = 0;
+    } else {
+        p[0] = '/';
+        memcpy(p + 1, user, n + 1);
+        n++;
+    }
+    *out = p;
+    *out_len = n;
+    return 0;
+}
+
+static char *etcd_show_path(const char *path, size_t len)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    if (len && show_bytes(path + 1, len - 1, &b) < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    if (!len && buf_puts(&b, "(all keys)") < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_take(&b, NULL);
+}
+
+static json_t *etcd_manifest_info(struct source *s)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    show_bytes(s->u.prefix ? s->u.prefix : "", s->u.prefix_len, &b);
+    json_t *j = json_pack("{s:I,s:s,s:s}", "revision", (json_int_t)s->rev, "prefix",
+                          b.p ? b.p : "", "server_version", s->version ? s->version : "");
+    buf_free(&b);
+    return j;
+}
+
+/* ---- JSON request building ---------------------------------------------- */
+
+/* Append "name":"<base64 of p>" */
+static int put_b64(struct buf *b, const char *name, const void *p, size_t n)
+{
+    if (buf_printf(b, "\"%s\":\"", name) < 0 || b64_encode(p, n, b) < 0)
+        return -1;
+    return buf_putc(b, '"');
+}
+
+/* The smallest key after every key starting with prefix, or empty (len 0)
+ * when there is none (the prefix is all 0xff): etcd's "range to the end". */
+static size_t prefix_end(const char *prefix, size_t n, char *out)
+{
+    memcpy(out, prefix, n);
+    while (n > 0) {
+        if ((unsigned char)out[n - 1] != 0xff) {
+            out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
+            return n;
+        }
+        n--;
+    }
+    return 0;
+}
+
+/* ---- backup ------------------------------------------------------------- */
+
+static int decode_field(json_t *o, const char *name, struct buf *out)
+{
+    buf_reset(out);
+    const char *v = json_string_value(json_object_get(o, name));
+    if (b64_decode(v ? v : "", v ? strlen(v) : 0, out) < 0)
+        return -1;
+    return out->p ? 0 : buf_append(out, "", 0);
+}
+
+/* Remaining TTL of a lease, asked once per lease ID (-1: expired). */
+static int lease_ttl(struct source *s, long long id, long long *ttl, struct burry_err *e)
+{
+    long long *c = lmap_find(&s->ttl, id);
+    if (c) {
+        *ttl = *c;
+        return 0;
+    }
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"ID\":\"%lld\"}", id);
+    json_t *j = NULL;
+    long status;
+    int rc = call(s, "/v3/lease/timetolive", body, (size_t)n, &j, &status, e);
+    if (rc == 0)
+        rc = answer_ok(s, j, status, "report the time to live of a lease", e);
+    if (rc == 0) {
+        *ttl = json_object_get(j, "TTL") ? jnum(j, "TTL") : -1;
+        if (lmap_put(&s->ttl, id, *ttl) < 0)
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    json_decref(j);
+    return rc;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry_err *e)
+{
+    size_t plen = s->u.prefix_len;
+    char *end = malloc(plen + 1), *from = malloc(plen + 1);
+    size_t end_len, from_len = plen, limit = 1000;
+    unsigned long long nodes = 0, bytes = 0;
+    struct buf key, val, path;
+    int rc = 0;
+    double last = now_s();
+
+    buf_init(&key, 0);
+    buf_init(&val, 0);
+    buf_init(&path, 0);
+    if (!end || !from) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    if (plen) {
+        memcpy(from, s->u.prefix, plen);
+        end_len = prefix_end(s->u.prefix, plen, end);
+    } else {
+        from[0] = end[0] = 0; /* from "\0" to the end: every key */
+        from_len = end_len = 1;
+    }
+    if (plen && end_len == 0) {
+        end[0] = 0; /* range_end "\0": every key >= from */
+        end_len = 1;
+    }
+    s->rev = 0;
+    for (;;) {
+        buf_reset(&s->req);
+        if (buf_putc(&s->req, '{') < 0 || put_b64(&s->req, "key", from, from_len) < 0 ||
+            buf_putc(&s->req, ',') < 0 || put_b64(&s->req, "range_end", end, end_len) < 0 ||
+            buf_printf(&s->req, ",\"limit\":\"%zu\"", limit) < 0 ||
+            (s->rev && buf_printf(&s->req, ",\"revision\":\"%lld\"", s->rev) < 0) ||
+            buf_putc(&s->req, '}') < 0) {
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+        json_t *j = NULL;
+        long status;
+        struct burry_err e2 = {0};
+        rc = call(s, "/v3/kv/range", s->req.p, s->req.len, &j, &status, &e2);
+        if (rc < 0 && strstr(e2.msg, "is larger than") && limit > 1) {
+            limit /= 2; /* a page of huge values: ask for fewer keys */
+            continue;
+        }
+        if (rc < 0) {
+            rc = burry_errf(e, rc, "%s", e2.msg);
+            goto out;
+        }
+        if (status != 200) {
+            char tmp[40];
+            const char *m = gw_msg(j, status, tmp, sizeof tmp);
+            if (strstr(m, "compacted"))
+                rc = burry_errf(e, BURRY_EFAIL,
+                                "etcd at %s compacted revision %lld while the backup was reading it "
+                                "(%s); nothing was published, run the backup again (it reads at a new "
+                                "revision) or compact less often",
+                                s->host, s->rev, m);
+            else
+                rc = answer_ok(s, j, status, "read the key range", e);
+            json_decref(j);
+            goto out;
+        }
+        if (!s->rev)
+            s->rev = jnum(json_object_get(j, "header"), "revision");
+        json_t *kvs = json_object_get(j, "kvs");
+        size_t n = json_array_size(kvs), page_bytes = 0;
+        for (size_t i = 0; i < n; i++) {
+            json_t *kv = json_array_get(kvs, i);
+            if (decode_field(kv, "key", &key) < 0 || decode_field(kv, "value", &val) < 0) {
+                json_decref(j);
+                rc = burry_errf(e, BURRY_EFAIL, "etcd at %s sent a key or value that is not base64",
+                                s->host);
+                goto out;
+            }
+            long long lease = jnum(kv, "lease"), ttl = 0;
+            json_t *attrs = json_pack("{s:I,s:I,s:I,s:I}", "create_revision",
+                                      (json_int_t)jnum(kv, "create_revision"), "mod_revision",
+                                      (json_int_t)jnum(kv, "mod_revision"), "version",
+                                      (json_int_t)jnum(kv, "version"), "lease", (json_int_t)lease);
+            if (lease && attrs) {
+                if ((rc = lease_ttl(s, lease, &ttl, e)) < 0) {
+                    json_decref(attrs);
+                    json_decref(j);
+                    goto out;
+                }
+                json_object_set_new(attrs, "lease_ttl", json_integer(ttl));
+            }
+            buf_reset(&path);
+            if (!attrs || buf_putc(&path, '/') < 0 || buf_append(&path, key.p, key.len) < 0) {
+                json_decref(attrs);
+                json_decref(j);
+                rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+                goto out;
+            }
+            struct bnode nd = {.path = path.p, .path_len = path.len, .value = val.p,
+                               .value_len = val.len, .has_value = 1, .attrs = attrs};
+            rc = emit(ctx, &nd, e);
+            json_decref(attrs);
+            if (rc < 0) {
+                json_decref(j);
+                goto out;
+            }
+            nodes++;
+            bytes += val.len;
+            page_bytes += key.len + val.len + 100;
+            if (i + 1 == n) { /* continue right after the last key */
+                char *nf = realloc(from, key.len + 1);
+                if (!nf) {
+                    json_decref(j);
+                    rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+                    goto out;
+                }
+                from = nf;
+                memcpy(from, key.p, key.len);
+                from[key.len] = 0;
+                from_len = key.len + 1;
+            }
+        }
+        int more = json_is_true(json_object_get(j, "more"));
+        json_decref(j);
+        if (!more || n == 0)
+            break;
+        /* pages of about ETCD_PAGE_BYTES: fewer round trips for small values,
+         * bounded answers for large ones */
+        size_t want = ETCD_PAGE_BYTES / (page_bytes / n + 1);
+        limit = want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
+        if (burry_interrupted) {
+            rc = burry_errf(e, BURRY_EINTR, "interrupted");
+            goto out;
+        }
+        if (s->o->progress && now_s() - last >= 0.5) {
+            last = now_s();
+            s->o->progress(s->o->progress_ctx, "reading", nodes, 0, bytes);
+        }
+    }
+    if (nodes == 0) {
+        if (plen) {
+            show_bytes(s->u.prefix, plen, &val);
+            blog(&s->o->log, BLOG_WARN,
+                 "no key in etcd at %s starts with '%s'; the snapshot is empty%s", s->host, val.p,
+                 s->u.prefix[0] != '/' ? " (for keys starting with '/', write the prefix after a "
+                                         "second '/': etcd://HOST:PORT//prefix)" : "");
+        } else {
+            blog(&s->o->log, BLOG_WARN, "etcd at %s holds no keys; the snapshot is empty", s->host);
+        }
+    }
+    blog(&s->o->log, BLOG_DEBUG, "read %llu keys at revision %lld", nodes, s->rev);
+    rc = 0;
+out:
+    free(end);
+    free(from);
+    buf_free(&key);
+    buf_free(&val);
+    buf_free(&path);
+    return rc;
+}
+
+/* ---- restore ------------------------------------------------------------ */
+
+static void wop_decide(struct wop *w, enum src_write_outcome out, const char *msg)
+{
+    w->done = 1;
+    w->out = out;
+    if (msg)
+        w->msg = strdup(msg);
+}
+
+static int etcd_write_submit(struct source *s, const struct bnode *n, enum src_write_mode mode,
+                             src_write_cb cb, void *ctx, void *token, struct burry_err *e)
+{
+    struct wop *w = calloc(1, sizeof *w);
+    if (!w)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    w->cb = cb;
+    w->ctx = ctx;
+    w->token = token;
+    s->mode = mode;
+    if (!n->has_value) {
+        /* a path without a key (an ancestor the restorer made up for
+         * --into, or a directory of the archive): nothing to write */
+        wop_decide(w, SRC_W_EXISTING, NULL);
+    } else if (n->path_len < 2 || n->path[0] != '/') {
+        wop_decide(w, SRC_W_FAILED, "etcd keys cannot be empty");
+    } else if (n->path_len - 1 + n->value_len + ETCD_OP_OVERHEAD * 4 > ETCD_REQ_LIMIT) {
+        char m[120];
+        snprintf(m, sizeof m, "value too large for etcd (%zu bytes; a request may hold %zu)",
+                 n->value_len, ETCD_REQ_LIMIT);
+        wop_decide(w, SRC_W_FAILED, m);
+    } else {
+        w->klen = n->path_len - 1;
+        w->vlen = n->value_len;
+        w->key = malloc(w->klen + 1);
+        w->val = malloc(w->vlen + 1);
+        if (!w->key || !w->val) {
+            wop_free(w);
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        }
+        memcpy(w->key, n->path + 1, w->klen);
+        if (w->vlen)
+            memcpy(w->val, n->value, w->vlen);
+        json_t *l = json_object_get(n->attrs, "lease");
+        w->lease = json_is_integer(l) ? json_integer_value(l) : 0;
+        w->ttl = json_integer_value(json_object_get(n->attrs, "lease_ttl"));
+        if (w->lease && !s->o->with_leases && (mode == SRC_WRITE_CREATE || mode == SRC_WRITE_OVERWRITE))
+            s->unleased++;
+    }
+    if (s->qt)
+        s->qt->next = w;
+    else
+        s->qh = w;
+    s->qt = w;
+    s->nq++;
+    return 0;
+}
+
+/* Grant the fresh lease standing for a recorded one (once per ID). */
+static int grant(struct source *s, struct wop *w, long long *out, struct burry_err *e)
+{
+    long long *c = lmap_find(&s->granted, w->lease);
+    if (c) {
+        *out = *c;
+        return 0;
+    }
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"TTL\":\"%lld\"}", w->ttl > 0 ? w->ttl : 1);
+    json_t *j = NULL;
+    long status;
+    int rc = call(s, "/v3/lease/grant", body, (size_t)n, &j, &status, e);
+    if (rc == 0)
+        rc = answer_ok(s, j, status, "grant a lease", e);
+    if (rc == 0) {
+        *out = jnum(j, "ID");
+        if (!*out)
+            rc = burry_errf(e, BURRY_EFAIL, "etcd at %s granted a lease without an ID", s->host);
+        else if (lmap_put(&s->granted, w->lease, *out) < 0)
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    json_decref(j);
+    return rc;
+}
+
+enum txn_kind { TXN_CREATE, TXN_PUT, TXN_READ };
+
+/* Build one txn over the ops in b[0..n) that are still undecided and have
+ * want set. CREATE: compare create_revision == 0 per key, success puts,
+ * failure keys-only reads; PUT: unconditional puts; READ: reads. */
+static int build_txn(struct source *s, struct wop **b, const char *want, size_t n,
+                     enum txn_kind kind, struct burry_err *e)
+{
+    struct buf *r = &s->req;
+    int rc = 0, first = 1;
+    buf_reset(r);
+    rc |= buf_putc(r, '{');
+    if (kind == TXN_CREATE) {
+        rc |= buf_puts(r, "\"compare\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (!want[i])
+                continue;
+            rc |= buf_puts(r, first ? "{\"target\":\"CREATE\",\"create_revision\":\"0\","
+                                    : ",{\"target\":\"CREATE\",\"create_revision\":\"0\",");
+            rc |= put_b64(r, "key", b[i]->key, b[i]->klen);
+            rc |= buf_putc(r, '}');
+            first = 0;
+        }
+        rc |= buf_puts(r, "],");
+    }
+    rc |= buf_puts(r, "\"success\":[");
+    first = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!want[i])
+            continue;
+        if (!first)
+            rc |= buf_putc(r, ',');
+        first = 0;
+        if (kind == TXN_READ) {
+            rc |= buf_puts(r, "{\"request_range\":{");
+            rc |= put_b64(r, "key", b[i]->key, b[i]->klen);
+            rc |= buf_puts(r, "}}");
+            continue;
+        }
+        rc |= buf_puts(r, "{\"request_put\":{");
+        rc |= put_b64(r, "key", b[i]->key, b[i]->klen);
+        rc |= buf_putc(r, ',');
+        rc |= put_b64(r, "value", b[i]->val, b[i]->vlen);
+        if (b[i]->lease && s->o->with_leases) {
+            long long id = 0;
+            int g = grant(s, b[i], &id, e);
+            if (g < 0)
+                return g;
+            rc |= buf_printf(r, ",\"lease\":\"%lld\"", id);
+        }
+        rc |= buf_puts(r, "}}");
+    }
+    rc |= buf_putc(r, ']');
+    if (kind == TXN_CREATE) {
+        rc |= buf_puts(r, ",\"failure\":[");
+        first = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (!want[i])
+                continue;
+            rc |= buf_puts(r, first ? "{\"request_range\":{\"keys_only\":true,"
+                                    : ",{\"request_range\":{\"keys_only\":true,");
+            rc |= put_b64(r, "key", b[i]->key, b[i]->klen);
+            rc |= buf_puts(r, "}}");
+            first = 0;
+        }
+        rc |= buf_putc(r, ']');
+    }
+    rc |= buf_putc(r, '}');
+    return rc ? burry_errf(e, BURRY_EFAIL, "out of memory") : 0;
+}
+
+/* Send a built txn. 0 with *j (caller decrefs) on success; 1 when etcd
+ * refused it (msg says why: the ops are then tried one by one); <0 fatal. */
+static int send_txn(struct source *s, json_t **j, char *msg, size_t msglen, struct burry_err *e)
+{
+    long status;
+    int rc = call(s, "/v3/kv/txn", s->req.p, s->req.len, j, &status, e);
+    if (rc < 0)
+        return rc;
+    if (status == 200)
+        return 0;
+    char tmp[40];
+    const char *m = gw_msg(*j, status, tmp, sizeof tmp);
+    /* whole-server conditions end the run; per-key refusals do not */
+    if (strstr(m, "requires authentication") || strstr(m, "user name is empty") ||
+        strstr(m, "no leader") || strstr(m, "timed out") || strstr(m, "stopped") ||
+        strstr(m, "NOSPACE") || strstr(m, "space exceeded") || status >= 500) {
+        rc = answer_ok(s, *j, status, "run a transaction", e);
+        json_decref(*j);
+        *j = NULL;
+        return rc < 0 ? rc : burry_errf(e, BURRY_EFAIL, "etcd at %s: %s", s->host, m);
+    }
+    snprintf(msg, msglen, "etcd refused the write: %s", m);
+    json_decref(*j);
+    *j = NULL;
+    return 1;
+}
+
+/* The existing value of the i-th read of a txn answer: 1 and val filled,
+ * 0 when the key is absent. */
+static int read_result(json_t *j, size_t i, struct buf *val)
+{
+    json_t *rr = json_object_get(json_array_get(json_object_get(j, "responses"), i), "response_range");
+    json_t *kv = json_array_get(json_object_get(rr, "kvs"), 0);
+    if (!kv)
+        return 0;
+    if (val && decode_field(kv, "value", val) < 0)
+        return -1;
+    return 1;
+}
+
+/* Run one batch b[0..n) (all undecided, all with a key) in mode. */
+static int run_batch(struct source *s, struct wop **b, size_t n, struct burry_err *e)
+{
+    char want[ETCD_TXN_OPS];
+    char msg[300];
+    json_t *j = NULL;
+    int rc;
+    for (size_t i = 0; i < n; i++)
+        want[i] = 1;
+
+    if (s->mode == SRC_WRITE_CREATE) {
+        /* all absent: one round trip; else the failure branch says which
+         * keys exist, and the others are tried again */
+        for (int round = 0; round <= ETCD_TXN_OPS; round++) {
+            size_t left = 0;
+            for (size_t i = 0; i < n; i++)
+                left += want[i] != 0;
+            if (!left)
+                return 0;
+            if ((rc = build_txn(s, b, want, n, TXN_CREATE, e)) < 0)
+                return rc;
+            if ((rc = send_txn(s, &j, msg, sizeof msg, e)) < 0)
+                return rc;
+            if (rc == 1)
+                goto one_by_one;
+            int ok = json_is_true(json_object_get(j, "succeeded"));
+            for (size_t i = 0, k = 0; i < n; i++) {
+                if (!want[i])
+                    continue;
+                if (ok) {
+                    wop_decide(b[i], SRC_W_CREATED, NULL);
+                    want[i] = 0;
+                } else if (read_result(j, k, NULL) == 1) {
+                    wop_decide(b[i], SRC_W_EXISTING, NULL);
+                    want[i] = 0;
+                }
+                k++;
+            }
+            json_decref(j);
+            j = NULL;
+        }
+        return burry_errf(e, BURRY_EFAIL, "etcd at %s kept refusing a create-only transaction",
+                          s->host);
+    }
+
+    /* overwrite and plans: read the current values first */
+    char put[ETCD_TXN_OPS] = {0};
+    if ((rc = build_txn(s, b, want, n, TXN_READ, e)) < 0)
+        return rc;
+    if ((rc = send_txn(s, &j, msg, sizeof msg, e)) < 0)
+        return rc;
+    if (rc == 1)
+        goto one_by_one;
+    enum src_write_outcome outc[ETCD_TXN_OPS];
+    for (size_t i = 0; i < n; i++) {
+        int ex = read_result(j, i, &s->tmp);
+        if (ex < 0) {
+            json_decref(j);
+            return burry_errf(e, BURRY_EFAIL, "etcd at %s sent a value that is not base64", s->host);
+        }
+        int same = ex && s->tmp.len == b[i]->vlen && (!b[i]->vlen || !memcmp(s->tmp.p, b[i]->val, b[i]->vlen));
+        if (!ex)
+            outc[i] = SRC_W_CREATED;
+        else if (same)
+            outc[i] = SRC_W_SAME;
+        else
+            outc[i] = s->mode == SRC_WRITE_PLAN ? SRC_W_DIFFERENT : SRC_W_OVERWRITTEN;
+        put[i] = s->mode == SRC_WRITE_OVERWRITE && !same;
+    }
+    json_decref(j);
+    j = NULL;
+    if (s->mode == SRC_WRITE_OVERWRITE) {
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++)
+            np += put[i] != 0;
+        if (np) {
+            if ((rc = build_txn(s, b, put, n, TXN_PUT, e)) < 0)
+                return rc;
+            if ((rc = send_txn(s, &j, msg, sizeof msg, e)) < 0)
+                return rc;
+            json_decref(j);
+            if (rc == 1)
+                goto one_by_one;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        wop_decide(b[i], outc[i], NULL);
+    return 0;
+
+one_by_one:
+    /* etcd refused the batch as a whole (a key it denies, a request too
+     * large): each op alone, so that only the guilty ones fail */
+    if (n == 1) {
+        wop_decide(b[0], SRC_W_FAILED, msg);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!b[i]->done && (rc = run_batch(s, &b[i], 1, e)) < 0)
+            return rc;
+    return 0;
+}
+
+/* Send every queued write, in batches, then run the callbacks in order. */
+static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
+{
+    (void)timeout_ms;
+    struct wop *b[ETCD_TXN_OPS];
+    int rc = 0;
+    while (s->qh) {
+        size_t n = 0, bytes = 0;
+        for (struct wop *w = s->qh; w && n < ETCD_TXN_OPS; w = w->next) {
+            if (w->done)
+                continue;
+            size_t cost = w->klen * 3 + w->vlen + ETCD_OP_OVERHEAD * 3;
+            if (n && bytes + cost > ETCD_BATCH_BYTES)
+                break;
+            b[n++] = w;
+            bytes += cost;
+        }
+        if (n && (rc = run_batch(s, b, n, e)) < 0)
+            return rc;
+        /* everything decided at the head of the queue completes, in order */
+        while (s->qh && s->qh->done) {
+            struct wop *w = s->qh;
+            s->qh = w->next;
+            if (!s->qh)
+                s->qt = NULL;
+            s->nq--;
+            w->cb(w->ctx, w->token, w->out, w->msg);
+            wop_free(w);
+        }
+        if (burry_interrupted)
+            return burry_errf(e, BURRY_EINTR, "interrupted");
+    }
+    return 0;
+}
+
+static int etcd_write_end(struct source *s, struct burry_err *e)
+{
+    (void)e;
+    if (s->unleased)
+        blog(&s->o->log, BLOG_INFO,
+             "%llu keys had a lease in the snapshot and are restored without one "
+             "(--with-leases grants fresh leases with the recorded TTLs)", s->unleased);
+    return 0;
+}
+
+static size_t etcd_pending(struct source *s)
+{
+    return s->nq;
 }
 
 const struct source_ops source_etcd = {
     .scheme = "etcd",
     .service = "etcd",
     .open = etcd_open,
+    .close = etcd_close,
+    .describe = etcd_describe,
+    .default_name = etcd_default_name,
+    .user_path = etcd_user_path,
+    .show_path = etcd_show_path,
+    .manifest_info = etcd_manifest_info,
+    .scan = etcd_scan,
+    .write_submit = etcd_write_submit,
+    .write_end = etcd_write_end,
+    .pump = etcd_pump,
+    .pending = etcd_pending,
 };

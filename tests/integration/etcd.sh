@@ -1,0 +1,249 @@
+#!/bin/bash
+# etcd v3 (etcd://) against real etcd 3.4 servers: keys of arbitrary bytes
+# round-trip into an empty server, leases are recorded and restored only
+# with --with-leases, create-only / --overwrite / --dry-run / --path /
+# --into, prefix backups, a point-in-time read, an empty key space, wrong
+# credentials, a value too large for the target, and a server that goes
+# away mid-restore. Checked through the JSON gateway and etcdctl.
+set -u; . "$(dirname "$0")/../lib/lib.sh"; . "$(dirname "$0")/../lib/etcd.sh"; t_tmpdir
+
+etcd_start src --max-request-bytes 4194304 || exit 1
+PA=$ETCD_PORT
+etcd_start dst || exit 1
+PB=$ETCD_PORT
+etcd_start third || exit 1
+PC=$ETCD_PORT
+S=$T_TMP/store
+SRC=etcd://127.0.0.1:$PA
+
+# sorted "key value lease?" lines (hex) of a server, for comparisons
+kv_list() { etcd_py "$1" "
+for k, v, l in kv.all(${2:-b''}):
+    print(k.hex(), v.hex(), 'leased' if l else '-')
+"; }
+
+etcd_py "$PA" "$(cat <<'PY'
+kv.put(b'plain', b'value 1')
+kv.put(b'/leading', b'L')
+kv.put(b'//runs///of//slashes', b'S')
+kv.put(b'trailing/', b'T')
+kv.put(b'a/b/c', b'deep')
+kv.put(b'a.c', b'sorts between a and a/')
+kv.put(b'nul\x00inside', b'N\x00ul')
+kv.put(b'\xff\xfe\x80 not utf-8', b'\xc3\x28 bad utf-8 value')
+kv.put(b'empty', b'')
+kv.put(b'big', bytes(range(256)) * 4096)   # 1 MiB
+kv.put(b'leased', b'with lease', lease=kv.grant(600))
+kv.put(b'huge', b'h' * (2 << 20))         # 2 MiB: more than a default server takes
+PY
+)" || { not_ok "source fixture could not be created"; exit 1; }
+NKEYS=12
+
+# --- backup ---
+run_burry backup "$SRC" "$S" --json
+expect_eq "backup exits 0" 0 "$RC"
+expect_eq "backup counts every key" "$NKEYS" "$(jget 'd["nodes"]')"
+ID=$(jget 'd["snapshot"]')
+NAME=$(jget 'd["name"]')
+expect_eq "default name is etcd-HOST-PORT" "etcd-127.0.0.1-$PA" "$NAME"
+A=$S/$NAME/$ID.tar.zst
+mkdir -p "$T_TMP/x" && zstd -qdc "$A" | tar -x -C "$T_TMP/x"
+expect_eq "key '/leading' is tree/%/leading" 'L' "$(cat "$T_TMP/x/tree/%/leading/@data")"
+expect_eq "key 'trailing/' is tree/trailing/%" 'T' "$(cat "$T_TMP/x/tree/trailing/%/@data")"
+check "the empty value is an empty @data" test -f "$T_TMP/x/tree/empty/@data" -a ! -s "$T_TMP/x/tree/empty/@data"
+check "the 1 MiB value is stored whole" test "$(stat -c %s "$T_TMP/x/tree/big/@data")" -eq 1048576
+check "'a/b' without a key 'a/b' is only a path (no @meta)" test ! -e "$T_TMP/x/tree/a/b/@meta"
+META=$(cat "$T_TMP/x/tree/leased/@meta")
+LEASE_SRC=$(etcd_py "$PA" "print(int(kv.get(b'leased')['lease']))")
+expect_eq "the lease ID is recorded" "$LEASE_SRC" "$(json_get "$META" 'd["attrs"]["lease"]')"
+expect_match "the remaining TTL is recorded" '^(5[0-9][0-9]|600)$' "$(json_get "$META" 'd["attrs"]["lease_ttl"]')"
+expect_match "revisions are recorded" '"create_revision":[0-9]+' "$META"
+REV=$(json_get "$(cat "$S/$NAME/$ID.json")" 'd["source_info"]["revision"]')
+expect_eq "the manifest records the revision read" \
+    "$(etcdctl3 "$PA" endpoint status -w json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')" "$REV"
+run_burry verify "$S" --snapshot "$ID"
+expect_eq "verify accepts the archive (keys in byte order)" 0 "$RC"
+
+# --- round trip into an empty server (default limits: 'huge' cannot go in) ---
+run_burry restore "etcd://127.0.0.1:$PB" "$S" --json -v
+expect_eq "restore with a value too large for the target exits 1" 1 "$RC"
+expect_eq "the other keys are created" $((NKEYS - 1)) "$(jget 'd["created"]')"
+expect_eq "one key failed" 1 "$(jget 'd["failed"]')"
+expect_match "the failure names the key and the size" "'/huge'.*value too large for etcd \(2097152 bytes" "$ERR"
+expect_match "the summary says leases are not restored" 'restored without one.*--with-leases' "$ERR"
+kv_list "$PA" | grep -v "^$(printf huge | xxd -p) " | sed 's/ leased$/ -/' >"$T_TMP/a.kv"
+kv_list "$PB" >"$T_TMP/b.kv"
+check "every key and value but 'huge' is equal on the target (NUL, non-UTF-8, slashes, empty, 1 MiB)" \
+    cmp -s "$T_TMP/a.kv" "$T_TMP/b.kv"
+expect_eq "the leased key has no lease on the target" 0 \
+    "$(etcdctl3 "$PB" get leased -w json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["kvs"][0].get("lease", 0))')"
+expect_eq "no lease was granted on the target" "" "$(etcdctl3 "$PB" lease list | tail -n +2)"
+
+# --- --with-leases into an empty server ---
+run_burry restore "etcd://127.0.0.1:$PC" "$S" --with-leases --path leased --json
+expect_eq "restore --with-leases exits 0" 0 "$RC"
+expect_eq "restore --with-leases creates the key" 1 "$(jget 'd["created"]')"
+NEWLEASE=$(etcdctl3 "$PC" get leased -w json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["kvs"][0].get("lease", 0))')
+check "--with-leases attaches a lease" test "$NEWLEASE" != 0
+expect_eq "the lease list holds exactly that lease" "$(printf '%x' "$NEWLEASE")" "$(etcdctl3 "$PC" lease list | tail -n +2 | tr -d ' ')"
+TTL=$(etcdctl3 "$PC" lease timetolive "$(printf '%x' "$NEWLEASE")" | sed -n 's/.*granted with TTL(\([0-9]*\)s).*/\1/p')
+expect_match "the fresh lease has the recorded TTL" '^(5[0-9][0-9]|600)$' "$TTL"
+
+# --- create-only against existing keys, dry run, overwrite ---
+etcdctl3 "$PB" put plain 'CHANGED' >/dev/null
+etcdctl3 "$PB" del a/b/c >/dev/null
+etcdctl3 "$PB" put only-on-target keep >/dev/null
+kv_list "$PB" >"$T_TMP/before.kv"
+run_burry restore "etcd://127.0.0.1:$PB" "$S" --dry-run
+expect_eq "dry run exits 1: the plan includes the too-large key" 1 "$RC"
+expect_match "dry run shows the key that would fail" '^failed +/huge' "$OUT"
+expect_match "dry run plans to create the deleted key" '^create +/a/b/c$' "$OUT"
+expect_match "dry run reports a differing key" '^exists-different +/plain' "$OUT"
+expect_match "dry run reports an equal key" '^exists-same +/empty$' "$OUT"
+kv_list "$PB" >"$T_TMP/after-dry.kv"
+check "dry run changes nothing" cmp -s "$T_TMP/before.kv" "$T_TMP/after-dry.kv"
+run_burry restore "etcd://127.0.0.1:$PB" "$S" --json --path a
+expect_eq "create-only --path a exits 0" 0 "$RC"
+expect_eq "create-only --path a creates a/b/c only ('a' is a key prefix, not a byte prefix)" 1 "$(jget 'd["created"]')"
+run_burry restore "etcd://127.0.0.1:$PB" "$S" --json
+expect_eq "create-only: the rest exists" $((NKEYS - 1)) "$(jget 'd["existing"]')"
+expect_eq "create-only: nothing more to create" 0 "$(jget 'd["created"]')"
+expect_eq "create-only leaves a differing key untouched" "CHANGED" "$(etcdctl3 "$PB" get plain --print-value-only)"
+expect_eq "nothing deleted" "keep" "$(etcdctl3 "$PB" get only-on-target --print-value-only)"
+REV_PLAIN=$(etcdctl3 "$PB" get empty -w json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["kvs"][0]["mod_revision"])')
+run_burry restore "etcd://127.0.0.1:$PB" "$S" --json --overwrite
+expect_eq "--overwrite: overwrites the differing key only" 1 "$(jget 'd["overwritten"]')"
+expect_eq "--overwrite: equal keys count as existing" $((NKEYS - 2)) "$(jget 'd["existing"]')"
+expect_eq "--overwrite sets the value" "value 1" "$(etcdctl3 "$PB" get plain --print-value-only)"
+expect_eq "--overwrite does not rewrite an equal key" "$REV_PLAIN" \
+    "$(etcdctl3 "$PB" get empty -w json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["kvs"][0]["mod_revision"])')"
+
+# --- --path / --into ---
+run_burry restore "etcd://127.0.0.1:$PC" "$S" --path a --into moved/here --json
+expect_eq "--path a --into moved/here exits 0" 0 "$RC"
+expect_eq "--into places a/b/c at moved/here/b/c" "deep" "$(etcdctl3 "$PC" get moved/here/b/c --print-value-only)"
+expect_eq "--into creates no key for the ancestors" "" "$(etcdctl3 "$PC" get moved --print-value-only)$(etcdctl3 "$PC" get moved/here --print-value-only)"
+run_burry restore "etcd://127.0.0.1:$PC" "$S" --path /leading --into /elsewhere --json
+expect_eq "--path /leading --into /elsewhere" "L" "$(etcdctl3 "$PC" get /elsewhere --print-value-only)"
+
+# --- prefix backups ---
+run_burry backup "etcd://127.0.0.1:$PA/a" "$S" --json
+expect_eq "prefix backup exits 0" 0 "$RC"
+expect_eq "prefix 'a' holds a/b/c and a.c" 2 "$(jget 'd["nodes"]')"
+expect_eq "prefix backup name" "etcd-127.0.0.1-$PA-a" "$(jget 'd["name"]')"
+run_burry backup "etcd://127.0.0.1:$PA//" "$S" --json
+expect_eq "prefix '/' (etcd://H:P//) holds the two keys with a leading '/'" 2 "$(jget 'd["nodes"]')"
+run_burry backup "etcd://127.0.0.1:$PA/%FF%FE" "$S" --json
+expect_eq "a %XX-encoded byte prefix" 1 "$(jget 'd["nodes"]')"
+run_burry backup "etcd://127.0.0.1:$PA/nothing-here" "$S" --json
+expect_eq "a prefix matching nothing exits 0" 0 "$RC"
+expect_eq "... with an empty snapshot" 0 "$(jget 'd["nodes"]')"
+expect_match "... and a warning" "no key in etcd at 127.0.0.1:$PA starts with 'nothing-here'" "$ERR"
+
+# --- empty key space ---
+etcd_start empty || exit 1
+PE=$ETCD_PORT
+run_burry backup "etcd://127.0.0.1:$PE" "$S" --json --name empty
+expect_eq "empty key space: backup exits 0" 0 "$RC"
+expect_eq "empty key space: 0 nodes" 0 "$(jget 'd["nodes"]')"
+EID=$(jget 'd["snapshot"]')
+run_burry verify "$S" --snapshot "$EID"
+expect_eq "the empty snapshot verifies" 0 "$RC"
+run_burry restore "etcd://127.0.0.1:$PE" "$S" --snapshot "$EID" --json
+expect_eq "the empty snapshot restores (nothing to do)" "0 0" "$RC $(jget 'd["created"]')"
+etcd_stop empty
+
+# --- point in time: keys written while the backup runs are not in it ---
+etcd_py "$PC" "kv.load((b'pit/%06d' % i, b'v' * 500) for i in range(20000))" ||
+    not_ok "could not load 20,000 keys"
+"$BURRY" backup "etcd://127.0.0.1:$PC/pit" "$S" --name pit --json >"$T_TMP/pit.out" 2>"$T_TMP/pit.err" &
+BPID=$!
+# writes that sort after every key read so far, for as long as the backup runs
+etcd_py "$PC" "$(cat <<PY
+import os, time
+n = 0
+while n < 2000:
+    kv.put(b'pit/zz-%05d' % n, b'late')
+    n += 1
+    try:
+        os.kill($BPID, 0)
+    except OSError:
+        break
+    if open('/proc/$BPID/stat').read().split()[2] == 'Z':
+        break
+print(n)
+PY
+)" >"$T_TMP/pit.writes"
+wait "$BPID"
+expect_eq "point-in-time backup exits 0" 0 "$?"
+PID_ID=$(json_get "$(cat "$T_TMP/pit.out")" 'd["snapshot"]')
+PREV=$(json_get "$(cat "$S/pit/$PID_ID.json")" 'd["source_info"]["revision"]')
+# every key created at or before R is in the archive, none created after
+etcd_py "$PC" "
+R = $PREV
+import sys
+for k, v, l in kv.all(b'pit/zz-'):
+    kvr = kv.get(k)
+    print(k.decode(), 'in' if int(kvr['create_revision']) <= R else 'out')
+" >"$T_TMP/pit.expect"
+zstd -qdc "$S/pit/$PID_ID.tar.zst" | tar -t | sed -n 's|^tree/pit/\(zz-[0-9]*\)/@meta$|pit/\1|p' >"$T_TMP/pit.have"
+LATE=$(grep -c ' out$' "$T_TMP/pit.expect")
+check "keys were written during the backup, after its revision ($LATE of $(cat "$T_TMP/pit.writes"))" test "$LATE" -gt 0
+expect_eq "the archive holds exactly the keys created at or before revision R" \
+    "$(sed -n 's/ in$//p' "$T_TMP/pit.expect")" "$(cat "$T_TMP/pit.have")"
+expect_eq "the archive holds all 20,000 older keys" 20000 "$(zstd -qdc "$S/pit/$PID_ID.tar.zst" | tar -t | grep -c '^tree/pit/[0-9]*/@meta$')"
+
+# --- server gone mid-restore; running again completes ---
+etcd_start gone || exit 1
+PG=$ETCD_PORT
+"$BURRY" restore "etcd://127.0.0.1:$PG" "$S" --name pit --json >"$T_TMP/gone.out" 2>"$T_TMP/gone.err" &
+RPID=$!
+count_keys() { etcd_py "$PG" "print(kv.call('/v3/kv/range', {'key': kv.b(b'pit/'), 'range_end': kv.b(b'pit0'), 'count_only': True}).get('count', 0))" 2>/dev/null || echo 0; }
+has_some() { [ "$(count_keys)" -gt 0 ]; }
+check "the restore starts writing" wait_until 20 has_some
+kill -9 "$(eval echo "\$ETCD_PID_gone")"
+wait "$RPID"
+expect_eq "restore into a server that went away exits 1" 1 "$?"
+expect_match "the failure says how far it got and that a re-run is safe" \
+    'stopped after [0-9]+ nodes \([0-9]+ created\).*running it again is safe' "$(cat "$T_TMP/gone.err")"
+expect_match "the failure names the server" "cannot reach etcd at .*127.0.0.1:$PG" "$(cat "$T_TMP/gone.err")"
+etcd_restart gone || exit 1
+BEFORE=$(count_keys)
+run_burry restore "etcd://127.0.0.1:$PG" "$S" --name pit --json
+expect_eq "the second restore exits 0" 0 "$RC"
+TOTAL=$(zstd -qdc "$S/pit/$PID_ID.tar.zst" | tar -t | grep -c '/@meta$')
+expect_eq "created + existing = every key" "$TOTAL" "$(( $(jget 'd["created"]') + $(jget 'd["existing"]') ))"
+expect_eq "what the first run wrote counts as existing" "$BEFORE" "$(jget 'd["existing"]')"
+expect_eq "every key is on the server" "$TOTAL" "$(count_keys)"
+
+# --- authentication ---
+etcd_start auth || exit 1
+PU=$ETCD_PORT
+etcdctl3 "$PU" user add root:s3cret-pw --interactive=false >/dev/null &&
+    etcdctl3 "$PU" auth enable >/dev/null &&
+    etcdctl3 "$PU" --user root:s3cret-pw put k v >/dev/null || not_ok "could not enable auth"
+run_burry backup "etcd://127.0.0.1:$PU" "$S" --user root:wrong-pw --name auth
+expect_eq "wrong password exits 1" 1 "$RC"
+expect_match "wrong password: a clear message" \
+    "authentication to etcd at 127.0.0.1:$PU failed for user 'root': .*authentication failed" "$ERR"
+expect_no_match "the password appears nowhere" 'wrong-pw' "$OUT$ERR"
+run_burry backup "etcd://127.0.0.1:$PU" "$S" --name auth
+expect_eq "no credentials on an auth-enabled server exits 1" 1 "$RC"
+expect_match "... saying authentication is needed" 'requires authentication.*--user' "$ERR"
+printf 's3cret-pw\n' >"$T_TMP/pw"
+run_burry backup "etcd://127.0.0.1:$PU" "$S" --user root --password-file "$T_TMP/pw" --name auth --json
+expect_eq "right password from a file: backup exits 0" "0 1" "$RC $(jget 'd["nodes"]')"
+expect_no_match "the password is not in the manifest" 's3cret' "$(cat "$S"/auth/*.json)"
+etcdctl3 "$PU" --user root:s3cret-pw del k >/dev/null
+ETCD_PASSWORD=s3cret-pw run_burry restore "etcd://127.0.0.1:$PU" "$S" --user root --name auth --json
+expect_eq "restore with ETCD_PASSWORD creates the key" "0 1" "$RC $(jget 'd["created"]')"
+expect_eq "... checked with etcdctl" v "$(etcdctl3 "$PU" --user root:s3cret-pw get k --print-value-only)"
+
+# --- malformed URLs ---
+run_burry backup "etcd://user:pw@127.0.0.1:$PA" "$S"
+expect_eq "credentials in the URL: usage error" 2 "$RC"
+expect_no_match "... not echoed" 'pw@' "$ERR"
+run_burry backup "etcd://127.0.0.1" "$S"
+expect_match "missing port: clear message" "malformed etcd URL.*missing ':PORT'" "$ERR"
+
+t_done
