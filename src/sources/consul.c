@@ -1,17 +1,847 @@
-/* Consul source: not written yet; the scheme is reserved so that the table
- * in registry.c stays the single place that lists services. */
+/* Consul KV source (consul://HOST:PORT[/prefix]): a backup is one consistent
+ * recursive read of the prefix, emitted in key byte order; a restore sends
+ * the nodes in /v1/txn transactions of at most 64 operations ("cas" with
+ * Index 0 creates only absent keys), a value too big for a transaction
+ * body alone through PUT /v1/kv. Sessions and locks are recorded, not restored. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "http.h"
+#include "names.h"
 #include "registry.h"
 
-static int consul_open(struct source **out, const char *url, const struct burry_opts *o,
-                     struct burry_err *e)
+#define CONSUL_DEFAULT_PORT "8500"
+#define CONSUL_MAX_OPS 64                 /* Consul's limit per transaction */
+#define CONSUL_MAX_VALUE (512u * 1024u)   /* kv_max_value_size */
+#define CONSUL_TXN_BUDGET (480u * 1024u)  /* under txn_max_req_len (512 KiB) */
+#define CONSUL_MAX_READ ((size_t)1 << 30) /* one recursive read of the whole prefix */
+
+struct consul_url {
+    char *host;   /* "127.0.0.1" or "[::1]" */
+    char *port;
+    char *prefix; /* key prefix without trailing '/', "" for all */
+};
+
+/* One queued write; callbacks run in pump() in submit order. */
+struct wop {
+    char *key;
+    size_t klen;
+    char *val;
+    size_t vlen;
+    unsigned long long flags;
+    int want;                  /* 0: nothing to write (a path, not a key) */
+    const char *bad;           /* static reason this node cannot be written */
+    src_write_cb cb;
+    void *ctx, *tok;
+    enum src_write_outcome out;
+    char *msg;
+    int done, exists, differs;
+};
+
+struct source {
+    const struct burry_opts *o;
+    struct http *h;
+    struct consul_url u;
+    char *base;               /* "http://host:port" */
+    char *hostport;
+    char *tok_hdr;            /* "X-Consul-Token: ..." (secret, wiped) */
+    const char *hdrs[3];
+    enum src_write_mode mode;
+    long long index;          /* X-Consul-Index of the backup read */
+    struct wop *q;            /* queued writes */
+    size_t nq, capq;
+    struct buf body, tmp;
+};
+
+/* ---- URL ------------------------------------------------------------------ */
+
+static void url_free(struct consul_url *u)
 {
-    (void)out;
-    (void)o;
-    return burry_errf(e, BURRY_EUSAGE, "'%s': Consul is not supported by this burry yet", url);
+    free(u->host);
+    free(u->port);
+    free(u->prefix);
+    memset(u, 0, sizeof *u);
+}
+
+static int url_parse(const char *url, struct consul_url *u, struct burry_err *e)
+{
+    memset(u, 0, sizeof *u);
+    if (strncmp(url, "consul://", 9))
+        return burry_errf(e, BURRY_EUSAGE, "'%s' is not a Consul URL (consul://HOST:PORT[/prefix])", url);
+    const char *a = url + 9, *slash = strchr(a, '/');
+    size_t alen = slash ? (size_t)(slash - a) : strlen(a);
+    if (memchr(a, '@', alen))
+        return burry_errf(e, BURRY_EUSAGE,
+                          "Consul URL '%.*s...' must not carry credentials; give the ACL token with "
+                          "--token-file or CONSUL_HTTP_TOKEN", (int)(a - url), url);
+    const char *colon = NULL;
+    if (alen && a[0] == '[') {
+        const char *rb = memchr(a, ']', alen);
+        if (!rb)
+            goto bad;
+        if ((size_t)(rb + 1 - a) < alen) {
+            if (rb[1] != ':')
+                goto bad;
+            colon = rb + 1;
+        }
+    } else {
+        colon = memchr(a, ':', alen);
+    }
+    size_t hlen = colon ? (size_t)(colon - a) : alen;
+    if (hlen == 0)
+        goto bad;
+    for (size_t i = 0; i < hlen; i++) {
+        char c = a[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == '[' || c == ']' || c == ':'))
+            goto bad;
+    }
+    const char *port = colon ? colon + 1 : CONSUL_DEFAULT_PORT;
+    size_t plen = colon ? alen - hlen - 1 : strlen(port);
+    if (plen == 0 || plen > 5 || strspn(port, "0123456789") < plen || atoi(port) > 65535 || atoi(port) == 0)
+        goto bad;
+    u->host = strndup(a, hlen);
+    u->port = strndup(port, plen);
+    const char *pre = slash ? slash + 1 : "";
+    size_t prelen = strlen(pre);
+    while (prelen && pre[prelen - 1] == '/')
+        prelen--;
+    u->prefix = strndup(pre, prelen);
+    if (!u->host || !u->port || !u->prefix) {
+        url_free(u);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    return 0;
+bad:
+    return burry_errf(e, BURRY_EUSAGE, "invalid Consul address in '%s' (expected consul://HOST:PORT[/prefix])",
+                      url);
+}
+
+/* Append key bytes to a URL path, percent-encoding all but unreserved bytes and '/'. */
+static int put_escaped(struct buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+            c == '.' || c == '_' || c == '~' || c == '/') {
+            if (buf_putc(b, (char)c) < 0)
+                return -1;
+        } else if (buf_putc(b, '%') < 0 || buf_putc(b, hex[c >> 4]) < 0 || buf_putc(b, hex[c & 15]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Append s as a JSON string literal. Bytes >= 0x80 pass through (Consul
+ * keys are Go strings; invalid UTF-8 is replaced by the server). */
+static int put_json_str(struct buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (buf_putc(b, '"') < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int rc;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            rc = buf_append(b, esc, 2);
+        } else if (c < 0x20) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            rc = buf_append(b, esc, 6);
+        } else {
+            rc = buf_putc(b, (char)c);
+        }
+        if (rc < 0)
+            return -1;
+    }
+    return buf_putc(b, '"');
+}
+
+/* ---- open, close, names --------------------------------------------------- */
+
+static void consul_close(struct source *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nq; i++) {
+        free(s->q[i].key);
+        free(s->q[i].val);
+        free(s->q[i].msg);
+    }
+    free(s->q);
+    http_free(s->h);
+    url_free(&s->u);
+    free(s->base);
+    free(s->hostport);
+    if (s->tok_hdr) {
+        memset(s->tok_hdr, 0, strlen(s->tok_hdr));
+        free(s->tok_hdr);
+    }
+    buf_free(&s->body);
+    buf_free(&s->tmp);
+    free(s);
+}
+
+static int consul_open(struct source **out, const char *url, const struct burry_opts *o,
+                       struct burry_err *e)
+{
+    struct source *s = calloc(1, sizeof *s);
+    int rc;
+    *out = NULL;
+    if (!s)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    s->o = o;
+    buf_init(&s->body, 0);
+    buf_init(&s->tmp, 0);
+    if ((rc = url_parse(url, &s->u, e)) < 0)
+        goto fail;
+    int tls = o->cacert || o->cert;
+    if (asprintf(&s->base, "%s://%s:%s", tls ? "https" : "http", s->u.host, s->u.port) < 0 ||
+        asprintf(&s->hostport, "%s:%s", s->u.host, s->u.port) < 0) {
+        s->base = s->hostport = NULL;
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto fail;
+    }
+    size_t nh = 0;
+    if (o->token && *o->token) {
+        if (strpbrk(o->token, "\r\n")) {
+            rc = burry_errf(e, BURRY_EUSAGE, "the Consul ACL token contains a line break");
+            goto fail;
+        }
+        if (asprintf(&s->tok_hdr, "X-Consul-Token: %s", o->token) < 0) {
+            s->tok_hdr = NULL;
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto fail;
+        }
+        s->hdrs[nh++] = s->tok_hdr;
+    }
+    s->hdrs[nh++] = "Content-Type: application/json";
+    s->hdrs[nh] = NULL;
+    if (!(s->h = http_new(o, e))) {
+        rc = e->code ? e->code : BURRY_EFAIL;
+        goto fail;
+    }
+    s->index = -1;
+    *out = s;
+    return 0;
+fail:
+    consul_close(s);
+    return rc;
+}
+
+static char *consul_describe(const char *url)
+{
+    struct consul_url u;
+    struct burry_err e = {0, ""};
+    if (url_parse(url, &u, &e) < 0)
+        return strdup("consul://(invalid address)");
+    char *r = NULL;
+    if (asprintf(&r, "consul://%s:%s%s%s", u.host, u.port, *u.prefix ? "/" : "", u.prefix) < 0)
+        r = NULL;
+    url_free(&u);
+    return r;
+}
+
+static char *consul_default_name(const char *url)
+{
+    struct consul_url u;
+    struct burry_err e = {0, ""};
+    if (url_parse(url, &u, &e) < 0)
+        return strdup("consul");
+    struct buf b;
+    buf_init(&b, 0);
+    int rc = buf_printf(&b, "consul-%s-%s", u.host, u.port);
+    if (rc == 0 && *u.prefix)
+        rc = buf_printf(&b, "-%s", u.prefix);
+    url_free(&u);
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    for (size_t i = 0; i < b.len; i++) {
+        char c = b.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-'))
+            b.p[i] = '-';
+    }
+    if (b.len > 100) {
+        b.len = 100;
+        b.p[100] = 0;
+    }
+    return buf_take(&b, NULL);
+}
+
+/* A user path names a key: "a/b" and "/a/b" are both the key "a/b" (node
+ * "/a/b"); a key with a leading '/' needs it doubled ("//x" is key "/x");
+ * "/" alone is the root. */
+static int consul_user_path(const char *user, char **out, size_t *out_len, struct burry_err *e)
+{
+    size_t n = strlen(user);
+    if (n == 0)
+        return burry_errf(e, BURRY_EUSAGE, "invalid Consul key path '': empty");
+    int lead = user[0] == '/';
+    size_t len = (n == 1 && lead) ? 0 : n + !lead;
+    char *p = malloc(len + 1);
+    if (!p)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    if (len) {
+        p[0] = '/';
+        memcpy(p + 1, user + lead, n - lead);
+    }
+    p[len] = 0;
+    *out = p;
+    *out_len = len;
+    return 0;
+}
+
+static char *consul_show_path(const char *path, size_t len)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    if (names_display(path, len, &b) < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_take(&b, NULL);
+}
+
+static json_t *consul_manifest_info(struct source *s)
+{
+    json_t *j = json_pack("{s:s}", "prefix", s->u.prefix);
+    if (j && s->index >= 0)
+        json_object_set_new(j, "index", json_integer(s->index));
+    return j;
+}
+
+/* ---- HTTP ----------------------------------------------------------------- */
+
+static int denied(struct source *s, struct burry_err *e)
+{
+    return burry_errf(e, BURRY_EFAIL, "Consul at %s refused the request: permission denied (check the ACL token)",
+                      s->hostport);
+}
+
+/* A short, printable piece of an error body for messages. */
+static const char *snippet(const struct buf *b, char *out, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < b->len && j + 1 < n; i++) {
+        unsigned char c = (unsigned char)b->p[i];
+        out[j++] = (c < 0x20 || c >= 0x7f) ? ' ' : (char)c;
+    }
+    while (j && out[j - 1] == ' ')
+        j--;
+    out[j] = 0;
+    return out;
+}
+
+static int unexpected(struct source *s, const char *doing, const struct http_resp *r, struct burry_err *e)
+{
+    char sn[200];
+    if (r->status == 403)
+        return denied(s, e);
+    return burry_errf(e, BURRY_EFAIL, "Consul at %s answered HTTP %ld to %s: %s", s->hostport, r->status,
+                      doing, r->body.len ? snippet(&r->body, sn, sizeof sn) : "(no body)");
+}
+
+/* ---- backup --------------------------------------------------------------- */
+
+struct kv_ent {
+    const char *key;
+    size_t klen;
+    json_t *obj;
+};
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const struct kv_ent *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(x->key, y->key, n);
+    return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+static long long jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+}
+
+static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry_err *e)
+{
+    struct buf url;
+    struct http_resp r = {0};
+    json_t *root = NULL;
+    struct kv_ent *ents = NULL;
+    int rc;
+    size_t plen = strlen(s->u.prefix);
+
+    buf_init(&url, 0);
+    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 ||
+        put_escaped(&url, s->u.prefix, plen) < 0 || buf_puts(&url, "?recurse=true&consistent") < 0) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    struct http_req req = {.method = "GET", .url = url.p, .headers = s->hdrs, .max_resp = CONSUL_MAX_READ};
+    if ((rc = http_do(s->h, "Consul", &req, &r, e)) < 0)
+        goto out;
+    if (r.status == 404) {
+        blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
+             plen ? " under '" : "", s->u.prefix, plen ? "'" : "");
+        s->index = 0;
+        rc = 0;
+        goto out;
+    }
+    if (r.status != 200) {
+        rc = unexpected(s, "a recursive read", &r, e);
+        goto out;
+    }
+    json_error_t je;
+    root = json_loadb(r.body.p, r.body.len, JSON_ALLOW_NUL, &je);
+    buf_free(&r.body);
+    if (!json_is_array(root)) {
+        rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable key listing (%s)", s->hostport,
+                        root ? "not a JSON array" : je.text);
+        goto out;
+    }
+    size_t n = json_array_size(root), m = 0;
+    ents = calloc(n ? n : 1, sizeof *ents);
+    if (!ents) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    long long maxidx = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(root, i);
+        json_t *k = json_object_get(o, "Key");
+        if (!json_is_string(k)) {
+            rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent a key listing entry without a key", s->hostport);
+            goto out;
+        }
+        const char *key = json_string_value(k);
+        size_t klen = json_string_length(k);
+        /* the prefix names a folder: "app" covers "app" and "app/...", not "apple" */
+        if (plen && !(klen >= plen && !memcmp(key, s->u.prefix, plen) && (klen == plen || key[plen] == '/')))
+            continue;
+        if (jint(o, "ModifyIndex") > maxidx)
+            maxidx = jint(o, "ModifyIndex");
+        ents[m++] = (struct kv_ent){key, klen, o};
+    }
+    qsort(ents, m, sizeof *ents, ent_cmp);
+    s->index = maxidx;
+    if (m == 0)
+        blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
+             plen ? " under '" : "", s->u.prefix, plen ? "'" : "");
+
+    for (size_t i = 0; i < m; i++) {
+        struct kv_ent *x = &ents[i];
+        if (i && ent_cmp(&ents[i - 1], x) == 0) {
+            rc = burry_errf(e, BURRY_EFAIL, "Consul at %s listed a key twice", s->hostport);
+            goto out;
+        }
+        buf_reset(&url); /* the canonical path */
+        if (plen) {
+            rc = buf_append(&url, x->key + plen, x->klen - plen);
+        } else {
+            rc = buf_putc(&url, '/');
+            if (rc == 0)
+                rc = buf_append(&url, x->key, x->klen);
+        }
+        json_t *v = json_object_get(x->obj, "Value");
+        buf_reset(&s->tmp);
+        if (rc == 0 && json_is_string(v))
+            rc = b64_decode(json_string_value(v), json_string_length(v), &s->tmp);
+        if (rc < 0) {
+            rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value for key '%.*s'",
+                            s->hostport, (int)x->klen, x->key);
+            goto out;
+        }
+        json_t *sess = json_object_get(x->obj, "Session");
+        json_t *attrs = json_pack("{s:I,s:I,s:I,s:I,s:O}", "flags", (json_int_t)jint(x->obj, "Flags"),
+                                  "create_index", (json_int_t)jint(x->obj, "CreateIndex"), "modify_index",
+                                  (json_int_t)jint(x->obj, "ModifyIndex"), "lock_index",
+                                  (json_int_t)jint(x->obj, "LockIndex"), "session",
+                                  json_is_string(sess) ? sess : json_null());
+        if (!attrs) {
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+        struct bnode nd = {.path = url.p ? url.p : "", .path_len = url.len,
+                           .value = s->tmp.p ? s->tmp.p : "", .value_len = s->tmp.len,
+                           .has_value = 1, .attrs = attrs};
+        rc = emit(ctx, &nd, e);
+        json_decref(attrs);
+        if (rc < 0)
+            goto out;
+        json_object_del(x->obj, "Value"); /* give memory back as we go */
+        if (burry_interrupted) {
+            rc = burry_errf(e, BURRY_EINTR, "interrupted");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(ents);
+    json_decref(root);
+    buf_free(&r.body);
+    buf_free(&url);
+    return rc;
+}
+
+/* ---- restore -------------------------------------------------------------- */
+
+static int consul_write_submit(struct source *s, const struct bnode *n, enum src_write_mode mode,
+                               src_write_cb cb, void *ctx, void *token, struct burry_err *e)
+{
+    if (s->nq == s->capq) {
+        size_t nc = s->capq ? s->capq * 2 : 256;
+        struct wop *q = realloc(s->q, nc * sizeof *q);
+        if (!q)
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        s->q = q;
+        s->capq = nc;
+    }
+    struct wop *w = &s->q[s->nq];
+    memset(w, 0, sizeof *w);
+    s->mode = mode;
+    w->cb = cb;
+    w->ctx = ctx;
+    w->tok = token;
+    /* a node without a value and without attributes is a path the restorer
+     * made up (an ancestor of --into): a flat key space needs no key there */
+    w->want = n->has_value || n->attrs;
+    size_t plen = strlen(s->u.prefix);
+    if (w->want && n->path_len == 0 && plen == 0)
+        w->bad = "Consul has no empty key; restore it under a prefix (consul://HOST:PORT/prefix)";
+    else if (w->want && n->has_value && n->value_len > CONSUL_MAX_VALUE)
+        w->bad = "value too large";
+    json_t *fl = json_object_get(n->attrs, "flags");
+    if (json_is_integer(fl) && json_integer_value(fl) >= 0)
+        w->flags = (unsigned long long)json_integer_value(fl);
+    w->vlen = n->has_value ? n->value_len : 0;
+    if (w->want && !w->bad) {
+        w->klen = n->path_len ? plen + n->path_len - !plen : plen;
+        w->key = malloc(w->klen + 1);
+        w->val = malloc(w->vlen + 1);
+        if (!w->key || !w->val) {
+            free(w->key);
+            free(w->val);
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        }
+        memcpy(w->key, s->u.prefix, plen);
+        if (n->path_len)
+            memcpy(w->key + plen, n->path + !plen, n->path_len - !plen);
+        w->key[w->klen] = 0;
+        if (w->vlen)
+            memcpy(w->val, n->value, w->vlen);
+    }
+    s->nq++;
+    return 0;
+}
+
+static size_t op_size(const struct wop *w)
+{
+    return w->klen * 6 + (w->vlen + 2) / 3 * 4 + 96;
+}
+
+/* Outcome of one operation of a transaction that Consul rejected. */
+static void op_error(struct wop *w, const char *what)
+{
+    if (strstr(what, "index is stale")) {
+        w->out = SRC_W_EXISTING;
+    } else if (strstr(what, "doesn't exist")) {
+        w->exists = 0;
+        return;
+    } else {
+        w->out = SRC_W_FAILED;
+        free(w->msg);
+        w->msg = strdup(strstr(what, "Permission denied") ? "permission denied (check the ACL token)" : what);
+    }
+    w->done = 1;
+}
+
+/* Send one transaction of the ops in list (verb "cas" create-only, "set",
+ * or "get"), retrying without the operations Consul rejects until it
+ * passes; results of a passing "get" are compared with the wanted values. */
+static int run_txn(struct source *s, struct wop **list, size_t n, const char *verb, struct burry_err *e)
+{
+    struct wop *live[CONSUL_MAX_OPS];
+    int get = !strcmp(verb, "get");
+    for (;;) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!list[i]->done && (!get || list[i]->exists))
+                live[m++] = list[i];
+        if (m == 0)
+            return 0;
+        struct buf *b = &s->body;
+        buf_reset(b);
+        int bad = buf_putc(b, '[');
+        for (size_t i = 0; i < m && !bad; i++) {
+            struct wop *w = live[i];
+            bad |= buf_printf(b, "%s{\"KV\":{\"Verb\":\"%s\",\"Key\":", i ? "," : "", verb) < 0;
+            bad |= put_json_str(b, w->key, w->klen) < 0;
+            if (!get) {
+                bad |= buf_printf(b, ",\"Flags\":%llu,\"Value\":\"", w->flags) < 0;
+                bad |= b64_encode(w->val, w->vlen, b) < 0;
+                bad |= buf_putc(b, '"') < 0;
+                if (!strcmp(verb, "cas"))
+                    bad |= buf_puts(b, ",\"Index\":0") < 0;
+            }
+            bad |= buf_puts(b, "}}") < 0;
+        }
+        bad |= buf_putc(b, ']') < 0;
+        buf_reset(&s->tmp);
+        bad |= buf_puts(&s->tmp, s->base) < 0 || buf_puts(&s->tmp, "/v1/txn") < 0;
+        if (bad)
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        struct http_req req = {.method = "PUT", .url = s->tmp.p, .headers = s->hdrs, .body = b->p,
+                               .body_len = b->len};
+        struct http_resp r = {0};
+        int rc = http_do(s->h, "Consul", &req, &r, e);
+        if (rc < 0)
+            return rc;
+        if (r.status != 200 && r.status != 409) {
+            rc = unexpected(s, "a transaction", &r, e);
+            buf_free(&r.body);
+            return rc;
+        }
+        json_error_t je;
+        json_t *j = json_loadb(r.body.p, r.body.len, JSON_ALLOW_NUL, &je);
+        buf_free(&r.body);
+        if (!json_is_object(j)) {
+            json_decref(j);
+            return burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable transaction answer", s->hostport);
+        }
+        if (r.status == 409) {
+            json_t *errs = json_object_get(j, "Errors"), *x;
+            size_t i, hit = 0;
+            json_array_foreach(errs, i, x) {
+                json_int_t k = json_integer_value(json_object_get(x, "OpIndex"));
+                const char *what = json_string_value(json_object_get(x, "What"));
+                if (k >= 0 && (size_t)k < m) {
+                    op_error(live[k], what ? what : "rejected");
+                    hit++;
+                }
+            }
+            json_decref(j);
+            if (!hit)
+                return burry_errf(e, BURRY_EFAIL, "Consul at %s rejected a transaction without saying why",
+                                  s->hostport);
+            continue; /* again without the rejected operations */
+        }
+        json_t *res = json_object_get(j, "Results");
+        for (size_t i = 0; i < m; i++) {
+            struct wop *w = live[i];
+            if (!get) {
+                w->out = !strcmp(verb, "cas") ? SRC_W_CREATED : w->exists ? SRC_W_OVERWRITTEN : SRC_W_CREATED;
+                w->done = 1;
+                continue;
+            }
+            json_t *kv = json_object_get(json_array_get(res, i), "KV");
+            json_t *v = json_object_get(kv, "Value");
+            buf_reset(&s->tmp);
+            if (json_is_string(v) && b64_decode(json_string_value(v), json_string_length(v), &s->tmp) < 0) {
+                json_decref(j);
+                return burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value", s->hostport);
+            }
+            w->differs = s->tmp.len != w->vlen || (w->vlen && memcmp(s->tmp.p, w->val, w->vlen)) ||
+                         (unsigned long long)jint(kv, "Flags") != w->flags;
+        }
+        json_decref(j);
+        return 0;
+    }
+}
+
+/* A value whose transaction would be over Consul's request limit goes
+ * alone through the plain KV endpoint. */
+static int run_put(struct source *s, struct wop *w, int plan, struct burry_err *e)
+{
+    struct buf url;
+    struct http_resp r = {0};
+    int rc = 0;
+    buf_init(&url, 0);
+    if (w->key[0] == '/' || strstr(w->key, "//") || strstr(w->key, "/./") || strstr(w->key, "/../")) {
+        w->done = 1;
+        w->out = SRC_W_FAILED;
+        w->msg = strdup("a value this large can only be written through Consul's /v1/kv path, "
+                        "which cannot name a key with empty, '.' or '..' segments");
+        goto out;
+    }
+    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 || put_escaped(&url, w->key, w->klen) < 0) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    size_t base_len = url.len;
+    if (s->mode != SRC_WRITE_CREATE) {
+        struct http_req g = {.method = "GET", .url = url.p, .headers = s->hdrs};
+        if ((rc = http_do(s->h, "Consul", &g, &r, e)) < 0)
+            goto out;
+        if (r.status == 404) {
+            w->exists = 0;
+        } else if (r.status == 200) {
+            json_t *j = json_loadb(r.body.p, r.body.len, JSON_ALLOW_NUL, NULL);
+            json_t *kv = json_array_get(j, 0), *v = json_object_get(kv, "Value");
+            buf_reset(&s->tmp);
+            if (json_is_string(v))
+                b64_decode(json_string_value(v), json_string_length(v), &s->tmp);
+            w->exists = 1;
+            w->differs = s->tmp.len != w->vlen || (w->vlen && memcmp(s->tmp.p, w->val, w->vlen)) ||
+                         (unsigned long long)jint(kv, "Flags") != w->flags;
+            json_decref(j);
+        } else {
+            rc = unexpected(s, "a key read", &r, e);
+            goto out;
+        }
+        buf_free(&r.body);
+        if (plan || (w->exists && !w->differs))
+            goto out;
+    }
+    url.len = base_len;
+    if (buf_printf(&url, "?flags=%llu%s", w->flags, s->mode == SRC_WRITE_CREATE ? "&cas=0" : "") < 0) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    struct http_req p = {.method = "PUT", .url = url.p, .headers = s->hdrs, .body = w->vlen ? w->val : "",
+                         .body_len = w->vlen};
+    if ((rc = http_do(s->h, "Consul", &p, &r, e)) < 0)
+        goto out;
+    if (r.status != 200) {
+        char sn[200];
+        if (r.status == 403) {
+            rc = denied(s, e);
+            goto out;
+        }
+        w->done = 1;
+        w->out = SRC_W_FAILED;
+        if (asprintf(&w->msg, "Consul answered HTTP %ld: %s", r.status, snippet(&r.body, sn, sizeof sn)) < 0)
+            w->msg = NULL;
+        goto out;
+    }
+    w->done = 1;
+    if (s->mode == SRC_WRITE_CREATE)
+        w->out = strncmp(r.body.p, "true", 4) ? SRC_W_EXISTING : SRC_W_CREATED;
+    else
+        w->out = w->exists ? SRC_W_OVERWRITTEN : SRC_W_CREATED;
+out:
+    buf_free(&r.body);
+    buf_free(&url);
+    return rc;
+}
+
+/* Work out the outcome of ops [0, n) of a chunk that fits one transaction. */
+static int run_chunk(struct source *s, struct wop **list, size_t n, struct burry_err *e)
+{
+    int rc;
+    enum src_write_mode mode = s->mode;
+    if (n == 1 && op_size(list[0]) > CONSUL_TXN_BUDGET) {
+        if ((rc = run_put(s, list[0], mode == SRC_WRITE_PLAN || mode == SRC_WRITE_PLAN_OVERWRITE, e)) < 0)
+            return rc;
+    } else if (mode == SRC_WRITE_CREATE) {
+        return run_txn(s, list, n, "cas", e);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            list[i]->exists = 1;
+        if ((rc = run_txn(s, list, n, "get", e)) < 0)
+            return rc;
+    }
+    /* read done (plan, overwrite): decide, then write what must change */
+    struct wop *todo[CONSUL_MAX_OPS];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct wop *w = list[i];
+        if (w->done)
+            continue;
+        if (w->exists && !w->differs) {
+            w->out = SRC_W_SAME;
+            w->done = 1;
+        } else if (mode == SRC_WRITE_PLAN || mode == SRC_WRITE_PLAN_OVERWRITE) {
+            w->out = !w->exists ? SRC_W_CREATED : mode == SRC_WRITE_PLAN ? SRC_W_DIFFERENT : SRC_W_OVERWRITTEN;
+            w->done = 1;
+        } else {
+            todo[m++] = w;
+        }
+    }
+    return m ? run_txn(s, todo, m, "set", e) : 0;
+}
+
+static int consul_pump(struct source *s, int timeout_ms, struct burry_err *e)
+{
+    (void)timeout_ms; /* each request is bounded by opts->timeout_s */
+    size_t i = 0;
+    int rc = 0;
+    while (i < s->nq) {
+        struct wop *list[CONSUL_MAX_OPS];
+        size_t n = 0, bytes = 0, j = i;
+        for (; j < s->nq && n < CONSUL_MAX_OPS; j++) {
+            struct wop *w = &s->q[j];
+            if (!w->want) {
+                w->done = 1;
+                w->out = SRC_W_EXISTING;
+                continue;
+            }
+            if (w->bad) {
+                w->done = 1;
+                w->out = SRC_W_FAILED;
+                if (!strcmp(w->bad, "value too large")) {
+                    if (asprintf(&w->msg, "value too large for Consul (%zu bytes)", w->vlen) < 0)
+                        w->msg = NULL;
+                } else {
+                    w->msg = strdup(w->bad);
+                }
+                continue;
+            }
+            size_t sz = op_size(w);
+            if (n && (bytes + sz > CONSUL_TXN_BUDGET))
+                break;
+            list[n++] = w;
+            bytes += sz;
+            if (sz > CONSUL_TXN_BUDGET) {
+                j++;
+                break;
+            }
+        }
+        if (n && (rc = run_chunk(s, list, n, e)) < 0)
+            break;
+        /* callbacks in submit order, then forget the ops */
+        for (size_t k = i; k < j; k++) {
+            struct wop *w = &s->q[k];
+            w->cb(w->ctx, w->tok, w->out, w->msg);
+            free(w->key);
+            free(w->val);
+            free(w->msg);
+        }
+        i = j;
+    }
+    /* keep the ops whose callbacks have not run */
+    if (i) {
+        memmove(s->q, s->q + i, (s->nq - i) * sizeof *s->q);
+        s->nq -= i;
+    }
+    return rc;
+}
+
+static size_t consul_pending(struct source *s)
+{
+    return s->nq;
 }
 
 const struct source_ops source_consul = {
     .scheme = "consul",
     .service = "consul",
     .open = consul_open,
+    .close = consul_close,
+    .describe = consul_describe,
+    .default_name = consul_default_name,
+    .user_path = consul_user_path,
+    .show_path = consul_show_path,
+    .manifest_info = consul_manifest_info,
+    .scan = consul_scan,
+    .write_submit = consul_write_submit,
+    .pump = consul_pump,
+    .pending = consul_pending,
 };

@@ -1,0 +1,233 @@
+#!/bin/bash
+# Consul KV against real Consul 1.8.7 agents: a round trip with flags, empty
+# values, folder/ keys, awkward names and a 400 KB value; create-only,
+# --overwrite, --dry-run, --path/--into, prefixes, an empty key space, ACL
+# tokens, an unreachable server, a server killed mid-restore, the legacy
+# flags. Results are checked with curl and the consul binary.
+set -u; . "$(dirname "$0")/../lib/lib.sh"; . "$(dirname "$0")/../lib/consul.sh"; t_tmpdir
+
+consul_start a || { not_ok "consul a starts"; exit 1; }
+PA=$CONSUL_PORT
+consul_start b || { not_ok "consul b starts"; exit 1; }
+PB=$CONSUL_PORT
+S=$T_TMP/store
+
+# kv_load PORT [TOKEN] < lines "KEY_JSON<TAB>VALUE_B64<TAB>FLAGS": writes in
+# transactions (any key bytes), the big values alone through /v1/kv
+KV_LOAD_PY=$(cat <<'PY'
+import base64, json, sys, urllib.request, urllib.parse
+port, tok = sys.argv[1], sys.argv[2]
+hdr = {"X-Consul-Token": tok} if tok else {}
+ops = []
+def flush():
+    global ops
+    if ops:
+        urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:%s/v1/txn" % port, json.dumps(ops).encode(), hdr, method="PUT")).read()
+    ops = []
+for line in sys.stdin.read().splitlines():
+    k, v, f = line.split("\t")
+    k = json.loads(k)
+    if len(v) > 300000:
+        flush()
+        urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:%s/v1/kv/%s?flags=%s" % (port, urllib.parse.quote(k), f), base64.b64decode(v), hdr, method="PUT")).read()
+        continue
+    ops.append({"KV": {"Verb": "set", "Key": k, "Value": v, "Flags": int(f)}})
+    if len(ops) == 64:
+        flush()
+flush()
+PY
+)
+kv_load() { /usr/bin/python3 -c "$KV_LOAD_PY" "$1" "${2:-}"; }
+
+# kv_dump PORT [PREFIX] [TOKEN]: every key under PREFIX as "key flags sha256(value)",
+# read with curl
+kv_dump() {
+    curl -s ${3:+-H "X-Consul-Token: $3"} "http://127.0.0.1:$1/v1/kv/${2:-}?recurse" |
+        /usr/bin/python3 -c '
+import base64, hashlib, json, sys
+t = sys.stdin.read()
+for e in (json.loads(t) if t.strip() else []):
+    v = base64.b64decode(e["Value"]) if e["Value"] else b""
+    print(json.dumps(e["Key"]), e["Flags"], hashlib.sha256(v).hexdigest(), len(v))'
+}
+nkeys() { kv_dump "$@" | wc -l; }
+
+BIG=$(head -c 400000 /dev/urandom | base64 -w0)
+kv_load "$PA" <<EOF
+"plain"	$(printf 'hello' | base64)	0
+"flagged"	$(printf 'x' | base64)	42
+"empty"		7
+"folder/"		0
+"dir/sub/k"	$(printf 'deep' | base64)	0
+"dir/other"	$(printf 'o' | base64)	1
+"sp ace/50%:x/é"	$(printf 'odd' | base64)	0
+"runs//of///slash"	$(printf 'r' | base64)	0
+"/lead"	$(printf 'l' | base64)	0
+"trail//"		3
+"bin"	$(printf 'a\000b\377c' | base64)	0
+"big"	$BIG	9
+EOF
+N=$(nkeys "$PA")
+expect_eq "fixture: 12 keys in the source" 12 "$N"
+
+# --- backup -------------------------------------------------------------
+run_burry backup "consul://127.0.0.1:$PA" "$S" --json
+expect_eq "backup exits 0" 0 "$RC"
+expect_eq "backup counts every key" 12 "$(jget 'd["nodes"]')"
+expect_eq "default name" "consul-127.0.0.1-$PA" "$(jget 'd["name"]')"
+ID=$(jget 'd["snapshot"]')
+ARCH="$S/consul-127.0.0.1-$PA/$ID.tar.zst"
+LIST=$(tar -tf "$ARCH" 2>/dev/null)
+expect_match "folder/ key is a node with an empty last segment" '^tree/folder/%/@meta$' "$LIST"
+expect_match "empty value kept as an empty @data" '^tree/empty/@data$' "$LIST"
+expect_match "leading '/' is an empty first segment" '^tree/%/lead/@meta$' "$LIST"
+expect_match "odd names encoded" '^tree/sp%20ace/50%25%3Ax/%C3%A9/@data$' "$LIST"
+MX=$(tar -xOf "$ARCH" tree/flagged/@meta 2>/dev/null)
+expect_match "flags recorded in @meta" '"flags":42' "$MX"
+expect_match "indexes recorded in @meta" '"create_index":[0-9]+.*"modify_index":[0-9]+' "$MX"
+EMPTY_SIZE=$(tar -xOf "$ARCH" tree/empty/@data 2>/dev/null | wc -c)
+expect_eq "empty value is 0 bytes" 0 "$EMPTY_SIZE"
+MAN=$(cat "$S/consul-127.0.0.1-$PA/$ID.json")
+expect_match "manifest records the service" '"service": "consul"' "$MAN"
+expect_match "manifest records prefix and index" '"index": [1-9]' "$MAN"
+
+# --- round trip ---------------------------------------------------------
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --json
+expect_eq "restore exits 0" 0 "$RC"
+expect_eq "restore creates every key" 12 "$(jget 'd["created"]')"
+expect_eq "round trip: keys, values and flags equal (curl)" "$(kv_dump "$PA")" "$(kv_dump "$PB")"
+expect_match "flags restored (consul kv get -detailed)" 'Flags +42' "$(consul_kv "$PB" get -detailed flagged)"
+expect_eq "400 KB value restored (consul kv get)" "$(consul_kv "$PA" get big | sha256sum)" "$(consul_kv "$PB" get big | sha256sum)"
+expect_eq "odd name restored (consul kv get)" "odd" "$(consul_kv "$PB" get 'sp ace/50%:x/é')"
+
+# --- create-only ----------------------------------------------------------
+curl -s -X PUT --data-binary 'CHANGED' "http://127.0.0.1:$PB/v1/kv/plain" >/dev/null
+curl -s -X DELETE "http://127.0.0.1:$PB/v1/kv/empty" >/dev/null
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --json
+expect_eq "create-only restore exits 0" 0 "$RC"
+expect_eq "create-only: the missing key is created" 1 "$(jget 'd["created"]')"
+expect_eq "create-only: existing keys counted" 11 "$(jget 'd["existing"]')"
+expect_eq "create-only: changed key left untouched" "CHANGED" "$(consul_kv "$PB" get plain)"
+expect_match "create-only: deleted empty key back with its flags" 'Flags +7' "$(consul_kv "$PB" get -detailed empty)"
+
+# --- dry run ------------------------------------------------------------------
+curl -s -X DELETE "http://127.0.0.1:$PB/v1/kv/dir/sub/k" >/dev/null
+BEFORE=$(kv_dump "$PB")
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --dry-run --json
+expect_eq "dry-run exits 0" 0 "$RC"
+expect_eq "dry-run: would create 1" 1 "$(jget 'd["created"]')"
+expect_eq "dry-run: 1 differs" 1 "$(jget 'd["different"]')"
+expect_eq "dry-run changes nothing" "$BEFORE" "$(kv_dump "$PB")"
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --dry-run
+expect_match "dry-run plan names the missing key" 'create.*/dir/sub/k' "$OUT$ERR"
+expect_match "dry-run plan names the differing key" 'exists-different.*/plain' "$OUT$ERR"
+
+# --- overwrite -----------------------------------------------------------------
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --overwrite --json
+expect_eq "overwrite exits 0" 0 "$RC"
+expect_eq "overwrite: 1 overwritten" 1 "$(jget 'd["overwritten"]')"
+expect_eq "overwrite: 1 created" 1 "$(jget 'd["created"]')"
+expect_eq "after --overwrite both servers are equal" "$(kv_dump "$PA")" "$(kv_dump "$PB")"
+
+# --- --path / --into, prefixes --------------------------------------------------
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --path /dir --into /moved/here --json
+expect_eq "--path/--into exits 0" 0 "$RC"
+expect_eq "--path/--into: 2 keys created" 2 "$(jget 'd["created"]')"
+expect_eq "--into places the subtree" "deep" "$(consul_kv "$PB" get moved/here/sub/k)"
+expect_eq "--into creates no keys for the ancestors" "2" "$(nkeys "$PB" moved)"
+
+run_burry backup "consul://127.0.0.1:$PA/dir" "$S" --json
+expect_eq "prefix backup exits 0" 0 "$RC"
+expect_eq "prefix backup holds only keys under dir/" 2 "$(jget 'd["nodes"]')"
+PID=$(jget 'd["snapshot"]')
+run_burry restore "consul://127.0.0.1:$PB/copy" "$S" --snapshot "$PID" --json
+expect_eq "restore under another prefix exits 0" 0 "$RC"
+expect_eq "restore under another prefix" "o" "$(consul_kv "$PB" get copy/other)"
+
+# --- empty key space, missing prefix, unreachable ---------------------------------
+consul_start c || not_ok "consul c starts"
+PC=$CONSUL_PORT
+run_burry backup "consul://127.0.0.1:$PC" "$S" --json
+expect_eq "empty key space: exit 0" 0 "$RC"
+expect_eq "empty key space: 0 nodes" 0 "$(jget 'd["nodes"]')"
+expect_match "empty key space: a warning" 'no keys' "$ERR"
+run_burry backup "consul://127.0.0.1:$PA/nothere" "$S" --json
+expect_eq "missing prefix: exit 0" 0 "$RC"
+expect_eq "missing prefix: 0 nodes" 0 "$(jget 'd["nodes"]')"
+expect_match "missing prefix: a warning naming it" "no keys under 'nothere'" "$ERR"
+DEAD=$(free_port)
+run_burry backup "consul://127.0.0.1:$DEAD" "$S" --timeout 3
+expect_eq "unreachable server: exit 1" 1 "$RC"
+expect_match "unreachable server: says so" "cannot reach Consul at .*127.0.0.1:$DEAD" "$ERR"
+consul_stop c
+
+# --- ACL tokens ------------------------------------------------------------------
+TOK=5f0d3b1e-6a43-4bd6-9d1c-a11ce0000001
+consul_start_acl acl "$TOK" || not_ok "consul with ACLs starts"
+PACL=$CONSUL_PORT
+printf '"sec/one"\t%s\t5\n"sec/two"\t\t0\n' "$(printf 1 | base64)" | kv_load "$PACL" "$TOK"
+expect_eq "ACL fixture: 2 keys" 2 "$(nkeys "$PACL" "" "$TOK")"
+CONSUL_HTTP_TOKEN=$TOK run_burry backup "consul://127.0.0.1:$PACL" "$S" --name acl --json
+expect_eq "CONSUL_HTTP_TOKEN: backup exits 0" 0 "$RC"
+expect_eq "CONSUL_HTTP_TOKEN: both keys read" 2 "$(jget 'd["nodes"]')"
+AID=$(jget 'd["snapshot"]')
+expect_no_match "token not in the manifest" "$TOK" "$(cat "$S"/acl/*.json)"
+printf '%s\n' "$TOK" >"$T_TMP/tok"; chmod 600 "$T_TMP/tok"
+run_burry backup "consul://127.0.0.1:$PACL/sec" "$S" --name acl2 --token-file "$T_TMP/tok" --json
+expect_eq "--token-file: backup exits 0" 0 "$RC"
+expect_eq "--token-file: both keys read" 2 "$(jget 'd["nodes"]')"
+CONSUL_HTTP_TOKEN=not-the-token-0000 run_burry backup "consul://127.0.0.1:$PACL" "$S" --name acl3
+expect_eq "wrong token: exit 1" 1 "$RC"
+expect_match "wrong token: permission denied" 'refused the request: permission denied \(check the ACL token\)' "$ERR"
+expect_no_match "wrong token never shown" 'not-the-token-0000' "$OUT$ERR"
+curl -s -X DELETE -H "X-Consul-Token: $TOK" "http://127.0.0.1:$PACL/v1/kv/sec/one" >/dev/null
+CONSUL_HTTP_TOKEN=not-the-token-0000 run_burry restore "consul://127.0.0.1:$PACL" "$S" --snapshot "$AID" --name acl
+expect_eq "wrong token restore: exit 1" 1 "$RC"
+expect_no_match "wrong token restore: token never shown" 'not-the-token-0000' "$OUT$ERR"
+run_burry restore "consul://127.0.0.1:$PACL" "$S" --snapshot "$AID" --name acl
+expect_eq "no token restore (default deny): exit 1" 1 "$RC"
+expect_match "no token restore: permission denied" 'permission denied' "$ERR"
+run_burry restore "consul://127.0.0.1:$PACL" "$S" --snapshot "$AID" --name acl --token-file "$T_TMP/tok" --json
+expect_eq "token restore: exit 0" 0 "$RC"
+expect_eq "token restore: 1 created, 1 existing" "1 1" "$(jget 'd["created"]') $(jget 'd["existing"]')"
+expect_match "token restore: flags back" 'Flags +5' "$(CONSUL_HTTP_TOKEN=$TOK consul_kv "$PACL" get -detailed sec/one)"
+expect_no_match "token never in any output" "$TOK" "$OUT$ERR"
+consul_stop acl
+
+# --- legacy flags ----------------------------------------------------------------
+mkdir -p "$T_TMP/legacy"
+(cd "$T_TMP/legacy" && run_burry -e "127.0.0.1:$PA" -i consul -t local && printf '%s\n%s\n%s\n' "$RC" "$OUT" "$ERR" >out.txt)
+LEG=$(cat "$T_TMP/legacy/out.txt")
+expect_eq "legacy -i consul -t local exits 0" 0 "$(head -1 <<<"$LEG")"
+expect_match "legacy prints the original success line" 'Operation successfully completed. The snapshot ID is: ' "$LEG"
+LEGID=$(sed -n 's/.*The snapshot ID is: //p' <<<"$LEG" | head -1)
+expect_eq "legacy snapshot in the current directory" 1 "$(find "$T_TMP/legacy" -name "$LEGID*.json" | wc -l)"
+
+# --- server killed mid-restore, then a re-run completes ---------------------------
+consul_stop b
+CONSUL_PERSIST=1 consul_start d || not_ok "persistent consul d starts"
+PD=$CONSUL_PORT
+/usr/bin/python3 -c '
+import base64
+for i in range(20000):
+    print("\"many/%05d\"\t%s\t%d" % (i, base64.b64encode(b"v%d" % i).decode(), i % 3))' | kv_load "$PA"
+run_burry backup "consul://127.0.0.1:$PA/many" "$S" --name many --json
+expect_eq "20,000-key backup exits 0" 0 "$RC"
+MID=$(jget 'd["snapshot"]')
+"$BURRY" restore "consul://127.0.0.1:$PD/many" "$S" --snapshot "$MID" --name many --timeout 3 >"$T_TMP/kill.out" 2>"$T_TMP/kill.err" &
+RPID=$!
+has_some() { [ "$(curl -s "http://127.0.0.1:$PD/v1/kv/many/?keys" | tr ',' '\n' | grep -c many)" -ge 500 ]; }
+wait_until 30 has_some || not_ok "restore started writing"
+eval "kill -9 \$CONSUL_PID_d; wait \$CONSUL_PID_d 2>/dev/null"
+wait "$RPID"; KRC=$?
+expect_eq "restore into a killed server: exit 1" 1 "$KRC"
+expect_match "killed server: says how far it got and that a re-run is safe" 'stopped after [0-9]+ nodes.*running it again is safe' "$(cat "$T_TMP/kill.err")"
+consul_restart d || not_ok "consul d restarts"
+GOT=$(nkeys "$PD" many)
+run_burry restore "consul://127.0.0.1:$PD/many" "$S" --snapshot "$MID" --name many --json
+expect_eq "re-run exits 0" 0 "$RC"
+expect_eq "re-run: created + existing = 20000" 20000 "$(( $(jget 'd["created"]') + $(jget 'd["existing"]') ))"
+expect_eq "re-run: what survived the kill counted as existing" "$GOT" "$(jget 'd["existing"]')"
+expect_eq "after the re-run the trees are equal" "$(kv_dump "$PA" many)" "$(kv_dump "$PD" many)"
+
+t_done
