@@ -15,7 +15,6 @@ PACKAGES=(
     zstd tar coreutils time procps curl age
 )
 
-trap 'rc=$?; [ $rc -eq 0 ] && { "$(dirname "${BASH_SOURCE[0]}")/get-consul.sh" || rc=1; }; exit $rc' EXIT  # Consul (Debian 11) into .cache/, after the apt part, also when nothing was missing
 is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
@@ -25,9 +24,15 @@ for p in "${PACKAGES[@]}"; do
     is_installed "$p" || missing+=("$p")
 done
 
+# Consul is not in Debian 12: its Debian 11 package goes into .cache/
+get_consul() {
+    "$(dirname "${BASH_SOURCE[0]}")/get-consul.sh"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
     echo "setup: all ${#PACKAGES[@]} required packages are installed"
-    exit 0
+    get_consul
+    exit $?
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -56,3 +61,4 @@ if [ ${#still[@]} -ne 0 ]; then
     exit 1
 fi
 echo "setup: installed ${missing[*]}"
+get_consul
