@@ -14,6 +14,7 @@
 
 #include "age.h"
 #include "burry.h"
+#include "gozip.h"
 #include "format.h"
 
 enum verb { V_NONE, V_BACKUP, V_RESTORE, V_LS, V_SHOW, V_VERIFY, V_DUMP };
@@ -608,6 +609,22 @@ static int run_verb(struct cli *c, int legacy)
             return fail(c, &e);
         if (c->json) {
             print_json(out);
+        } else if (!strcmp(jstr(out, "format"), GOZIP_FORMAT)) {
+            json_t *a = json_object_get(out, "archive"), *v;
+            char into[128] = "";
+            size_t i;
+            json_array_foreach(json_object_get(out, "restorable_into"), i, v)
+                snprintf(into + strlen(into), sizeof into - strlen(into), "%s%s", i ? ", " : "",
+                         json_string_value(v));
+            human_bytes(jint(out, "bytes"), hb, sizeof hb);
+            skipped_text(json_object_get(out, "skipped"), sk, sizeof sk);
+            printf("snapshot:   %s\nformat:     zip written by the original burry (Go); no checksums\n"
+                   "service:    %s (restores into: %s)\nsource:     %s\ncreated:    %s\n"
+                   "nodes:      %llu\nvalues:     %s\nskipped:    %s\n",
+                   jstr(out, "snapshot"), jstr(out, "service"), into, jstr(out, "source"),
+                   jstr(out, "created"), jint(out, "nodes"), hb, sk[0] ? sk : "none");
+            human_bytes(jint(a, "size"), hb, sizeof hb);
+            printf("archive:    %s (%s)\n", jstr(a, "key"), hb);
         } else {
             json_t *a = json_object_get(out, "archive");
             human_bytes(jint(out, "bytes"), hb, sizeof hb);

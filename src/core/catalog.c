@@ -8,8 +8,11 @@
 #include <unistd.h>
 #include <time.h>
 
+#include <sys/stat.h>
+
 #include "buf.h"
 #include "burry.h"
+#include "gozip.h"
 #include "registry.h"
 
 void catalog_new_id(char *out, size_t len)
@@ -233,6 +236,10 @@ int catalog_resolve(const struct store_ops *ops, struct store *st, const char *r
 
 char *catalog_archive_key(json_t *m)
 {
+    if (!strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT)) {
+        const char *key = json_string_value(json_object_get(json_object_get(m, "archive"), "key"));
+        return key ? strdup(key) : NULL;
+    }
     const char *name = json_string_value(json_object_get(m, "name"));
     const char *file = json_string_value(json_object_get(json_object_get(m, "archive"), "key"));
     if (!name || !file || strchr(file, '/'))
@@ -241,6 +248,112 @@ char *catalog_archive_key(json_t *m)
     if (asprintf(&k, "%s/%s", name, file) < 0)
         return NULL;
     return k;
+}
+
+int catalog_get_open(struct catalog_get *g, const struct store_ops *ops, struct store *st,
+                     const char *key, struct burry_err *e)
+{
+    *g = (struct catalog_get){.ops = ops, .st = st, .key = key};
+    return ops->get_open(st, key, &g->get, e);
+}
+
+ssize_t catalog_get_read(void *ctx, void *buf, size_t len, struct burry_err *e)
+{
+    struct catalog_get *g = ctx;
+    ssize_t k = g->ops->get_read(g->get, buf, len, e);
+    if (k > 0)
+        g->size += (unsigned long long)k;
+    return k;
+}
+
+int catalog_get_rewind(void *ctx, struct burry_err *e)
+{
+    struct catalog_get *g = ctx;
+    g->ops->get_close(g->get);
+    g->get = NULL;
+    g->size = 0;
+    return g->ops->get_open(g->st, g->key, &g->get, e);
+}
+
+void catalog_get_close(struct catalog_get *g)
+{
+    if (g->ops)
+        g->ops->get_close(g->get);
+    g->get = NULL;
+}
+
+/* The description of an original burry zip in the store, from its first
+ * entry; "archive": {"key"} added. */
+static int zip_describe(const struct store_ops *ops, struct store *st, const char *key,
+                        const char *id, json_t **out, struct burry_err *e)
+{
+    struct catalog_get g;
+    int rc = catalog_get_open(&g, ops, st, key, e);
+    if (rc == 0)
+        rc = gozip_peek(catalog_get_read, &g, id, out, e);
+    catalog_get_close(&g);
+    if (rc == BURRY_ENOENT)
+        return rc;
+    if (rc < 0)
+        return burry_err_prefix(e, "archive '%s' in %s is not a readable archive of the original burry",
+                                key, ops->describe(st));
+    json_object_set_new(*out, "archive", json_pack("{s:s}", "key", key));
+    return 0;
+}
+
+int catalog_open_snapshot(const char *store_url, const char *ref, const char *name,
+                          const struct burry_opts *o, const struct store_ops **ops,
+                          struct store **st, json_t **manifest, struct burry_err *e)
+{
+    const char *path = store_url && !strncmp(store_url, "file://", 7) ? store_url + 7 : store_url;
+    char *id = path ? gozip_id_from_path(path) : NULL;
+    struct stat sb;
+    int rc;
+    *st = NULL;
+    if (id && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        /* a zip named directly: its directory is the store */
+        const char *slash = strrchr(path, '/');
+        char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        if (!dir) {
+            free(id);
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        }
+        if (ref && strcmp(ref, "latest") && strcmp(ref, id))
+            rc = burry_errf(e, BURRY_EUSAGE, "'%s' is the archive of snapshot '%s', not '%s'", path, id, ref);
+        else if ((rc = catalog_open_store(dir, o, ops, st, e)) == 0)
+            rc = zip_describe(*ops, *st, slash ? slash + 1 : path, id, manifest, e);
+        if (rc == BURRY_ENOENT) {
+            burry_err_clear(e);
+            rc = burry_errf(e, BURRY_ENOENT, "cannot read '%s': it vanished", path);
+        }
+        free(dir);
+        free(id);
+        goto out;
+    }
+    free(id);
+    if ((rc = catalog_open_store(store_url, o, ops, st, e)) < 0)
+        return rc;
+    if (!ref || !gozip_valid_id(ref)) {
+        rc = catalog_resolve(*ops, *st, ref, name, manifest, e);
+        goto out;
+    }
+    /* digits only: never a burry ID, maybe the original tool's */
+    char key[32];
+    snprintf(key, sizeof key, "%s%s", ref, GOZIP_SUFFIX);
+    rc = zip_describe(*ops, *st, key, ref, manifest, e);
+    if (rc == BURRY_ENOENT) {
+        burry_err_clear(e);
+        rc = burry_errf(e, BURRY_ENOENT,
+                        "no snapshot '%s' in %s (no archive '%s' of the original burry either; "
+                        "burry ls lists snapshots)",
+                        ref, (*ops)->describe(*st), key);
+    }
+out:
+    if (rc < 0 && *st) {
+        (*ops)->close(*st);
+        *st = NULL;
+    }
+    return rc;
 }
 
 int catalog_open_store(const char *url, const struct burry_opts *o, const struct store_ops **ops,
@@ -293,12 +406,38 @@ int burry_show(const struct burry_opts *o, const char *store_url, const char *sn
 {
     const struct store_ops *ops;
     struct store *st = NULL;
+    json_t *m = NULL;
     int rc;
     if (name && (rc = catalog_check_name(name, e)) < 0)
         return rc;
-    if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
+    if ((rc = catalog_open_snapshot(store_url, snapshot, name, o, &ops, &st, &m, e)) < 0)
         return rc;
-    rc = catalog_resolve(ops, st, snapshot, name, out, e);
+    if (strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT)) {
+        *out = m;
+        ops->close(st);
+        return 0;
+    }
+    /* an original burry zip has no manifest with counts: read it whole */
+    struct catalog_get g;
+    struct gozip *z = NULL;
+    char *key = catalog_archive_key(m);
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    if (!key)
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+    else if ((rc = catalog_get_open(&g, ops, st, key, e)) == 0) {
+        z = gozip_open(catalog_get_read, catalog_get_rewind, &g, id, e);
+        if (!z)
+            rc = burry_err_prefix(e, "archive '%s' in %s", key, ops->describe(st));
+        else {
+            *out = json_deep_copy(gozip_manifest(z));
+            json_object_set_new(*out, "archive", json_pack("{s:s,s:I}", "key", key, "size",
+                                                           (json_int_t)g.size));
+        }
+        catalog_get_close(&g);
+    }
+    gozip_free(z);
+    free(key);
+    json_decref(m);
     ops->close(st);
     return rc;
 }

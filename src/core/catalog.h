@@ -36,6 +36,34 @@ char *catalog_archive_key(json_t *manifest);
 int catalog_read_object(const struct store_ops *ops, struct store *st, const char *key,
                         size_t max, char **out, size_t *len, struct burry_err *e);
 
+/* Find the snapshot a restore or show names and open its store:
+ *  - store_url naming an existing regular file that ends in ".zip": an
+ *    archive of the original Go burry; the store is its directory and the
+ *    snapshot ID its name without ".zip";
+ *  - else a published snapshot (catalog_resolve);
+ *  - else, for an explicit ID of digits only (the original tool's IDs are
+ *    unix times), the original tool's "ID.zip" at the store's top level.
+ * *manifest is the published manifest or the zip's description (gozip.h);
+ * either way catalog_archive_key() names the archive in *st. */
+int catalog_open_snapshot(const char *store_url, const char *ref, const char *name,
+                          const struct burry_opts *o, const struct store_ops **ops,
+                          struct store **st, json_t **manifest, struct burry_err *e);
+
+/* A store object as a byte stream that can start over (fmt_read_fn and
+ * gozip_rewind_fn of format.h and gozip.h). */
+struct catalog_get {
+    const struct store_ops *ops;
+    struct store *st;
+    const char *key;
+    struct store_get *get;
+    unsigned long long size;   /* bytes read since the last (re)start */
+};
+int catalog_get_open(struct catalog_get *g, const struct store_ops *ops, struct store *st,
+                     const char *key, struct burry_err *e);
+ssize_t catalog_get_read(void *ctx, void *buf, size_t len, struct burry_err *e);
+int catalog_get_rewind(void *ctx, struct burry_err *e);
+void catalog_get_close(struct catalog_get *g);
+
 /* Open the store named by url (NULL: "burry-snapshots", a directory). */
 int catalog_open_store(const char *url, const struct burry_opts *o, const struct store_ops **ops,
                        struct store **st, struct burry_err *e);

@@ -7,47 +7,102 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
+#include "age.h"
 #include "burry.h"
 #include "buf.h"
 #include "catalog.h"
 #include "format.h"
+#include "gozip.h"
 #include "names.h"
 #include "registry.h"
 
+/* The archive's way from the store: the stored bytes are counted and
+ * hashed (the published manifest records their size and SHA-256), then
+ * decrypted when the snapshot is encrypted. */
 struct get_ctx {
     const struct store_ops *ops;
     struct store_get *get;
+    EVP_MD_CTX *md;
+    uint64_t size;
+    struct age_dec *age;
 };
+
+static ssize_t raw_read(void *ctx, void *buf, size_t len, struct burry_err *e)
+{
+    struct get_ctx *g = ctx;
+    ssize_t n = g->ops->get_read(g->get, buf, len, e);
+    if (n > 0) {
+        EVP_DigestUpdate(g->md, buf, (size_t)n);
+        g->size += (uint64_t)n;
+    }
+    return n;
+}
 
 static ssize_t get_read(void *ctx, void *buf, size_t len, struct burry_err *e)
 {
     struct get_ctx *g = ctx;
-    return g->ops->get_read(g->get, buf, len, e);
+    if (g->age)
+        return age_dec_read(g->age, buf, len, e);
+    return raw_read(ctx, buf, len, e);
 }
 
-/* Open the snapshot's archive for reading. */
-static int open_archive(const struct store_ops *ops, struct store *st, json_t *m,
-                        struct get_ctx *g, struct fmt_reader **r, struct burry_err *e)
+static void get_ctx_close(struct get_ctx *g)
 {
+    age_dec_free(g->age);
+    EVP_MD_CTX_free(g->md);
+    if (g->get)
+        g->ops->get_close(g->get);
+    memset(g, 0, sizeof *g);
+}
+
+static void get_ctx_sha256(struct get_ctx *g, char hex[65])
+{
+    unsigned char d[32];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(g->md, d, &n);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Open the snapshot's archive for reading (decrypting it if need be). */
+static int open_archive(const struct store_ops *ops, struct store *st, json_t *m,
+                        const struct burry_opts *o, struct get_ctx *g, struct fmt_reader **r,
+                        struct burry_err *e)
+{
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    const char *enc = json_string_value(json_object_get(m, "encryption"));
+    if (enc && strcmp(enc, "age"))
+        return burry_errf(e, BURRY_EFAIL, "snapshot '%s' is encrypted with '%s', which this burry does not know",
+                          id, enc);
+    if (enc && !o->nidentities)
+        return burry_errf(e, BURRY_EUSAGE, "snapshot '%s' is encrypted: give --identity FILE (an age identity)", id);
     char *key = catalog_archive_key(m);
     if (!key)
-        return burry_errf(e, BURRY_EFAIL, "manifest of snapshot '%s' names no archive",
-                          json_string_value(json_object_get(m, "snapshot")));
+        return burry_errf(e, BURRY_EFAIL, "manifest of snapshot '%s' names no archive", id);
     g->ops = ops;
     int rc = ops->get_open(st, key, &g->get, e);
     if (rc == BURRY_ENOENT) {
         burry_err_clear(e);
-        rc = burry_errf(e, BURRY_EFAIL, "archive '%s' of snapshot '%s' is missing from %s", key,
-                        json_string_value(json_object_get(m, "snapshot")), ops->describe(st));
+        rc = burry_errf(e, BURRY_EFAIL, "archive '%s' of snapshot '%s' is missing from %s", key, id,
+                        ops->describe(st));
     }
     free(key);
     if (rc < 0)
         return rc;
+    if (!(g->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(g->md, EVP_sha256(), NULL) != 1) {
+        get_ctx_close(g);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    if (enc && !(g->age = age_dec_new((const unsigned char (*)[32])o->identities, o->nidentities, raw_read, g, e))) {
+        get_ctx_close(g);
+        return burry_err_prefix(e, "cannot decrypt snapshot '%s'", id);
+    }
     *r = fmt_reader_new(get_read, g, e);
     if (!*r) {
-        ops->get_close(g->get);
-        g->get = NULL;
-        return e->code ? e->code : BURRY_EFAIL;
+        get_ctx_close(g);
+        return burry_err_prefix(e, "snapshot '%s' is damaged", id);
     }
     return 0;
 }
@@ -60,7 +115,7 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
     struct fmt_reader *r = NULL;
     struct bnode n;
     const char *id = json_string_value(json_object_get(m, "snapshot"));
-    int rc = open_archive(ops, st, m, &g, &r, e);
+    int rc = open_archive(ops, st, m, o, &g, &r, e);
     if (rc < 0)
         return rc;
     while ((rc = fmt_reader_next(r, &n, e)) == 1) {
@@ -73,14 +128,13 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
         json_t *a = json_object_get(m, "archive");
         const char *sha = json_string_value(json_object_get(a, "sha256"));
         json_int_t size = json_integer_value(json_object_get(a, "size"));
-        if (!sha || strcmp(sha, fmt_reader_archive_sha256(r)) ||
-            (uint64_t)size != fmt_reader_archive_size(r))
+        char got[65];
+        get_ctx_sha256(&g, got);
+        if (!sha || strcmp(sha, got) || (uint64_t)size != g.size)
             rc = burry_errf(e, BURRY_EFAIL,
                             "archive checksum mismatch (manifest: %lld bytes, sha256 %.16s...; "
                             "archive: %llu bytes, sha256 %.16s...)",
-                            (long long)size, sha ? sha : "none",
-                            (unsigned long long)fmt_reader_archive_size(r),
-                            fmt_reader_archive_sha256(r));
+                            (long long)size, sha ? sha : "none", (unsigned long long)g.size, got);
         else {
             json_t *inner = fmt_reader_manifest(r);
             const char *iid = json_string_value(json_object_get(inner, "snapshot"));
@@ -92,8 +146,7 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
     if (rc < 0 && rc != BURRY_EINTR)
         burry_err_prefix(e, "snapshot '%s' is damaged", id);
     fmt_reader_free(r);
-    ops->get_close(g.get);
-    (void)o;
+    get_ctx_close(&g);
     return rc;
 }
 
@@ -151,6 +204,88 @@ out:
 out0:
     json_decref(res);
     return rc;
+}
+
+/* Where a restore gets its nodes: a burry snapshot (format.c) checked
+ * against its published manifest, or an archive of the original Go burry
+ * (gozip.c). check() is the first pass, which reads the whole archive
+ * before the service is touched; next() gives the nodes, parents first. */
+struct snap_reader {
+    int (*check)(struct snap_reader *sr, struct burry_err *e);
+    int (*next)(struct snap_reader *sr, struct bnode *n, struct burry_err *e);
+    void (*free)(struct snap_reader *sr);
+    const struct store_ops *ops;
+    struct store *st;
+    json_t *m;
+    const struct burry_opts *o;
+    struct get_ctx g;          /* burry snapshot */
+    struct fmt_reader *fr;
+    struct catalog_get cg;     /* original burry zip */
+    char *key;
+    struct gozip *gz;
+};
+
+static int tar_check(struct snap_reader *sr, struct burry_err *e)
+{
+    return verify_snapshot(sr->ops, sr->st, sr->m, sr->o, e);
+}
+
+static int tar_next(struct snap_reader *sr, struct bnode *n, struct burry_err *e)
+{
+    int rc;
+    if (!sr->fr && (rc = open_archive(sr->ops, sr->st, sr->m, sr->o, &sr->g, &sr->fr, e)) < 0)
+        return rc;
+    return fmt_reader_next(sr->fr, n, e);
+}
+
+static void tar_free(struct snap_reader *sr)
+{
+    fmt_reader_free(sr->fr);
+    get_ctx_close(&sr->g);
+}
+
+static int zip_check(struct snap_reader *sr, struct burry_err *e)
+{
+    const char *id = json_string_value(json_object_get(sr->m, "snapshot"));
+    int rc;
+    if (!(sr->key = catalog_archive_key(sr->m)))
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    blog(&sr->o->log, BLOG_WARN,
+         "archive '%s' was written by the original burry: it has no checksums; reading it whole "
+         "before restoring", sr->key);
+    if ((rc = catalog_get_open(&sr->cg, sr->ops, sr->st, sr->key, e)) < 0)
+        return rc;
+    sr->gz = gozip_open(catalog_get_read, catalog_get_rewind, &sr->cg, id, e);
+    if (!sr->gz)
+        return burry_err_prefix(e, "archive '%s' in %s", sr->key, sr->ops->describe(sr->st));
+    return 0;
+}
+
+static int zip_next(struct snap_reader *sr, struct bnode *n, struct burry_err *e)
+{
+    int rc = gozip_next(sr->gz, n, e);
+    if (rc < 0)
+        burry_err_prefix(e, "archive '%s' in %s", sr->key, sr->ops->describe(sr->st));
+    return rc;
+}
+
+static void zip_free(struct snap_reader *sr)
+{
+    gozip_free(sr->gz);
+    catalog_get_close(&sr->cg);
+    free(sr->key);
+}
+
+static void snap_open(struct snap_reader *sr, const struct store_ops *ops, struct store *st,
+                      json_t *m, const struct burry_opts *o)
+{
+    int gozip = !strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT);
+    *sr = (struct snap_reader){
+        .check = gozip ? zip_check : tar_check,
+        .next = gozip ? zip_next : tar_next,
+        .free = gozip ? zip_free : tar_free,
+        .ops = ops, .st = st, .m = m, .o = o,
+    };
 }
 
 struct restore {
@@ -285,8 +420,7 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     struct store *st = NULL;
     struct source *src = NULL;
     json_t *m = NULL;
-    struct get_ctx g = {0};
-    struct fmt_reader *rd = NULL;
+    struct snap_reader sr = {0};
     char *sub = NULL, *into = NULL, *desc = NULL;
     size_t sub_len = 0, into_len = 0;
     struct buf np;
@@ -304,13 +438,18 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
         goto out;
     if (req->into && (rc = sops->user_path(req->into, &into, &into_len, e)) < 0)
         goto out;
-    if ((rc = catalog_open_store(store_url, o, &tops, &st, e)) < 0)
+    if ((rc = catalog_open_snapshot(store_url, req->snapshot, req->name, o, &tops, &st, &m, e)) < 0)
         goto out;
-    if ((rc = catalog_resolve(tops, st, req->snapshot, req->name, &m, e)) < 0)
-        goto out;
+    snap_open(&sr, tops, st, m, o);
     const char *id = json_string_value(json_object_get(m, "snapshot"));
     const char *service = json_string_value(json_object_get(m, "service"));
-    if (!service || strcmp(service, sops->service)) {
+    /* an archive of the original burry may fit more than one service */
+    int fits = service && !strcmp(service, sops->service);
+    size_t k;
+    json_t *alt;
+    json_array_foreach(json_object_get(m, "restorable_into"), k, alt)
+        fits |= !strcmp(json_string_value(alt) ?: "", sops->service);
+    if (!fits) {
         rc = burry_errf(e, BURRY_EUSAGE, "snapshot '%s' holds a %s backup; it cannot be restored into %s",
                         id, service ? service : "unknown", sops->service);
         goto out;
@@ -318,7 +457,7 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
 
     /* first pass: the whole archive must be intact before anything is written */
     blog(&o->log, BLOG_INFO, "checking snapshot '%s'", id);
-    if ((rc = verify_snapshot(tops, st, m, o, e)) < 0) {
+    if ((rc = sr.check(&sr, e)) < 0) {
         if (rc != BURRY_EINTR)
             burry_err_prefix(e, "refusing to restore");
         goto out;
@@ -338,11 +477,9 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     const char *dest = into ? into : sub;
     size_t dest_len = into ? into_len : sub_len;
 
-    if ((rc = open_archive(tops, st, m, &g, &rd, e)) < 0)
-        goto fatal;
     double last = now_s();
     struct bnode n;
-    while ((rc = fmt_reader_next(rd, &n, e)) == 1) {
+    while ((rc = sr.next(&sr, &n, e)) == 1) {
         if (sub && !(n.path_len >= sub_len && !memcmp(n.path, sub, sub_len) &&
                      (n.path_len == sub_len || n.path[sub_len] == '/')))
             continue;
@@ -406,9 +543,8 @@ out:
                          (json_int_t)r.created, "existing", (json_int_t)r.existing, "different",
                          (json_int_t)r.different, "overwritten", (json_int_t)r.overwritten, "failed",
                          (json_int_t)r.failed);
-    fmt_reader_free(rd);
-    if (g.get)
-        tops->get_close(g.get);
+    if (sr.free)
+        sr.free(&sr);
     if (src)
         sops->close(src);
     while (r.live) {

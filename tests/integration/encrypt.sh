@@ -1,0 +1,115 @@
+#!/bin/bash
+# Encrypted snapshots (age): Debian's age decrypts what burry writes, burry
+# restores what age encrypted, the published manifest reveals no names or
+# values, and a wrong key, a flipped byte or a truncated file is refused
+# before the service is touched.
+set -u
+. "$(dirname "$0")/../lib/lib.sh"
+. "$(dirname "$0")/../lib/zk.sh"
+t_tmpdir
+
+zk_start a || exit 1
+PA=$ZK_PORT
+zk_start b || exit 1
+PB=$ZK_PORT
+
+zk_py "$PA" "zk.create('/vault', b'')" \
+    "zk.create('/vault/db-password', b'hunter2-SECRETVALUE')" \
+    "zk.create('/vault/api key', b'k-12345-SECRETVALUE')" \
+    "zk.create('/plain', b'nothing to hide')"
+
+age-keygen -o "$T_TMP/key1.txt" 2>/dev/null
+age-keygen -o "$T_TMP/key2.txt" 2>/dev/null
+age-keygen -o "$T_TMP/other.txt" 2>/dev/null
+PUB1=$(age-keygen -y "$T_TMP/key1.txt")
+PUB2=$(age-keygen -y "$T_TMP/key2.txt")
+printf '# team keys\n%s\n\n' "$PUB2" >"$T_TMP/recipients.txt"
+
+S=$T_TMP/store
+run_burry backup "zk://127.0.0.1:$PA" "$S" --name enc --encrypt-to "$PUB1" --recipients-file "$T_TMP/recipients.txt" --json
+expect_eq "encrypted backup exits 0" 0 "$RC"
+ID=$(jget 'd["snapshot"]')
+expect_eq "backup JSON says the archive is encrypted" age "$(jget 'd.get("encryption")')"
+ARCH="$S/enc/$ID.tar.zst.age"
+check "the archive is stored as .tar.zst.age" test -f "$ARCH"
+expect_eq "the archive starts with the age header" "age-encryption.org/v1" "$(head -c 21 "$ARCH")"
+
+# stock tools: age -d | tar
+for k in key1 key2; do
+    LIST=$(age -d -i "$T_TMP/$k.txt" "$ARCH" | tar -t --zstd 2>&1)
+    expect_match "age -d with $k | tar -t lists the tree" '^tree/vault/db-password/@data$' "$LIST"
+done
+mkdir -p "$T_TMP/x" && age -d -i "$T_TMP/key1.txt" "$ARCH" | tar -x --zstd -C "$T_TMP/x"
+expect_eq "a value extracted with age and tar is intact" "hunter2-SECRETVALUE" "$(cat "$T_TMP/x/tree/vault/db-password/@data")"
+
+# nothing readable without the key
+expect_no_match "the archive holds no value in clear" 'SECRETVALUE' "$(cat "$ARCH" | tr -c '[:print:]' ' ')"
+expect_no_match "the archive holds no key name in clear" 'db-password' "$(cat "$ARCH" | tr -c '[:print:]' ' ')"
+MAN=$(cat "$S/enc/$ID.json")
+expect_no_match "the published manifest names no node" 'vault|db-password|api' "$MAN"
+expect_no_match "the published manifest names no source address" "127\\.0\\.0\\.1" "$MAN"
+expect_match "the published manifest keeps name and time" '"created"' "$MAN"
+run_burry ls "$S" --json
+expect_eq "ls lists the encrypted snapshot" "$ID" "$(jget 'd["snapshots"][0]["id"]')"
+
+# restore: needs the identity, refuses a wrong one before touching the server
+run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --json
+expect_eq "restore without --identity exits 2" 2 "$RC"
+expect_match "restore without --identity says an identity is needed" 'identity' "$ERR"
+run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --identity "$T_TMP/other.txt" --json
+expect_eq "restore with a wrong identity exits 1" 1 "$RC"
+expect_match "restore with a wrong identity says so" 'wrong key|cannot decrypt' "$ERR"
+expect_eq "a refused restore created nothing" "" "$(zk_py "$PB" "print(zk.exists('/vault') or '', end='')")"
+
+run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --identity "$T_TMP/key2.txt" --json
+expect_eq "restore with the second recipient's identity exits 0" 0 "$RC"
+expect_eq "restore created the nodes" 4 "$(jget 'd["created"]')"
+expect_eq "restored value is intact" "hunter2-SECRETVALUE" "$(zk_py "$PB" "print(zk.get('/vault/db-password')[0].decode(), end='')")"
+
+run_burry verify "$S" --identity "$T_TMP/key1.txt" --json
+expect_eq "verify with the identity exits 0" 0 "$RC"
+run_burry verify "$S" --json
+expect_eq "verify without an identity exits 1 or 2" 1 "$(( RC == 1 || RC == 2 ))"
+
+# tampering: a flipped byte anywhere, a truncated file
+cp "$ARCH" "$T_TMP/orig.age"
+SIZE=$(stat -c %s "$ARCH")
+for at in 60 $((SIZE / 2)) $((SIZE - 5)); do
+    cp "$T_TMP/orig.age" "$ARCH"
+    /usr/bin/python3 -c "
+import sys
+p, at = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(p, 'rb').read()); b[at] ^= 0x01; open(p, 'wb').write(b)" "$ARCH" "$at"
+    run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --identity "$T_TMP/key1.txt" --into /t$at --json
+    expect_eq "flipped byte at $at: restore exits 1" 1 "$RC"
+    expect_eq "flipped byte at $at: nothing created" "" "$(zk_py "$PB" "print(zk.exists('/t$at') or '', end='')")"
+done
+head -c $((SIZE - 100)) "$T_TMP/orig.age" >"$ARCH"
+run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --identity "$T_TMP/key1.txt" --into /trunc --json
+expect_eq "truncated archive: restore exits 1" 1 "$RC"
+expect_eq "truncated archive: nothing created" "" "$(zk_py "$PB" "print(zk.exists('/trunc') or '', end='')")"
+cp "$T_TMP/orig.age" "$ARCH"
+
+# a snapshot encrypted by age itself restores with burry: encrypt a plain
+# snapshot's archive with `age -r` and publish it as an encrypted one
+run_burry backup "zk://127.0.0.1:$PA" "$S" --name plain --json
+PID=$(jget 'd["snapshot"]')
+age -r "$PUB1" -o "$S/plain/$PID.tar.zst.age" "$S/plain/$PID.tar.zst"
+rm "$S/plain/$PID.tar.zst"
+/usr/bin/python3 - "$S/plain/$PID.json" "$S/plain/$PID.tar.zst.age" <<'PY'
+import hashlib, json, os, sys
+m = json.load(open(sys.argv[1]))
+data = open(sys.argv[2], 'rb').read()
+m["archive"] = {"key": os.path.basename(sys.argv[2]), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+m["encryption"] = "age"
+json.dump(m, open(sys.argv[1], 'w'))
+PY
+run_burry restore "zk://127.0.0.1:$PB" "$S" --snapshot "$PID" --identity "$T_TMP/key1.txt" --into /byage --json
+expect_eq "a snapshot encrypted by age -r restores with burry" "0 5" "$RC $(jget 'd["created"]')"
+expect_eq "its values are intact" "nothing to hide" "$(zk_py "$PB" "print(zk.get('/byage/plain')[0].decode(), end='')")"
+
+no_leak=1
+grep -rq 'AGE-SECRET-KEY' "$S" && no_leak=0
+if [ $no_leak = 1 ]; then ok "no identity in the store"; else not_ok "no identity in the store"; fi
+
+t_done
