@@ -98,8 +98,9 @@ run_burry -e "127.0.0.1:$PA" --timeout nope
 expect_eq "--timeout not a number: exit 2" 2 "$RC"
 
 # --- unsupported legacy choices are usage errors ---
-run_burry -e "127.0.0.1:$PA" -i etcd
-expect_eq "-i etcd (not yet): exit 2" 2 "$RC"
+run_burry -e "127.0.0.1:$PA" -i mysql
+expect_eq "-i with an unknown service: exit 2" 2 "$RC"
+expect_match "-i with an unknown service: names the known ones" 'zk, etcd or consul' "$ERR"
 run_burry -e "127.0.0.1:$PA" -t s3
 expect_eq "-t s3 (not yet): exit 2" 2 "$RC"
 run_burry -e "127.0.0.1:$PA" -o frobnicate
