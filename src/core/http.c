@@ -111,6 +111,8 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
         }
     }
     CURLcode cc = curl_easy_perform(c);
+    for (struct curl_slist *l = hdrs; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data)); /* headers may carry credentials */
     curl_slist_free_all(hdrs);
     h->sink = NULL;
     shown_url(r->url, shown, sizeof shown);
