@@ -77,6 +77,9 @@ for r in $(seq 1 "$REPEAT"); do
     timed restore "$BURRY" restore "etcd://127.0.0.1:$ETCD_PORT" "$S" --name small --json
     rest+=("$T_SECS")
     C=$(json_get "$(cat "$T_TMP/restore.out")" 'd["created"]')
+    [ "$C" = "$RCOUNT" ] || { echo "etcd.sh: the restore created $C keys, not $RCOUNT" >&2; exit 1; }
+    ON=$(env ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$ETCD_PORT" get "" --prefix --keys-only | grep -c .)
+    [ "$ON" = "$RCOUNT" ] || { echo "etcd.sh: the server holds $ON keys after the restore, not $RCOUNT" >&2; exit 1; }
     etcd_stop "r$r"
 done
 RESTORE=$(best "${rest[@]}")

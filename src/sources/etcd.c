@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "http.h"
+#include "http_multi.h"
 
 #define ETCD_TXN_OPS 128                       /* server default --max-txn-ops */
 #define ETCD_REQ_LIMIT ((size_t)3 << 19)        /* server default --max-request-bytes, 1.5 MiB */
@@ -22,6 +23,11 @@
 #define ETCD_PAGE_MAX 10000
 #define ETCD_PAGE_BYTES ((size_t)4 << 20)       /* aim for pages of about this size */
 #define ETCD_RESP_MAX ((size_t)256 << 20)       /* largest answer accepted */
+/* Create-only txns in flight at once. A txn waits for its own commit
+ * (tens of ms, whatever its size) but etcd commits concurrent txns
+ * together, so overlapping them is what makes a restore fast. The
+ * restorer's window (1000 writes by default) allows about this many. */
+#define ETCD_INFLIGHT 8
 
 /* ---- URL ---------------------------------------------------------------- */
 
@@ -254,15 +260,30 @@ struct wop { /* one queued write */
     long long lease, ttl;      /* recorded lease ID (0: none) and its TTL */
     src_write_cb cb;
     void *ctx, *token;
-    int done;                  /* outcome decided (decided writes wait in order) */
+    int done;                  /* outcome decided (callback not run yet) */
+    int sent;                  /* part of a txn in flight */
     enum src_write_outcome out;
     char *msg;
+};
+
+/* One create-only txn in flight: its ops and, once it ended, its answer. */
+struct txn_slot {
+    struct wop *b[ETCD_TXN_OPS];
+    size_t n;
+    int busy;                  /* sent; answer not processed yet */
+    int answered;
+    int rc;                    /* <0: no answer (msg says why) */
+    long status;
+    json_t *j;                 /* the parsed answer, NULL when not JSON */
+    char msg[sizeof(((struct burry_err *)0)->msg)];
 };
 
 struct source {
     const struct burry_opts *o;
     struct etcdurl u;
     struct http *h;
+    struct http_multi *hm;     /* create-only txns, made at the first pump */
+    struct txn_slot fl[ETCD_INFLIGHT];
     const char *host;          /* the member in use, "host:port" */
     char base[300];            /* "http://host:port" */
     char *auth_hdr;            /* "Authorization: TOKEN", wiped at close */
@@ -300,6 +321,9 @@ static void etcd_close(struct source *s)
         memset(s->auth_hdr, 0, strlen(s->auth_hdr));
         free(s->auth_hdr);
     }
+    http_multi_free(s->hm);
+    for (size_t i = 0; i < ETCD_INFLIGHT; i++)
+        json_decref(s->fl[i].j);
     http_free(s->h);
     etcdurl_free(&s->u);
     lmap_free(&s->ttl);
@@ -910,11 +934,13 @@ static int grant(struct source *s, struct wop *w, long long *out, struct burry_e
     return rc;
 }
 
-enum txn_kind { TXN_CREATE, TXN_PUT, TXN_READ };
+enum txn_kind { TXN_CREATE, TXN_CREATE_BARE, TXN_PUT, TXN_READ };
 
 /* Build one txn over the ops in b[0..n) that are still undecided and have
  * want set. CREATE: compare create_revision == 0 per key, success puts,
- * failure keys-only reads; PUT: unconditional puts; READ: reads. */
+ * failure keys-only reads; CREATE_BARE: the same without the failure
+ * reads (a smaller request for the usual case, where every key is new);
+ * PUT: unconditional puts; READ: reads. */
 static int build_txn(struct source *s, struct wop **b, const char *want, size_t n,
                      enum txn_kind kind, struct burry_err *e)
 {
@@ -922,7 +948,7 @@ static int build_txn(struct source *s, struct wop **b, const char *want, size_t 
     int rc = 0, first = 1;
     buf_reset(r);
     rc |= buf_putc(r, '{');
-    if (kind == TXN_CREATE) {
+    if (kind == TXN_CREATE || kind == TXN_CREATE_BARE) {
         rc |= buf_puts(r, "\"compare\":[");
         for (size_t i = 0; i < n; i++) {
             if (!want[i])
@@ -1123,39 +1149,193 @@ one_by_one:
     return 0;
 }
 
-/* Send every queued write, in batches, then run the callbacks in order. */
-static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
+/* Pick the next batch: undecided writes not in flight, in queue order,
+ * at most ETCD_TXN_OPS of them and about ETCD_BATCH_BYTES. */
+static size_t next_batch(struct source *s, struct wop **b)
 {
-    (void)timeout_ms;
+    size_t n = 0, bytes = 0;
+    for (struct wop *w = s->qh; w && n < ETCD_TXN_OPS; w = w->next) {
+        if (w->done || w->sent)
+            continue;
+        size_t cost = w->klen * 3 + w->vlen + ETCD_OP_OVERHEAD * 3;
+        if (n && bytes + cost > ETCD_BATCH_BYTES)
+            break;
+        b[n++] = w;
+        bytes += cost;
+    }
+    return n;
+}
+
+/* Run the callbacks of the decided writes at the head of the queue, in
+ * order; with all set, of every decided write, skipping undecided ones. */
+static void complete_decided(struct source *s, int all)
+{
+    struct wop **pp = &s->qh, *prev = NULL;
+    while (*pp) {
+        struct wop *w = *pp;
+        if (!w->done) {
+            if (!all)
+                break;
+            prev = w;
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (s->qt == w)
+            s->qt = prev;
+        s->nq--;
+        w->cb(w->ctx, w->token, w->out, w->msg);
+        wop_free(w);
+    }
+}
+
+/* The synchronous path (overwrite and plans): batch after batch. */
+static int pump_sync(struct source *s, struct burry_err *e)
+{
     struct wop *b[ETCD_TXN_OPS];
     int rc = 0;
     while (s->qh) {
-        size_t n = 0, bytes = 0;
-        for (struct wop *w = s->qh; w && n < ETCD_TXN_OPS; w = w->next) {
-            if (w->done)
-                continue;
-            size_t cost = w->klen * 3 + w->vlen + ETCD_OP_OVERHEAD * 3;
-            if (n && bytes + cost > ETCD_BATCH_BYTES)
-                break;
-            b[n++] = w;
-            bytes += cost;
-        }
+        size_t n = next_batch(s, b);
         if (n && (rc = run_batch(s, b, n, e)) < 0)
             return rc;
-        /* everything decided at the head of the queue completes, in order */
-        while (s->qh && s->qh->done) {
-            struct wop *w = s->qh;
-            s->qh = w->next;
-            if (!s->qh)
-                s->qt = NULL;
-            s->nq--;
-            w->cb(w->ctx, w->token, w->out, w->msg);
-            wop_free(w);
-        }
+        complete_decided(s, 0);
         if (burry_interrupted)
             return burry_errf(e, BURRY_EINTR, "interrupted");
     }
     return 0;
+}
+
+/* http_multi callback: keep the answer for txn_done (run by the pump). */
+static void txn_answered(void *ctx, int rc, struct http_resp *resp, const struct burry_err *err)
+{
+    struct txn_slot *t = ctx;
+    t->answered = 1;
+    t->rc = rc;
+    t->status = resp->status;
+    if (rc < 0) {
+        snprintf(t->msg, sizeof t->msg, "%s", err->msg);
+        return;
+    }
+    t->j = json_loadb(resp->body.p, resp->body.len, 0, NULL);
+    if (t->j && !json_is_object(t->j)) {
+        json_decref(t->j);
+        t->j = NULL;
+    }
+}
+
+/* Start create-only txns while there is work and room. */
+static int start_txns(struct source *s, struct burry_err *e)
+{
+    char url[400];
+    char *hdrs[2] = {s->auth_hdr, NULL};
+    snprintf(url, sizeof url, "%s/v3/kv/txn", s->base);
+    for (size_t i = 0; i < ETCD_INFLIGHT && http_multi_room(s->hm); i++) {
+        struct txn_slot *t = &s->fl[i];
+        if (t->busy)
+            continue;
+        char want[ETCD_TXN_OPS];
+        size_t n = next_batch(s, t->b);
+        if (!n)
+            return 0;
+        memset(want, 1, n);
+        int rc = build_txn(s, t->b, want, n, TXN_CREATE_BARE, e);
+        if (rc < 0)
+            return rc;
+        struct http_req r = {.method = "POST", .url = url, .headers = (const char *const *)hdrs,
+                             .body = s->req.p, .body_len = s->req.len, .max_resp = ETCD_RESP_MAX};
+        if ((rc = http_multi_submit(s->hm, "etcd", &r, txn_answered, t, e)) < 0)
+            return rc;
+        t->n = n;
+        t->busy = 1;
+        t->answered = 0;
+        t->rc = 0;
+        t->status = 0;
+        t->j = NULL;
+        for (size_t k = 0; k < n; k++)
+            t->b[k]->sent = 1;
+    }
+    return 0;
+}
+
+/* Decide the writes of an answered txn. The usual answer (all created)
+ * is handled here; anything else falls back to run_batch, which asks
+ * again: a txn that did not succeed wrote nothing. With salvage set (the
+ * run is ending on another error) only that usual answer is used. */
+static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct burry_err *e)
+{
+    struct wop *rest[ETCD_TXN_OPS];
+    size_t nrest = 0;
+    int rc = 0;
+    for (size_t i = 0; i < t->n; i++)
+        t->b[i]->sent = 0;
+    if (t->rc < 0) {
+        if (!salvage)
+            rc = burry_errf(e, t->rc, "%s", t->msg);
+    } else if (!t->j) {
+        if (!salvage)
+            rc = burry_errf(e, BURRY_EFAIL,
+                            "etcd at %s sent an answer to /v3/kv/txn that is not JSON (HTTP status "
+                            "%ld); is this an etcd v3 server?", s->host, t->status);
+    } else if (t->status == 200 && json_is_true(json_object_get(t->j, "succeeded"))) {
+        for (size_t i = 0; i < t->n; i++)
+            wop_decide(t->b[i], SRC_W_CREATED, NULL);
+    } else {
+        /* some key exists (the bare txn does not say which), or etcd
+         * refused the txn as a whole (an expired token, a key it denies,
+         * a server-wide condition): run_batch finds the existing keys,
+         * renews, splits or fails */
+        for (size_t i = 0; i < t->n; i++)
+            rest[nrest++] = t->b[i];
+    }
+    if (rc == 0 && nrest && !salvage)
+        rc = run_batch(s, rest, nrest, e);
+    json_decref(t->j);
+    t->j = NULL;
+    t->busy = t->answered = 0;
+    t->n = 0;
+    return rc;
+}
+
+/* After a fatal error: wait for the txns still in flight (each bounded by
+ * the request timeout) and record what they did, so that the summary
+ * counts every key written. */
+static void drain_txns(struct source *s)
+{
+    struct burry_err e2 = {0};
+    while (http_multi_inflight(s->hm) > 0)
+        if (http_multi_pump(s->hm, 1000, &e2) < 0)
+            break;
+    for (size_t i = 0; i < ETCD_INFLIGHT; i++)
+        if (s->fl[i].busy && s->fl[i].answered)
+            txn_done(s, &s->fl[i], 1, &e2);
+}
+
+/* Create-only: keep up to ETCD_INFLIGHT txns in flight, wait up to
+ * timeout_ms for answers, then run the callbacks of every decided write.
+ * Keys of different batches are distinct, so neither the order of the
+ * txns nor that of the callbacks between batches matters; completing a
+ * batch as soon as it is answered lets the restorer refill its window
+ * without waiting for the slowest txn. */
+static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
+{
+    if (s->mode != SRC_WRITE_CREATE)
+        return pump_sync(s, e);
+    if (!s->hm && !(s->hm = http_multi_new(s->o, ETCD_INFLIGHT, e)))
+        return e->code ? e->code : BURRY_EFAIL;
+    int rc = start_txns(s, e);
+    if (rc == 0 && http_multi_inflight(s->hm) > 0)
+        rc = http_multi_pump(s->hm, timeout_ms, e);
+    for (size_t i = 0; rc >= 0 && i < ETCD_INFLIGHT; i++)
+        if (s->fl[i].busy && s->fl[i].answered)
+            rc = txn_done(s, &s->fl[i], 0, e);
+    if (rc >= 0)
+        rc = start_txns(s, e); /* refill before the callbacks run */
+    if (rc >= 0 && burry_interrupted)
+        rc = burry_errf(e, BURRY_EINTR, "interrupted");
+    if (rc < 0) /* also when interrupted: the txns in flight take milliseconds */
+        drain_txns(s);
+    complete_decided(s, 1);
+    return rc < 0 ? rc : 0;
 }
 
 static int etcd_write_end(struct source *s, struct burry_err *e)

@@ -1,0 +1,298 @@
+/* Asynchronous HTTP requests on libcurl's multi interface (http_multi.h):
+ * a fixed set of easy handles (slots), one per request in flight, sharing
+ * the multi handle's connection cache. */
+#include "http_multi.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HM_DEFAULT_MAX ((size_t)64 << 20)
+#define HM_MAX_SLOTS 64
+
+struct hm_slot {
+    CURL *c;
+    int busy;
+    int too_big;
+    struct buf body;              /* response */
+    char *req_body;               /* copy of the request body */
+    char *url;                    /* copy of the URL (also for messages) */
+    const char *what;
+    size_t max_resp;
+    struct curl_slist *hdrs;
+    http_multi_cb cb;
+    void *ctx;
+};
+
+struct http_multi {
+    CURLM *m;
+    const struct burry_opts *o;
+    struct hm_slot *slots;
+    size_t nslots, busy;
+};
+
+static size_t hm_on_body(char *p, size_t size, size_t n, void *ctx)
+{
+    struct hm_slot *sl = ctx;
+    if (buf_append(&sl->body, p, size * n) < 0) {
+        sl->too_big = 1;
+        return 0;
+    }
+    return size * n;
+}
+
+/* Release what a slot holds for its request (not the response body). */
+static void slot_release(struct hm_slot *sl)
+{
+    curl_slist_free_all(sl->hdrs);
+    sl->hdrs = NULL;
+    free(sl->req_body);
+    sl->req_body = NULL;
+    free(sl->url);
+    sl->url = NULL;
+    sl->cb = NULL;
+    sl->ctx = NULL;
+}
+
+struct http_multi *http_multi_new(const struct burry_opts *o, size_t max_inflight,
+                                  struct burry_err *e)
+{
+    if (max_inflight < 1 || max_inflight > HM_MAX_SLOTS) {
+        burry_errf(e, BURRY_EFAIL, "invalid number of concurrent requests %zu (1-%d)", max_inflight,
+                   HM_MAX_SLOTS);
+        return NULL;
+    }
+    /* reference-counted by libcurl; balanced in http_multi_free */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        burry_errf(e, BURRY_EFAIL, "cannot initialise libcurl");
+        return NULL;
+    }
+    struct http_multi *m = calloc(1, sizeof *m);
+    if (!m || !(m->slots = calloc(max_inflight, sizeof *m->slots)) || !(m->m = curl_multi_init()))
+        goto oom;
+    m->o = o;
+    m->nslots = max_inflight;
+    for (size_t i = 0; i < m->nslots; i++)
+        if (!(m->slots[i].c = curl_easy_init()))
+            goto oom;
+    return m;
+oom:
+    if (m && m->slots) {
+        for (size_t i = 0; i < max_inflight; i++)
+            curl_easy_cleanup(m->slots[i].c);
+        free(m->slots);
+    }
+    if (m && m->m)
+        curl_multi_cleanup(m->m);
+    free(m);
+    curl_global_cleanup();
+    burry_errf(e, BURRY_EFAIL, "out of memory");
+    return NULL;
+}
+
+void http_multi_free(struct http_multi *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct hm_slot *sl = &m->slots[i];
+        if (sl->busy)
+            curl_multi_remove_handle(m->m, sl->c);
+        curl_easy_cleanup(sl->c);
+        slot_release(sl);
+        buf_free(&sl->body);
+    }
+    curl_multi_cleanup(m->m);
+    free(m->slots);
+    free(m);
+    curl_global_cleanup();
+}
+
+size_t http_multi_inflight(const struct http_multi *m)
+{
+    return m->busy;
+}
+
+size_t http_multi_room(const struct http_multi *m)
+{
+    return m->nslots - m->busy;
+}
+
+/* The URL without any user:password@ part or query, for messages. */
+static void hm_shown_url(const char *url, char *out, size_t len)
+{
+    const char *s = strstr(url, "://");
+    const char *at = s ? strchr(s + 3, '@') : NULL;
+    const char *slash = s ? strchr(s + 3, '/') : NULL;
+    if (at && (!slash || at < slash))
+        snprintf(out, len, "%.*s%s", (int)(s + 3 - url), url, at + 1);
+    else
+        snprintf(out, len, "%s", url);
+    char *q = strchr(out, '?');
+    if (q)
+        *q = 0;
+}
+
+static int hm_timeout(const struct http_multi *m)
+{
+    return m->o->timeout_s > 0 ? m->o->timeout_s : 10;
+}
+
+int http_multi_submit(struct http_multi *m, const char *what, const struct http_req *r,
+                      http_multi_cb cb, void *ctx, struct burry_err *e)
+{
+    struct hm_slot *sl = NULL;
+    for (size_t i = 0; i < m->nslots && !sl; i++)
+        if (!m->slots[i].busy)
+            sl = &m->slots[i];
+    if (!sl)
+        return burry_errf(e, BURRY_EFAIL, "too many requests to %s in flight (at most %zu)", what,
+                          m->nslots);
+    CURL *c = sl->c;
+    long tmo = hm_timeout(m);
+    sl->url = strdup(r->url);
+    if (r->body) {
+        sl->req_body = malloc(r->body_len ? r->body_len : 1);
+        if (sl->req_body && r->body_len)
+            memcpy(sl->req_body, r->body, r->body_len);
+    }
+    int oom = !sl->url || (r->body && !sl->req_body);
+    for (const char *const *p = r->headers; p && *p && !oom; p++) {
+        struct curl_slist *n = curl_slist_append(sl->hdrs, *p);
+        if (n)
+            sl->hdrs = n;
+        else
+            oom = 1;
+    }
+    if (!oom && r->body) {
+        struct curl_slist *n = curl_slist_append(sl->hdrs, "Expect:");
+        if (n)
+            sl->hdrs = n;
+        else
+            oom = 1;
+    }
+    if (oom) {
+        slot_release(sl);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    sl->what = what;
+    sl->max_resp = r->max_resp ? r->max_resp : HM_DEFAULT_MAX;
+    sl->too_big = 0;
+    buf_init(&sl->body, sl->max_resp);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, sl->url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, tmo);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, tmo);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, hm_on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, sl);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, sl);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    if (m->o->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, m->o->cacert);
+    if (m->o->cert)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, m->o->cert);
+    if (m->o->key)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, m->o->key);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl->hdrs);
+    if (!strcmp(r->method, "GET")) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+        if (r->body || strcmp(r->method, "DELETE")) {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, sl->req_body ? sl->req_body : "");
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
+        }
+    }
+    CURLMcode mc = curl_multi_add_handle(m->m, c);
+    if (mc != CURLM_OK) {
+        slot_release(sl);
+        buf_free(&sl->body);
+        return burry_errf(e, BURRY_EFAIL, "cannot start a request to %s (%s)", what,
+                          curl_multi_strerror(mc));
+    }
+    sl->cb = cb;
+    sl->ctx = ctx;
+    sl->busy = 1;
+    m->busy++;
+    return 0;
+}
+
+/* Run the callbacks of finished transfers; the number run. */
+static int hm_finish(struct http_multi *m)
+{
+    int done = 0, left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(m->m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *c = msg->easy_handle;
+        CURLcode cc = msg->data.result;
+        struct hm_slot *sl = NULL;
+        curl_easy_getinfo(c, CURLINFO_PRIVATE, (char **)&sl);
+        curl_multi_remove_handle(m->m, c);
+        if (!sl || !sl->busy)
+            continue;
+        struct http_resp resp = {.status = 0, .body = sl->body};
+        struct burry_err err = {0};
+        char shown[512];
+        int rc = 0;
+        buf_init(&sl->body, 0);
+        hm_shown_url(sl->url, shown, sizeof shown);
+        if (cc != CURLE_OK) {
+            buf_free(&resp.body);
+            buf_init(&resp.body, 0);
+            if (sl->too_big)
+                rc = burry_errf(&err, BURRY_EFAIL, "answer of %s at %s is larger than %zu bytes",
+                                sl->what, shown, sl->max_resp);
+            else if (cc == CURLE_OPERATION_TIMEDOUT)
+                rc = burry_errf(&err, BURRY_EFAIL, "no answer from %s at %s within %ds", sl->what,
+                                shown, hm_timeout(m));
+            else
+                rc = burry_errf(&err, BURRY_EFAIL, "cannot reach %s at %s (%s)", sl->what, shown,
+                                curl_easy_strerror(cc));
+        } else {
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+            if (!resp.body.p)
+                buf_append(&resp.body, "", 0);
+        }
+        http_multi_cb cb = sl->cb;
+        void *ctx = sl->ctx;
+        /* free the slot first, so that the callback may submit */
+        slot_release(sl);
+        sl->busy = 0;
+        m->busy--;
+        cb(ctx, rc, &resp, &err);
+        buf_free(&resp.body);
+        done++;
+    }
+    return done;
+}
+
+static long long hm_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int http_multi_pump(struct http_multi *m, int timeout_ms, struct burry_err *e)
+{
+    long long deadline = hm_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int done = 0, running;
+    for (;;) {
+        CURLMcode mc = curl_multi_perform(m->m, &running);
+        if (mc != CURLM_OK)
+            return burry_errf(e, BURRY_EFAIL, "cannot move HTTP data (%s)", curl_multi_strerror(mc));
+        done += hm_finish(m);
+        long long left = deadline - hm_now_ms();
+        if (done || !m->busy || left <= 0)
+            return done;
+        mc = curl_multi_poll(m->m, NULL, 0, (int)left, NULL);
+        if (mc != CURLM_OK)
+            return burry_errf(e, BURRY_EFAIL, "cannot wait for HTTP data (%s)", curl_multi_strerror(mc));
+    }
+}
