@@ -28,6 +28,7 @@ struct hm_slot {
 struct http_multi {
     CURLM *m;
     const struct burry_opts *o;
+    const char *where;            /* server named in messages, or NULL: the URL */
     struct hm_slot *slots;
     size_t nslots, busy;
 };
@@ -45,6 +46,8 @@ static size_t hm_on_body(char *p, size_t size, size_t n, void *ctx)
 /* Release what a slot holds for its request (not the response body). */
 static void slot_release(struct hm_slot *sl)
 {
+    for (struct curl_slist *h = sl->hdrs; h; h = h->next)
+        memset(h->data, 0, strlen(h->data));
     curl_slist_free_all(sl->hdrs);
     sl->hdrs = NULL;
     free(sl->req_body);
@@ -107,6 +110,11 @@ void http_multi_free(struct http_multi *m)
     free(m->slots);
     free(m);
     curl_global_cleanup();
+}
+
+void http_multi_set_where(struct http_multi *m, const char *where)
+{
+    m->where = where;
 }
 
 size_t http_multi_inflight(const struct http_multi *m)
@@ -241,7 +249,10 @@ static int hm_finish(struct http_multi *m)
         char shown[512];
         int rc = 0;
         buf_init(&sl->body, 0);
-        hm_shown_url(sl->url, shown, sizeof shown);
+        if (m->where)
+            snprintf(shown, sizeof shown, "%s", m->where);
+        else
+            hm_shown_url(sl->url, shown, sizeof shown);
         if (cc != CURLE_OK) {
             buf_free(&resp.body);
             buf_init(&resp.body, 0);

@@ -25,6 +25,10 @@ typedef void (*http_multi_cb)(void *ctx, int rc, struct http_resp *resp,
  * opts->cacert/cert/key and opts->timeout_s. */
 struct http_multi *http_multi_new(const struct burry_opts *o, size_t max_inflight,
                                   struct burry_err *e);
+/* Name the server as where ("HOST:PORT"; kept, not copied) in the error
+ * messages of failed requests instead of the request URL; NULL restores the
+ * URL. */
+void http_multi_set_where(struct http_multi *m, const char *where);
 /* Abandons requests still in flight without running their callbacks. */
 void http_multi_free(struct http_multi *m);                  /* NULL ok */
 
@@ -33,9 +37,11 @@ size_t http_multi_inflight(const struct http_multi *m);
 /* How many more requests can be submitted now. */
 size_t http_multi_room(const struct http_multi *m);
 
-/* Start one request; url, headers and body are copied. what names the
- * service for messages ("etcd"; kept, not copied). BURRY_EFAIL when there is no room (see
- * http_multi_room) or no memory; the callback then never runs. */
+/* Start one request; url, headers and body are copied (the copies of the
+ * headers are wiped when the request ends: they may carry secrets). what
+ * names the service for messages ("etcd"; kept, not copied). BURRY_EFAIL
+ * when there is no room (see http_multi_room) or no memory; the callback
+ * then never runs. */
 int http_multi_submit(struct http_multi *m, const char *what, const struct http_req *r,
                       http_multi_cb cb, void *ctx, struct burry_err *e);
 

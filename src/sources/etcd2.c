@@ -1,8 +1,7 @@
 /* etcd v2 source: the v2 keys API over HTTP, for old clusters (and etcd 3.x
  * started with --enable-v2). A backup is one recursive sorted read emitted
  * depth first (scan); a restore keeps up to 64 requests in flight on
- * several connections through libcurl's multi interface. */
-#include <curl/curl.h>
+ * several connections through the shared http_multi layer. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 
 #include "buf.h"
 #include "http.h"
+#include "http_multi.h"
 #include "names.h"
 #include "registry.h"
 #include "source.h"
@@ -36,9 +36,11 @@ struct e2url {
 
 enum phase { PH_PRESET, PH_CREATE, PH_TYPE, PH_GET, PH_SET };
 
+struct source;
+
 struct e2req {
     struct e2req *next;           /* queue link */
-    CURL *c;
+    struct source *s;
     enum src_write_mode mode;
     enum phase phase;
     enum src_write_outcome preset;
@@ -49,9 +51,6 @@ struct e2req {
     char *key;                    /* canonical path relative to the prefix */
     size_t key_len;
     char *url;                    /* full URL of the node, without query */
-    struct buf body;              /* request body */
-    struct buf resp;
-    int too_big;
     char msg[300];
     src_write_cb cb;
     void *ctx, *token;
@@ -63,14 +62,12 @@ struct source {
     char *base;                   /* "http://HOST:PORT/v2/keys" + escaped prefix */
     char *version;                /* server version, if it said */
     struct http *h;
-    struct curl_slist *hdrs;      /* Authorization (wiped on close) */
-    CURLM *m;
+    char *auth;                   /* "Authorization: Basic ..." (wiped on close) */
+    struct http_multi *hm;        /* restore requests, made at the first submit */
     struct e2req *qhead, *qtail;  /* submitted, not started */
-    struct e2req *active[E2_MAX_INFLIGHT];
+    struct e2req *active[E2_MAX_INFLIGHT]; /* started, not finished */
     size_t nactive, maxactive;
     size_t npending;
-    CURL *idle[E2_MAX_INFLIGHT];  /* reusable easy handles */
-    size_t nidle;
     int dead;
     struct burry_err dead_err;
 };
@@ -241,7 +238,7 @@ static int simple_get(struct source *s, const char *path, struct http_resp *r, s
         buf_free(&url);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
-    const char *hdr[2] = {s->hdrs ? s->hdrs->data : NULL, NULL};
+    const char *hdr[2] = {s->auth, NULL};
     struct http_req rq = {.method = "GET", .url = url.p, .headers = hdr, .max_resp = max};
     int rc = http_do(s->h, "etcd", &rq, r, e);
     buf_free(&url);
@@ -276,10 +273,10 @@ static int etcd2_open(struct source **out, const char *url, const struct burry_o
                   buf_puts(&hdr, "Authorization: Basic ") < 0 ||
                   b64_encode(cred.p, cred.len, &hdr) < 0;
         if (!bad)
-            s->hdrs = curl_slist_append(NULL, hdr.p);
+            s->auth = strdup(hdr.p);
         buf_wipe(&cred);
         buf_wipe(&hdr);
-        if (bad || !s->hdrs) {
+        if (bad || !s->auth) {
             rc = burry_errf(e, BURRY_EFAIL, "out of memory");
             goto fail;
         }
@@ -329,8 +326,6 @@ static void req_free(struct e2req *q)
     free(q->value);
     free(q->key);
     free(q->url);
-    buf_free(&q->body);
-    buf_free(&q->resp);
     free(q);
 }
 
@@ -338,23 +333,18 @@ static void etcd2_close(struct source *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->nactive; i++) {
-        curl_multi_remove_handle(s->m, s->active[i]->c);
-        curl_easy_cleanup(s->active[i]->c);
+    /* abandons requests in flight without running their callbacks */
+    http_multi_free(s->hm);
+    for (size_t i = 0; i < s->nactive; i++)
         req_free(s->active[i]);
-    }
     while (s->qhead) {
         struct e2req *q = s->qhead;
         s->qhead = q->next;
         req_free(q);
     }
-    for (size_t i = 0; i < s->nidle; i++)
-        curl_easy_cleanup(s->idle[i]);
-    if (s->m)
-        curl_multi_cleanup(s->m);
-    if (s->hdrs) {
-        memset(s->hdrs->data, 0, strlen(s->hdrs->data));
-        curl_slist_free_all(s->hdrs);
+    if (s->auth) {
+        memset(s->auth, 0, strlen(s->auth));
+        free(s->auth);
     }
     http_free(s->h);
     e2url_free(&s->u);
@@ -574,7 +564,7 @@ static int etcd2_scan(struct source *s, src_emit_fn emit, void *ctx, struct burr
         buf_free(&url);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
-    const char *hdr[2] = {s->hdrs ? s->hdrs->data : NULL, NULL};
+    const char *hdr[2] = {s->auth, NULL};
     struct http_req rq = {.method = "GET", .url = url.p, .headers = hdr, .max_resp = E2_MAX_TREE};
     blog(&s->o->log, BLOG_DEBUG, "reading the whole tree of etcd at %s in one request (at most %zu MiB)",
          s->u.shown, E2_MAX_TREE >> 20);
@@ -626,17 +616,7 @@ out:
     return rc;
 }
 
-/* ---- restore: pipelined writes on the multi interface ----------------- */
-
-static size_t on_body(char *p, size_t size, size_t n, void *ctx)
-{
-    struct e2req *q = ctx;
-    if (buf_append(&q->resp, p, size * n) < 0) {
-        q->too_big = 1;
-        return 0;
-    }
-    return size * n;
-}
+/* ---- restore: pipelined writes through http_multi ----------------------- */
 
 static void set_dead(struct source *s, int code, const struct burry_err *from, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -661,82 +641,43 @@ static int dead_err(struct source *s, struct burry_err *e)
     return burry_errf(e, s->dead_err.code ? s->dead_err.code : BURRY_EFAIL, "%s", s->dead_err.msg);
 }
 
-/* Start the current phase of q on an easy handle. */
-static int req_start(struct source *s, struct e2req *q)
+static void req_done(void *ctx, int rc, struct http_resp *resp, const struct burry_err *err);
+
+/* Send the current phase of q. */
+static void req_start(struct source *s, struct e2req *q)
 {
-    CURL *c = s->nidle ? s->idle[--s->nidle] : curl_easy_init();
-    if (!c)
-        return -1;
-    curl_easy_reset(c);
-    q->c = c;
-    int tmo = s->o->timeout_s > 0 ? s->o->timeout_s : 10;
-    struct buf u;
+    struct buf u, body;
     buf_init(&u, 0);
+    buf_init(&body, 0);
     int bad = buf_puts(&u, q->url) < 0;
-    buf_reset(&q->body);
-    buf_reset(&q->resp);
-    q->too_big = 0;
-    const char *method = "GET";
-    if (q->phase == PH_CREATE || q->phase == PH_SET) {
-        method = "PUT";
+    int put = q->phase == PH_CREATE || q->phase == PH_SET;
+    if (put) {
         bad |= buf_puts(&u, q->phase == PH_CREATE ? "?prevExist=false" : "?prevExist=true") < 0;
         if (q->is_dir) {
             bad |= buf_puts(&u, "&dir=true") < 0;
         } else {
-            bad |= buf_puts(&q->body, "value=") < 0 ||
-                   url_escape(&q->body, q->value, q->value_len, 0) < 0;
+            bad |= buf_puts(&body, "value=") < 0 ||
+                   url_escape(&body, q->value, q->value_len, 0) < 0;
         }
         if (q->ttl > 0)
-            bad |= buf_printf(q->is_dir ? &u : &q->body, "&ttl=%lld", q->ttl) < 0;
+            bad |= buf_printf(q->is_dir ? &u : &body, "&ttl=%lld", q->ttl) < 0;
     }
     if (bad) {
-        buf_free(&u);
-        return -1;
-    }
-    curl_easy_setopt(c, CURLOPT_URL, u.p);
-    buf_free(&u);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)tmo);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)tmo);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, q);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, q);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    if (s->o->cacert)
-        curl_easy_setopt(c, CURLOPT_CAINFO, s->o->cacert);
-    if (s->o->cert)
-        curl_easy_setopt(c, CURLOPT_SSLCERT, s->o->cert);
-    if (s->o->key)
-        curl_easy_setopt(c, CURLOPT_SSLKEY, s->o->key);
-    if (s->hdrs)
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, s->hdrs);
-    if (!strcmp(method, "PUT")) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body.p ? q->body.p : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body.len);
+        set_dead(s, BURRY_EFAIL, NULL, "out of memory");
     } else {
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        const char *hdr[2] = {s->auth, NULL};
+        struct http_req r = {.method = put ? "PUT" : "GET",
+                             .url = u.p,
+                             .headers = hdr,
+                             .body = put ? (body.p ? body.p : "") : NULL,
+                             .body_len = body.len,
+                             .max_resp = E2_MAX_NODE};
+        struct burry_err e = {0};
+        if (http_multi_submit(s->hm, "etcd", &r, req_done, q, &e) < 0)
+            set_dead(s, 0, &e, "%s", "");
     }
-    if (curl_multi_add_handle(s->m, c) != CURLM_OK) {
-        curl_easy_cleanup(c);
-        q->c = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static void req_release_handle(struct source *s, struct e2req *q)
-{
-    if (!q->c)
-        return;
-    curl_multi_remove_handle(s->m, q->c);
-    if (s->nidle < E2_MAX_INFLIGHT)
-        s->idle[s->nidle++] = q->c;
-    else
-        curl_easy_cleanup(q->c);
-    q->c = NULL;
+    buf_free(&u);
+    buf_free(&body);
 }
 
 static void active_remove(struct source *s, struct e2req *q)
@@ -750,7 +691,6 @@ static void active_remove(struct source *s, struct e2req *q)
 
 static void req_finish(struct source *s, struct e2req *q, enum src_write_outcome out, const char *msg)
 {
-    req_release_handle(s, q);
     active_remove(s, q);
     s->npending--;
     q->cb(q->ctx, q->token, out, msg);
@@ -774,9 +714,9 @@ static void refusal(struct e2req *q, long status, int code, const char *m)
 
 /* Compare an existing node (a GET answer) with the wanted one.
  * Returns 0 same, 1 different value, -1 type mismatch (q->msg set). */
-static int compare_existing(struct e2req *q)
+static int compare_existing(struct e2req *q, const struct buf *resp)
 {
-    json_t *j = json_loadb(q->resp.p, q->resp.len, JSON_ALLOW_NUL, NULL);
+    json_t *j = json_loadb(resp->p, resp->len, JSON_ALLOW_NUL, NULL);
     json_t *n = json_object_get(j, "node");
     int rc;
     int dir = json_is_true(json_object_get(n, "dir"));
@@ -799,10 +739,10 @@ static int compare_existing(struct e2req *q)
 }
 
 /* One request of q finished with an HTTP answer: next phase or done. */
-static void req_answer(struct source *s, struct e2req *q, long status)
+static void req_answer(struct source *s, struct e2req *q, long status, const struct buf *resp)
 {
     char m[200];
-    int code = status >= 300 ? v2_error(q->resp.p, q->resp.len, m, sizeof m) : 0;
+    int code = status >= 300 ? v2_error(resp->p, resp->len, m, sizeof m) : 0;
     int plan = q->mode == SRC_WRITE_PLAN || q->mode == SRC_WRITE_PLAN_OVERWRITE;
     if (status == 401 || status == 403) {
         struct burry_err e = {0};
@@ -836,7 +776,7 @@ static void req_answer(struct source *s, struct e2req *q, long status)
             return req_finish(s, q, SRC_W_FAILED, q->msg);
         }
         {
-            int cmp = compare_existing(q);
+            int cmp = compare_existing(q, resp);
             if (cmp < 0)
                 return req_finish(s, q, SRC_W_FAILED, q->msg);
             if (q->phase == PH_TYPE)
@@ -858,10 +798,25 @@ static void req_answer(struct source *s, struct e2req *q, long status)
     case PH_PRESET:
         return;
     }
-    /* another round trip for this node */
-    req_release_handle(s, q);
-    if (req_start(s, q) < 0)
-        set_dead(s, BURRY_EFAIL, NULL, "out of memory");
+    /* another round trip for this node (its slot is free again) */
+    req_start(s, q);
+}
+
+/* http_multi callback, run only inside http_multi_pump (so inside
+ * etcd2_pump). Once the source is dead, answers are ignored: their nodes
+ * stay active and close() frees them without calling back. */
+static void req_done(void *ctx, int rc, struct http_resp *resp, const struct burry_err *err)
+{
+    struct e2req *q = ctx;
+    struct source *s = q->s;
+    if (s->dead)
+        return;
+    if (rc < 0) {
+        /* the messages name the server as HOST:PORT (http_multi_set_where) */
+        set_dead(s, 0, err, "%s", "");
+        return;
+    }
+    req_answer(s, q, resp->status, &resp->body);
 }
 
 /* May the head of the queue start? Not while a write to one of its
@@ -894,8 +849,7 @@ static void dispatch(struct source *s)
             req_finish(s, q, q->preset, q->msg[0] ? q->msg : NULL);
             continue;
         }
-        if (req_start(s, q) < 0)
-            set_dead(s, BURRY_EFAIL, NULL, "out of memory");
+        req_start(s, q);
     }
 }
 
@@ -907,23 +861,22 @@ static int etcd2_write_submit(struct source *s, const struct bnode *n, enum src_
     if (mode != SRC_WRITE_CREATE && mode != SRC_WRITE_OVERWRITE && mode != SRC_WRITE_PLAN &&
         mode != SRC_WRITE_PLAN_OVERWRITE)
         return burry_errf(e, BURRY_EFAIL, "unknown write mode %d", (int)mode);
-    if (!s->m) {
-        if (!(s->m = curl_multi_init()))
-            return burry_errf(e, BURRY_EFAIL, "out of memory");
-        curl_multi_setopt(s->m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s->maxactive);
-        curl_multi_setopt(s->m, CURLMOPT_MAXCONNECTS, (long)s->maxactive);
+    if (!s->hm) {
+        if (!(s->hm = http_multi_new(s->o, s->maxactive, e)))
+            return e->code ? e->code : BURRY_EFAIL;
+        http_multi_set_where(s->hm, s->u.shown);
     }
     struct e2req *q = calloc(1, sizeof *q);
     if (!q)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
+    q->s = s;
     q->mode = mode;
     q->cb = cb;
     q->ctx = ctx;
     q->token = token;
     q->ttl = -1;
     q->is_dir = !n->has_value;
-    buf_init(&q->body, 0);
-    buf_init(&q->resp, E2_MAX_NODE);
+    q->is_dir = !n->has_value;
     q->key = malloc(n->path_len + 1);
     if (!q->key) {
         req_free(q);
@@ -985,46 +938,21 @@ static int etcd2_pump(struct source *s, int timeout_ms, struct burry_err *e)
         return dead_err(s, e);
     if (burry_interrupted)
         return burry_errf(e, BURRY_EINTR, "interrupted");
-    if (!s->m)
+    if (!s->hm)
         return 0;
     dispatch(s);
+    if (s->dead)
+        return dead_err(s, e);
     if (s->nactive == 0)
-        return s->dead ? dead_err(s, e) : 0;
-    int running = 0;
-    curl_multi_perform(s->m, &running);
-    if (running && timeout_ms > 0)
-        curl_multi_poll(s->m, NULL, 0, timeout_ms, NULL);
-    curl_multi_perform(s->m, &running);
-    CURLMsg *msg;
-    int left;
-    while (!s->dead && (msg = curl_multi_info_read(s->m, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        char *priv = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-        struct e2req *q = (struct e2req *)(void *)priv;
-        if (!q)
-            continue;
-        CURLcode cc = msg->data.result;
-        if (cc != CURLE_OK) {
-            int tmo = s->o->timeout_s > 0 ? s->o->timeout_s : 10;
-            if (q->too_big)
-                set_dead(s, BURRY_EFAIL, NULL, "answer of etcd at %s is larger than %zu bytes",
-                         s->u.shown, E2_MAX_NODE);
-            else if (cc == CURLE_OPERATION_TIMEDOUT)
-                set_dead(s, BURRY_EFAIL, NULL, "no answer from etcd at %s within %ds", s->u.shown, tmo);
-            else
-                set_dead(s, BURRY_EFAIL, NULL, "cannot reach etcd at %s (%s)", s->u.shown,
-                         curl_easy_strerror(cc));
-            break;
-        }
-        long status = 0;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-        req_answer(s, q, status);
-    }
+        return 0;
+    struct burry_err pe = {0};
+    if (http_multi_pump(s->hm, timeout_ms, &pe) < 0)
+        set_dead(s, 0, &pe, "%s", "");
     if (s->dead)
         return dead_err(s, e);
     dispatch(s);
+    if (s->dead)
+        return dead_err(s, e);
     if (burry_interrupted)
         return burry_errf(e, BURRY_EINTR, "interrupted");
     return 0;
