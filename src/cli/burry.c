@@ -106,15 +106,19 @@ static const char *prog = "burry";
 static void usage_all(FILE *f)
 {
     fprintf(f,
-            "burry " BURRY_VERSION " - back up and restore ZooKeeper trees\n"
+            "burry " BURRY_VERSION " - back up and restore ZooKeeper, etcd and Consul\n"
             "\n"
             "usage:\n");
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         fprintf(f, "  burry %s\n", verbs[i].usage);
     fprintf(f,
             "\n"
-            "SOURCE   zk://HOST:PORT[,HOST:PORT...][/chroot]\n"
-            "STORE    a directory or file:///path (default ./burry-snapshots)\n"
+            "SOURCE   zk://HOST:PORT[,HOST:PORT...][/chroot]    ZooKeeper\n"
+            "         etcd://HOST:PORT[,HOST:PORT...][/prefix]  etcd v3\n"
+            "         etcd2://HOST:PORT[/prefix]                etcd v2 keys API\n"
+            "         consul://HOST:PORT[/prefix]               Consul KV\n"
+            "STORE    a directory or file:///path (default ./burry-snapshots); restore\n"
+            "         and show also take an archive of the original burry, ID.zip\n"
             "\n"
             "options:\n"
             "  --json                 print one JSON document on stdout\n"
