@@ -17,7 +17,7 @@
 #include "gozip.h"
 #include "format.h"
 
-enum verb { V_NONE, V_BACKUP, V_RESTORE, V_LS, V_SHOW, V_VERIFY, V_DUMP };
+enum verb { V_NONE, V_BACKUP, V_RESTORE, V_LS, V_SHOW, V_VERIFY, V_DUMP, V_PRUNE };
 
 static const struct {
     const char *name;
@@ -31,18 +31,19 @@ static const struct {
     {"show", V_SHOW, 0, "show [STORE] [--snapshot ID|latest] [--name NAME]"},
     {"verify", V_VERIFY, 0, "verify [STORE] [--snapshot ID|latest | --all] [--name NAME]"},
     {"dump", V_DUMP, 1, "dump SOURCE"},
+    {"prune", V_PRUNE, 0, "prune [STORE] --keep N [--name NAME] [--dry-run]"},
 };
 
 /* Which options each verb takes (bit per verb). */
 #define B(v) (1u << (v))
-#define ALLV (B(V_BACKUP) | B(V_RESTORE) | B(V_LS) | B(V_SHOW) | B(V_VERIFY) | B(V_DUMP))
+#define ALLV (B(V_BACKUP) | B(V_RESTORE) | B(V_LS) | B(V_SHOW) | B(V_VERIFY) | B(V_DUMP) | B(V_PRUNE))
 #define SRCV (B(V_BACKUP) | B(V_RESTORE) | B(V_DUMP))
 
 enum {
     O_JSON = 1000, O_TIMEOUT, O_AUTH, O_AUTH_FILE, O_NAME, O_SNAPSHOT, O_COMPRESS, O_SKIP_UNREADABLE,
     O_DRY_RUN, O_PATH, O_INTO, O_OVERWRITE, O_ALL, O_WINDOW, O_HELP, O_VERSION, O_QUIET, O_VERBOSE,
     O_CACERT, O_CERT, O_KEY, O_USER, O_PASSWORD_FILE, O_TOKEN_FILE, O_WITH_LEASES,
-    O_ENCRYPT_TO, O_RECIPIENTS_FILE, O_IDENTITY,
+    O_ENCRYPT_TO, O_RECIPIENTS_FILE, O_IDENTITY, O_KEEP,
 };
 
 static const struct {
@@ -52,7 +53,7 @@ static const struct {
     {O_JSON, ALLV & ~B(V_DUMP)}, {O_TIMEOUT, SRCV}, {O_AUTH, SRCV}, {O_AUTH_FILE, SRCV},
     {O_NAME, ALLV & ~B(V_DUMP)}, {O_SNAPSHOT, B(V_RESTORE) | B(V_SHOW) | B(V_VERIFY)},
     {O_COMPRESS, B(V_BACKUP)}, {O_SKIP_UNREADABLE, B(V_BACKUP) | B(V_DUMP)},
-    {O_DRY_RUN, B(V_RESTORE)}, {O_PATH, B(V_RESTORE)}, {O_INTO, B(V_RESTORE)},
+    {O_DRY_RUN, B(V_RESTORE) | B(V_PRUNE)}, {O_KEEP, B(V_BACKUP) | B(V_PRUNE)}, {O_PATH, B(V_RESTORE)}, {O_INTO, B(V_RESTORE)},
     {O_OVERWRITE, B(V_RESTORE)}, {O_ALL, B(V_VERIFY)}, {O_WINDOW, SRCV},
     {O_CACERT, SRCV}, {O_CERT, SRCV}, {O_KEY, SRCV}, {O_USER, SRCV}, {O_PASSWORD_FILE, SRCV},
     {O_TOKEN_FILE, SRCV}, {O_WITH_LEASES, B(V_RESTORE)},
@@ -89,13 +90,14 @@ static const struct option long_opts[] = {
     {"encrypt-to", required_argument, NULL, O_ENCRYPT_TO},
     {"recipients-file", required_argument, NULL, O_RECIPIENTS_FILE},
     {"identity", required_argument, NULL, O_IDENTITY},
+    {"keep", required_argument, NULL, O_KEEP},
     {NULL, 0, NULL, 0},
 };
 
 struct cli {
     enum verb verb;
     struct burry_opts o;
-    int json, quiet, verbose, all, dry_run, overwrite;
+    int json, quiet, verbose, all, dry_run, overwrite, keep;
     const char *name, *snapshot, *path, *into;
     const char *source, *store;
     int progress_shown;
@@ -138,6 +140,8 @@ static void usage_all(FILE *f)
             "  --into /prefix         restore under another prefix\n"
             "  --overwrite            also set data and ACLs of existing nodes\n"
             "  --all                  verify every snapshot\n"
+            "  --keep N               prune (and backup): keep the newest N snapshots of\n"
+            "                         each name, delete the others\n"
             "  --cacert/--cert/--key FILE   TLS for https:// sources (etcd, Consul)\n"
             "  --user USER[:PASSWORD] etcd user (password better from --password-file\n"
             "                         FILE or ETCD_PASSWORD)\n"
@@ -402,6 +406,14 @@ static int parse(struct cli *c, int argc, char **argv)
         case O_CERT: c->o.cert = optarg; break;
         case O_KEY: c->o.key = optarg; break;
         case O_WITH_LEASES: c->o.with_leases = 1; break;
+        case O_KEEP: {
+            char *end;
+            long k = strtol(optarg, &end, 10);
+            if (*end || k < 1 || k > 100000)
+                return usage_error("--keep wants a number of snapshots between 1 and 100000 (got '%s')", optarg);
+            c->keep = (int)k;
+            break;
+        }
         case O_ENCRYPT_TO:
         case O_RECIPIENTS_FILE:
         case O_IDENTITY: {
@@ -480,6 +492,8 @@ static int parse(struct cli *c, int argc, char **argv)
         c->store = argv[optind];
     if (c->all && c->snapshot)
         return usage_error("--all and --snapshot %s exclude each other", c->snapshot);
+    if (c->verb == V_PRUNE && !c->keep)
+        return usage_error("%s", "prune needs --keep N (how many snapshots of each name to keep)");
     secrets_from_env(c);
     return 0;
 }
@@ -556,6 +570,19 @@ static int run_verb(struct cli *c, int legacy)
             json_t *p;
             json_array_foreach(json_object_get(out, "skipped_paths"), i, p)
                 printf("  skipped unreadable: %s\n", json_string_value(p));
+        }
+        if (c->keep) {
+            json_t *pr = NULL;
+            if (burry_prune(&c->o, c->store, jstr(out, "name"), c->keep, 0, &pr, &e) < 0) {
+                json_decref(out);
+                fflush(stdout);
+                burry_err_prefix(&e, "the backup succeeded, but pruning failed");
+                return fail(c, &e);
+            }
+            if (!c->json && !c->quiet && json_array_size(json_object_get(pr, "deleted")))
+                printf("pruned %zu older snapshots of '%s' (keeping %d)\n",
+                       json_array_size(json_object_get(pr, "deleted")), jstr(out, "name"), c->keep);
+            json_decref(pr);
         }
         break;
     case V_RESTORE: {
@@ -662,6 +689,21 @@ static int run_verb(struct cli *c, int legacy)
             fflush(stdout);
             json_decref(out);
             return fail(c, &e);
+        }
+        break;
+    case V_PRUNE:
+        if ((rc = burry_prune(&c->o, c->store, c->name, c->keep, c->dry_run, &out, &e)) < 0)
+            return fail(c, &e);
+        if (c->json) {
+            print_json(out);
+        } else if (!c->quiet) {
+            json_t *s;
+            size_t i;
+            json_array_foreach(json_object_get(out, "deleted"), i, s)
+                printf("%s %s  %s\n", c->dry_run ? "would delete" : "deleted", jstr(s, "id"), jstr(s, "name"));
+            printf("%s %zu snapshots, kept %zu (the newest %d of each name)\n",
+                   c->dry_run ? "dry run: would delete" : "deleted", json_array_size(json_object_get(out, "deleted")),
+                   json_array_size(json_object_get(out, "kept")), c->keep);
         }
         break;
     case V_DUMP:

@@ -53,6 +53,11 @@ int burry_show(const struct burry_opts *o, const char *store_url, const char *sn
 int burry_verify(const struct burry_opts *o, const char *store_url, const char *snapshot,
                  const char *name, int all, json_t **out, struct burry_err *e);
 
+/* Keep the newest keep snapshots of each name (or only of name) and delete
+ * the rest; *out = {"dry_run", "keep", "deleted": [{"id","name"}], "kept": [...]}. */
+int burry_prune(const struct burry_opts *o, const char *store_url, const char *name, int keep,
+                int dry_run, json_t **out, struct burry_err *e);
+
 /* Walk the live tree and hand every node to fn (path in display form). */
 typedef int (*burry_dump_fn)(void *ctx, const char *display_path, const struct bnode *n);
 int burry_dump(const struct burry_opts *o, const char *src_url, burry_dump_fn fn, void *ctx,

@@ -441,3 +441,74 @@ int burry_show(const struct burry_opts *o, const char *store_url, const char *sn
     ops->close(st);
     return rc;
 }
+
+/* Keep the newest `keep` snapshots of each name (or of one name) and delete
+ * the others: the manifest first, so a snapshot stops being listed before
+ * its archive goes, then the archive. */
+int burry_prune(const struct burry_opts *o, const char *store_url, const char *name, int keep,
+                int dry_run, json_t **out, struct burry_err *e)
+{
+    const struct store_ops *ops;
+    struct store *st = NULL;
+    json_t *all = NULL, *deleted = json_array(), *kept = json_array();
+    int rc;
+    *out = NULL;
+    if (keep < 1) {
+        rc = burry_errf(e, BURRY_EUSAGE, "--keep wants at least 1 (got %d)", keep);
+        goto out0;
+    }
+    if (name && (rc = catalog_check_name(name, e)) < 0)
+        goto out0;
+    if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
+        goto out0;
+    if ((rc = catalog_list(ops, st, name, &all, e)) < 0)
+        goto out;
+    /* the list is sorted by ID; walk it newest first, counting per name */
+    json_t *seen = json_object();
+    for (size_t i = json_array_size(all); i-- > 0;) {
+        json_t *m = json_array_get(all, i);
+        const char *nm = json_string_value(json_object_get(m, "name"));
+        const char *id = json_string_value(json_object_get(m, "snapshot"));
+        json_int_t n = json_integer_value(json_object_get(seen, nm)) + 1;
+        json_object_set_new(seen, nm, json_integer(n));
+        json_t *item = json_pack("{s:s,s:s}", "id", id, "name", nm);
+        if (n <= keep) {
+            json_array_append_new(kept, item);
+            continue;
+        }
+        json_array_append_new(deleted, item);
+        if (dry_run)
+            continue;
+        char *mkey = NULL, *akey = catalog_archive_key(m);
+        if (asprintf(&mkey, "%s/%s%s", nm, id, CATALOG_MANIFEST_SUFFIX) < 0)
+            mkey = NULL;
+        if (!mkey || !akey) {
+            free(mkey);
+            free(akey);
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            break;
+        }
+        rc = ops->remove(st, mkey, e);
+        if (rc == 0) {
+            struct burry_err e2 = {0};
+            if (ops->remove(st, akey, &e2) < 0 && e2.code != BURRY_ENOENT)
+                blog(&o->log, BLOG_WARN, "snapshot '%s' is unlisted but its archive stays: %s", id, e2.msg);
+            blog(&o->log, BLOG_INFO, "deleted snapshot '%s' of '%s'", id, nm);
+        }
+        free(mkey);
+        free(akey);
+        if (rc < 0) {
+            burry_err_prefix(e, "cannot delete snapshot '%s' from %s", id, ops->describe(st));
+            break;
+        }
+    }
+    json_decref(seen);
+    *out = json_pack("{s:b,s:i,s:O,s:O}", "dry_run", dry_run, "keep", keep, "deleted", deleted, "kept", kept);
+out:
+    json_decref(all);
+    ops->close(st);
+out0:
+    json_decref(deleted);
+    json_decref(kept);
+    return rc;
+}

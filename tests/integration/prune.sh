@@ -1,0 +1,60 @@
+#!/bin/bash
+# Retention: burry prune keeps the newest N snapshots of each name and
+# deletes the rest (manifest and archive); --dry-run deletes nothing;
+# backup --keep N prunes after a successful backup; encrypted snapshots are
+# pruned without their key.
+set -u
+. "$(dirname "$0")/../lib/lib.sh"
+. "$(dirname "$0")/../lib/zk.sh"
+t_tmpdir
+
+zk_start a || exit 1
+SRC=zk://127.0.0.1:$ZK_PORT
+zk_py "$ZK_PORT" "zk.create('/x', b'1')"
+S=$T_TMP/store
+
+ids_of() { run_burry ls "$S" --name "$1" --json; jget '" ".join(s["id"] for s in d["snapshots"])'; }
+
+for i in 1 2 3 4; do run_burry backup "$SRC" "$S" --name alpha --json; done
+for i in 1 2; do run_burry backup "$SRC" "$S" --name beta --json; done
+age-keygen -o "$T_TMP/k" 2>/dev/null
+for i in 1 2 3; do run_burry backup "$SRC" "$S" --name sealed --encrypt-to "$(age-keygen -y "$T_TMP/k")" --json; done
+ALPHA=$(ids_of alpha)
+expect_eq "four snapshots of alpha to start with" 4 "$(echo $ALPHA | wc -w)"
+NEWEST2=$(echo $ALPHA | cut -d' ' -f3-)
+
+run_burry prune "$S" --keep 2 --dry-run --json
+expect_eq "prune --dry-run exits 0" 0 "$RC"
+expect_eq "prune --dry-run names what it would delete (2 alpha + 1 sealed)" 3 "$(jget 'len(d["deleted"])')"
+expect_eq "prune --dry-run deletes nothing" "$ALPHA" "$(ids_of alpha)"
+
+run_burry prune "$S" --keep 2 --name alpha
+expect_eq "prune --name alpha exits 0" 0 "$RC"
+expect_match "prune says what it deleted" 'deleted 2 snapshots' "$OUT"
+expect_eq "alpha keeps its newest two" "$NEWEST2" "$(ids_of alpha)"
+expect_eq "beta is untouched by --name alpha" 2 "$(ids_of beta | wc -w)"
+expect_eq "sealed is untouched by --name alpha" 3 "$(ids_of sealed | wc -w)"
+OLD=$(echo $ALPHA | cut -d' ' -f1)
+expect_eq "no file of a pruned snapshot is left" "" "$(ls "$S/alpha" | grep -F "$OLD")"
+
+run_burry prune "$S" --keep 2
+expect_eq "prune of every name exits 0" 0 "$RC"
+expect_eq "an encrypted snapshot is pruned without its key" 2 "$(ids_of sealed | wc -w)"
+expect_eq "beta already had two" 2 "$(ids_of beta | wc -w)"
+expect_eq "each pruned snapshot left its archive and manifest behind in pairs" 0 $(( $(ls "$S/sealed" | wc -l) % 2 ))
+
+run_burry backup "$SRC" "$S" --name beta --keep 1 --json
+expect_eq "backup --keep 1 exits 0" 0 "$RC"
+NEW=$(jget 'd["snapshot"]')
+expect_eq "backup --keep 1 leaves only the new snapshot" "$NEW" "$(ids_of beta)"
+run_burry restore "zk://127.0.0.1:$ZK_PORT" "$S" --name beta --dry-run --json
+expect_eq "the kept snapshot still restores" 0 "$RC"
+
+run_burry prune "$S" --keep 0
+expect_eq "--keep 0 is a usage error" 2 "$RC"
+run_burry prune "$S"
+expect_eq "prune without --keep is a usage error" 2 "$RC"
+run_burry prune "$T_TMP/empty-store" --keep 3 --json
+expect_eq "prune of an empty store deletes nothing" "0 0" "$RC $(jget 'len(d["deleted"])')"
+
+t_done
