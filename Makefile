@@ -5,7 +5,7 @@
 
 CC      ?= cc
 VERSION := 0.1.0
-PKGS    := libarchive jansson libcrypto libcurl
+PKGS    := libarchive jansson libcrypto libcurl inih
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter -Wvla
 CFLAGS  ?= -O2 -g
@@ -25,12 +25,13 @@ endif
 
 LIB_SRC  := $(wildcard src/core/*.c src/sources/*.c src/stores/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC  := $(wildcard src/cli/*.c)
+CLI_SRC  := src/cli/burry.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean test test-fast unit demo bench setup asan
-all: $(BINDIR)/burry $(UNIT_BIN)
+PROGRAMS := $(BINDIR)/burry $(if $(wildcard src/cli/bysu.c),$(BINDIR)/bysu)
+all: $(PROGRAMS) $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c $(wildcard src/core/*.h)
 	@mkdir -p $(dir $@)
@@ -43,6 +44,10 @@ $(BUILD)/libburry.a: $(LIB_OBJ)
 $(BINDIR)/burry: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libburry.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libburry.a $(LDLIBS)
+
+$(BINDIR)/bysu: $(BUILD)/src/cli/bysu.o $(BUILD)/libburry.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/src/cli/bysu.o $(BUILD)/libburry.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h $(BUILD)/libburry.a
 	@mkdir -p $(dir $@)

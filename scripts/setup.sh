@@ -9,10 +9,11 @@ set -u
 PACKAGES=(
     gcc make pkg-config
     libarchive-dev libjansson-dev libssl-dev libzstd-dev libzookeeper-st-dev
-    libcurl4-openssl-dev
+    libcurl4-openssl-dev libinih-dev
     zookeeper default-jre-headless etcd-server etcd-client
     python3 python3-kazoo
     zstd tar coreutils time procps curl age
+    openssh-server openssh-client
 )
 
 is_installed() {
