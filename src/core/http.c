@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_intern.h"
+
 #define HTTP_DEFAULT_MAX ((size_t)64 << 20)
 
 struct http {
@@ -53,8 +55,7 @@ void http_free(struct http *h)
     free(h);
 }
 
-/* The URL without any user:password@ part, for messages. */
-static void shown_url(const char *url, char *out, size_t len)
+void http_shown_url(const char *url, char *out, size_t len)
 {
     const char *s = strstr(url, "://");
     const char *at = s ? strchr(s + 3, '@') : NULL;
@@ -66,6 +67,39 @@ static void shown_url(const char *url, char *out, size_t len)
     char *q = strchr(out, '?');
     if (q)
         *q = 0;
+}
+
+void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char *method,
+                struct curl_slist *hdrs, const void *body, size_t body_len,
+                size_t (*sink)(char *, size_t, size_t, void *), void *ctx)
+{
+    long tmo = o->timeout_s > 0 ? o->timeout_s : 10;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, tmo);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, tmo);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, ctx);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    if (o->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, o->cacert);
+    if (o->cert)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, o->cert);
+    if (o->key)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, o->key);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (!strcmp(method, "GET")) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        if (body || strcmp(method, "DELETE")) {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
+        }
+    }
 }
 
 int http_do(struct http *h, const char *what, const struct http_req *r, struct http_resp *resp,
@@ -80,42 +114,17 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     resp->status = 0;
     h->sink = &resp->body;
     h->too_big = 0;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, r->url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)tmo);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)tmo);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    if (h->o->cacert)
-        curl_easy_setopt(c, CURLOPT_CAINFO, h->o->cacert);
-    if (h->o->cert)
-        curl_easy_setopt(c, CURLOPT_SSLCERT, h->o->cert);
-    if (h->o->key)
-        curl_easy_setopt(c, CURLOPT_SSLKEY, h->o->key);
     for (const char *const *p = r->headers; p && *p; p++)
         hdrs = curl_slist_append(hdrs, *p);
     if (r->body)
         hdrs = curl_slist_append(hdrs, "Expect:");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    if (!strcmp(r->method, "GET")) {
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
-        if (r->body || strcmp(r->method, "DELETE")) {
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-        }
-    }
+    http_setup(c, h->o, r->url, r->method, hdrs, r->body, r->body_len, on_body, h);
     CURLcode cc = curl_easy_perform(c);
     for (struct curl_slist *l = hdrs; l; l = l->next)
         explicit_bzero(l->data, strlen(l->data)); /* headers may carry credentials */
     curl_slist_free_all(hdrs);
     h->sink = NULL;
-    shown_url(r->url, shown, sizeof shown);
+    http_shown_url(r->url, shown, sizeof shown);
     if (cc != CURLE_OK) {
         buf_free(&resp->body);
         if (h->too_big)

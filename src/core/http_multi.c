@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "http_intern.h"
+
 #define HM_DEFAULT_MAX ((size_t)64 << 20)
 #define HM_MAX_SLOTS 64
 
@@ -127,21 +129,6 @@ size_t http_multi_room(const struct http_multi *m)
     return m->nslots - m->busy;
 }
 
-/* The URL without any user:password@ part or query, for messages. */
-static void hm_shown_url(const char *url, char *out, size_t len)
-{
-    const char *s = strstr(url, "://");
-    const char *at = s ? strchr(s + 3, '@') : NULL;
-    const char *slash = s ? strchr(s + 3, '/') : NULL;
-    if (at && (!slash || at < slash))
-        snprintf(out, len, "%.*s%s", (int)(s + 3 - url), url, at + 1);
-    else
-        snprintf(out, len, "%s", url);
-    char *q = strchr(out, '?');
-    if (q)
-        *q = 0;
-}
-
 static int hm_timeout(const struct http_multi *m)
 {
     return m->o->timeout_s > 0 ? m->o->timeout_s : 10;
@@ -158,7 +145,6 @@ int http_multi_submit(struct http_multi *m, const char *what, const struct http_
         return burry_errf(e, BURRY_EFAIL, "too many requests to %s in flight (at most %zu)", what,
                           m->nslots);
     CURL *c = sl->c;
-    long tmo = hm_timeout(m);
     sl->url = strdup(r->url);
     if (r->body) {
         sl->req_body = malloc(r->body_len ? r->body_len : 1);
@@ -188,33 +174,8 @@ int http_multi_submit(struct http_multi *m, const char *what, const struct http_
     sl->max_resp = r->max_resp ? r->max_resp : HM_DEFAULT_MAX;
     sl->too_big = 0;
     buf_init(&sl->body, sl->max_resp);
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, sl->url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, tmo);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, tmo);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, hm_on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, sl);
+    http_setup(c, m->o, sl->url, r->method, sl->hdrs, sl->req_body, r->body ? r->body_len : 0, hm_on_body, sl);
     curl_easy_setopt(c, CURLOPT_PRIVATE, sl);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    if (m->o->cacert)
-        curl_easy_setopt(c, CURLOPT_CAINFO, m->o->cacert);
-    if (m->o->cert)
-        curl_easy_setopt(c, CURLOPT_SSLCERT, m->o->cert);
-    if (m->o->key)
-        curl_easy_setopt(c, CURLOPT_SSLKEY, m->o->key);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl->hdrs);
-    if (!strcmp(r->method, "GET")) {
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
-        if (r->body || strcmp(r->method, "DELETE")) {
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, sl->req_body ? sl->req_body : "");
-            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
-        }
-    }
     CURLMcode mc = curl_multi_add_handle(m->m, c);
     if (mc != CURLM_OK) {
         slot_release(sl);
@@ -252,7 +213,7 @@ static int hm_finish(struct http_multi *m)
         if (m->where)
             snprintf(shown, sizeof shown, "%s", m->where);
         else
-            hm_shown_url(sl->url, shown, sizeof shown);
+            http_shown_url(sl->url, shown, sizeof shown);
         if (cc != CURLE_OK) {
             buf_free(&resp.body);
             buf_init(&resp.body, 0);

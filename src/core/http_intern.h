@@ -1,0 +1,21 @@
+/* What http.c and http_multi.c share: how one request is put on a libcurl
+ * easy handle, and how a URL is shown in messages. Not for other files. */
+#ifndef BURRY_HTTP_INTERN_H
+#define BURRY_HTTP_INTERN_H
+
+#include <curl/curl.h>
+
+#include "http.h"
+
+/* Reset c and set it up for request r: URL, timeouts from o, TLS files,
+ * http(s) only, no redirects, headers, method and body (the body pointer is
+ * used as is, so it must live until the transfer ends). The response body
+ * goes to sink(ctx). */
+void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char *method,
+                struct curl_slist *hdrs, const void *body, size_t body_len,
+                size_t (*sink)(char *, size_t, size_t, void *), void *ctx);
+
+/* url without any user:password@ part or query, for messages. */
+void http_shown_url(const char *url, char *out, size_t len);
+
+#endif
