@@ -512,3 +512,31 @@ out0:
     json_decref(kept);
     return rc;
 }
+
+char *catalog_default_name(const char *scheme, const char *host, const char *port, const char *extra,
+                           size_t extra_len)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    int rc = buf_printf(&b, "%s-", scheme);
+    for (const char *q = host; rc == 0 && *q; q++)
+        if (*q != '[' && *q != ']') /* IPv6 brackets */
+            rc = buf_putc(&b, *q);
+    if (rc == 0)
+        rc = buf_printf(&b, "-%s", port);
+    if (rc == 0 && extra && extra_len)
+        rc = buf_putc(&b, '-') == 0 ? buf_append(&b, extra, extra_len) : -1;
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    for (size_t i = 0; i < b.len; i++) {
+        char c = b.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-'))
+            b.p[i] = '-';
+    }
+    if (b.len > 100)
+        b.p[b.len = 100] = 0;
+    return buf_take(&b, NULL);
+}

@@ -20,6 +20,11 @@ int catalog_valid_id(const char *id);
  * '.' or '-'. */
 int catalog_check_name(const char *name, struct burry_err *e);
 
+/* The default snapshot name of a source: "SCHEME-HOST-PORT[-EXTRA]" with
+ * every byte a name may not hold turned into '-', at most 100 bytes. */
+char *catalog_default_name(const char *scheme, const char *host, const char *port, const char *extra,
+                           size_t extra_len);
+
 /* Every published snapshot's manifest, oldest first, optionally of one name.
  * *out is a JSON array of manifest objects. */
 int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,

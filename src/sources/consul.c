@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "catalog.h"
 #include "http.h"
 #include "names.h"
 #include "registry.h"
@@ -253,27 +254,9 @@ static char *consul_default_name(const char *url)
     struct burry_err e = {0, ""};
     if (url_parse(url, &u, &e) < 0)
         return strdup("consul");
-    struct buf b;
-    buf_init(&b, 0);
-    int rc = buf_printf(&b, "consul-%s-%s", u.host, u.port);
-    if (rc == 0 && *u.prefix)
-        rc = buf_printf(&b, "-%s", u.prefix);
+    char *r = catalog_default_name("consul", u.host, u.port, u.prefix, strlen(u.prefix));
     url_free(&u);
-    if (rc < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    for (size_t i = 0; i < b.len; i++) {
-        char c = b.p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-'))
-            b.p[i] = '-';
-    }
-    if (b.len > 100) {
-        b.len = 100;
-        b.p[100] = 0;
-    }
-    return buf_take(&b, NULL);
+    return r;
 }
 
 /* A user path names a key: "a/b" and "/a/b" are both the key "a/b" (node

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "catalog.h"
 #include "http.h"
 #include "http_multi.h"
 
@@ -549,32 +550,16 @@ static char *etcd_default_name(const char *url)
     struct burry_err e = {0};
     if (etcdurl_parse(url, &u, &e) != 0)
         return strdup("etcd");
-    struct buf b;
-    buf_init(&b, 0);
-    const char *h = u.hosts[0];
-    const char *colon = strrchr(h, ':');
-    int rc = buf_puts(&b, "etcd-");
-    for (const char *q = h; rc == 0 && q < colon; q++)
-        if (*q != '[' && *q != ']')
-            rc = buf_putc(&b, *q);
-    if (rc == 0)
-        rc = buf_printf(&b, "-%s", colon + 1);
-    if (rc == 0 && u.prefix_len) {
-        rc = buf_putc(&b, '-');
-        for (size_t i = 0; rc == 0 && i < u.prefix_len; i++)
-            rc = buf_putc(&b, host_char((unsigned char)u.prefix[i]) ? u.prefix[i] : '-');
+    char *host = strdup(u.hosts[0]);
+    char *colon = host ? strrchr(host, ':') : NULL;
+    char *r = NULL;
+    if (colon) {
+        *colon = 0;
+        r = catalog_default_name("etcd", host, colon + 1, u.prefix, u.prefix_len);
     }
+    free(host);
     etcdurl_free(&u);
-    if (rc < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    for (size_t i = 0; i < b.len; i++)
-        if (!host_char((unsigned char)b.p[i]))
-            b.p[i] = '-';
-    if (b.len > 100)
-        b.p[b.len = 100] = 0;
-    return buf_take(&b, NULL);
+    return r;
 }
 
 /* A user names keys as they are: "app/config" is canonical "/app/config",

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "catalog.h"
 #include "http.h"
 #include "http_multi.h"
 #include "names.h"
@@ -381,24 +382,10 @@ static char *etcd2_default_name(const char *url)
     struct burry_err e = {0, ""};
     if (e2url_parse(url, &u, &e) != 0)
         return strdup("etcd2");
-    struct buf b;
-    buf_init(&b, 0);
-    int rc = buf_printf(&b, "etcd2-%s-%s", u.host, u.port);
-    if (rc == 0 && u.prefix)
-        rc = buf_printf(&b, "-%s", u.prefix + 1);
+    char *r = catalog_default_name("etcd2", u.host, u.port, u.prefix ? u.prefix + 1 : NULL,
+                                   u.prefix ? strlen(u.prefix + 1) : 0);
     e2url_free(&u);
-    if (rc < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    for (size_t i = 0; i < b.len; i++) {
-        unsigned char c = (unsigned char)b.p[i];
-        if (!(isalnum(c) || c == '.' || c == '_' || c == '-'))
-            b.p[i] = '-';
-    }
-    if (b.len > 100)
-        b.p[b.len = 100] = 0;
-    return buf_take(&b, NULL);
+    return r;
 }
 
 static int etcd2_user_path(const char *user, char **out, size_t *out_len, struct burry_err *e)

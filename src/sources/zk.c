@@ -19,6 +19,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include "buf.h"
+#include "catalog.h"
 #include "names.h"
 #include "registry.h"
 #include "source.h"
@@ -623,20 +624,10 @@ static char *zk_default_name(const char *url)
     struct burry_err e = { 0, "" };
     if (zkurl_parse(url, &u, &e) != 0)
         return strdup("zk");
-    struct buf b;
-    buf_init(&b, 0);
-    int rc = buf_printf(&b, "zk-%s-%s", u.host1, u.port1);
-    if (rc == 0 && u.chroot)
-        rc = buf_printf(&b, "-%s", u.chroot + 1);
+    char *r = catalog_default_name("zk", u.host1, u.port1, u.chroot ? u.chroot + 1 : NULL,
+                                   u.chroot ? strlen(u.chroot + 1) : 0);
     zkurl_free(&u);
-    if (rc < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    for (size_t i = 0; i < b.len; i++)
-        if (!host_char((unsigned char)b.p[i]))
-            b.p[i] = '-';
-    return buf_take(&b, NULL);
+    return r;
 }
 
 static int zk_user_path(const char *user, char **out, size_t *out_len, struct burry_err *e)
