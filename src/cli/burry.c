@@ -630,8 +630,13 @@ static int run_verb(struct cli *c, int legacy)
                 printf("%-26s %-28s %-10s %10s %10s  %s\n", "ID", "NAME", "SERVICE", "NODES", "SIZE", "SOURCE");
             json_array_foreach(arr, i, s) {
                 human_bytes(jint(s, "size"), hb, sizeof hb);
-                printf("%-26s %-28s %-10s %10llu %10s  %s\n", jstr(s, "id"), jstr(s, "name"),
-                       jstr(s, "service"), jint(s, "nodes"), hb, jstr(s, "source"));
+                char nodes[32];
+                if (json_is_integer(json_object_get(s, "nodes")))
+                    snprintf(nodes, sizeof nodes, "%llu", jint(s, "nodes"));
+                else
+                    snprintf(nodes, sizeof nodes, "-"); /* encrypted: not known without the key */
+                printf("%-26s %-28s %-10s %10s %10s  %s\n", jstr(s, "id"), jstr(s, "name"), jstr(s, "service"),
+                       nodes, hb, json_object_get(s, "source") ? jstr(s, "source") : "(encrypted)");
             }
         }
         break;
@@ -656,6 +661,15 @@ static int run_verb(struct cli *c, int legacy)
                    jstr(out, "created"), jint(out, "nodes"), hb, sk[0] ? sk : "none");
             human_bytes(jint(a, "size"), hb, sizeof hb);
             printf("archive:    %s (%s)\n", jstr(a, "key"), hb);
+        } else if (json_object_get(out, "encryption")) {
+            json_t *a = json_object_get(out, "archive");
+            human_bytes(jint(a, "size"), hb, sizeof hb);
+            printf("snapshot:   %s\nname:       %s\nservice:    %s\ncreated:    %s\n"
+                   "encrypted:  %s (source, counts and checksums of the content are inside the archive)\n"
+                   "archive:    %s/%s (%s)\nsha256:     %s\nformat:     %s v%llu, written by %s\n",
+                   jstr(out, "snapshot"), jstr(out, "name"), jstr(out, "service"), jstr(out, "created"),
+                   jstr(out, "encryption"), jstr(out, "name"), jstr(a, "key"), hb, jstr(a, "sha256"),
+                   jstr(out, "format"), jint(out, "format_version"), jstr(out, "tool"));
         } else {
             json_t *a = json_object_get(out, "archive");
             human_bytes(jint(out, "bytes"), hb, sizeof hb);

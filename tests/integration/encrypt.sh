@@ -51,6 +51,11 @@ expect_no_match "the published manifest names no source address" "127\\.0\\.0\\.
 expect_match "the published manifest keeps name and time" '"created"' "$MAN"
 run_burry ls "$S" --json
 expect_eq "ls lists the encrypted snapshot" "$ID" "$(jget 'd["snapshots"][0]["id"]')"
+run_burry ls "$S"
+expect_match "ls (human) shows no node count for it" "$ID +enc +zookeeper +- " "$OUT"
+run_burry show "$S" --snapshot "$ID"
+expect_match "show (human) says it is encrypted" '^encrypted: +age' "$OUT"
+expect_no_match "show (human) claims no node count" '^nodes:' "$OUT"
 
 # restore: needs the identity, refuses a wrong one before touching the server
 run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --json
