@@ -180,7 +180,7 @@ static void consul_close(struct source *s)
     free(s->base);
     free(s->hostport);
     if (s->tok_hdr) {
-        memset(s->tok_hdr, 0, strlen(s->tok_hdr));
+        explicit_bzero(s->tok_hdr, strlen(s->tok_hdr));
         free(s->tok_hdr);
     }
     buf_free(&s->body);

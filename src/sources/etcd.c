@@ -319,7 +319,7 @@ static void etcd_close(struct source *s)
         wop_free(w);
     }
     if (s->auth_hdr) {
-        memset(s->auth_hdr, 0, strlen(s->auth_hdr));
+        explicit_bzero(s->auth_hdr, strlen(s->auth_hdr));
         free(s->auth_hdr);
     }
     http_multi_free(s->hm);
@@ -467,7 +467,7 @@ static int authenticate(struct source *s, struct burry_err *e)
         return rc;
     }
     if (s->auth_hdr) {
-        memset(s->auth_hdr, 0, strlen(s->auth_hdr));
+        explicit_bzero(s->auth_hdr, strlen(s->auth_hdr));
         free(s->auth_hdr);
     }
     if (asprintf(&s->auth_hdr, "Authorization: %s", tok) < 0)
