@@ -49,7 +49,7 @@ static size_t hm_on_body(char *p, size_t size, size_t n, void *ctx)
 static void slot_release(struct hm_slot *sl)
 {
     for (struct curl_slist *h = sl->hdrs; h; h = h->next)
-        memset(h->data, 0, strlen(h->data));
+        explicit_bzero(h->data, strlen(h->data));
     curl_slist_free_all(sl->hdrs);
     sl->hdrs = NULL;
     free(sl->req_body);

@@ -344,7 +344,7 @@ static void etcd2_close(struct source *s)
         req_free(q);
     }
     if (s->auth) {
-        memset(s->auth, 0, strlen(s->auth));
+        explicit_bzero(s->auth, strlen(s->auth));
         free(s->auth);
     }
     http_free(s->h);
