@@ -1,0 +1,293 @@
+/* bysu: the command line of the central snapshot collector and of its node
+ * agent. Parses arguments, calls collect.c and agent.c, prints results. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "burry.h"
+#include "catalog.h"
+#include "collect.h"
+
+static const char usage[] =
+    "usage: bysu run [-c CONF] [--parallel N] [--json] [--metrics-file FILE] [-v] [JOB...]\n"
+    "       bysu ls [-c CONF] [--json] [JOB]\n"
+    "       bysu get [-c CONF] JOB [ID|latest] [-o FILE|-]\n"
+    "       bysu prune [-c CONF] [--json] [JOB]\n"
+    "       bysu agent [-c AGENT_CONF]   (the forced command on a node)\n"
+    "       bysu version\n";
+
+static void log_fn(void *ctx, int level, const char *msg)
+{
+    fprintf(stderr, "bysu: %s\n", msg);
+}
+
+static void on_signal(int sig)
+{
+    burry_interrupted = 1;
+}
+
+static int exit_code(int rc)
+{
+    return rc == BURRY_EUSAGE ? 2 : rc < 0 ? 1 : 0;
+}
+
+struct args {
+    const char *conf, *out, *metrics;
+    int json, parallel, verbose;
+    char **rest;
+    int nrest;
+};
+
+static int parse(int argc, char **argv, struct args *a, const char *deflt)
+{
+    static const struct option longs[] = {
+        {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+        {"parallel", required_argument, NULL, 'p'}, {"metrics-file", required_argument, NULL, 'm'},
+        {"output", required_argument, NULL, 'o'}, {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    *a = (struct args){.conf = deflt, .parallel = 4};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:o:v", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'c': a->conf = optarg; break;
+        case 'j': a->json = 1; break;
+        case 'm': a->metrics = optarg; break;
+        case 'o': a->out = optarg; break;
+        case 'v': a->verbose++; break;
+        case 'p':
+            a->parallel = atoi(optarg);
+            if (a->parallel < 1 || a->parallel > 256) {
+                fprintf(stderr, "bysu: --parallel wants 1 to 256 (got '%s')\n", optarg);
+                return -1;
+            }
+            break;
+        case 'h': fputs(usage, stdout); exit(0);
+        default: fputs(usage, stderr); return -1;
+        }
+    }
+    a->rest = argv + optind;
+    a->nrest = argc - optind;
+    return 0;
+}
+
+static void print_json(json_t *j)
+{
+    char *t = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (t)
+        puts(t);
+    free(t);
+}
+
+static int cmd_agent(int argc, char **argv)
+{
+    struct args a;
+    struct agent_conf *c = NULL;
+    struct burry_err e = {0};
+    if (parse(argc, argv, &a, BYSU_AGENT_CONF) < 0)
+        return 2;
+    int rc = agent_conf_load(a.conf, &c, &e);
+    if (rc == 0)
+        rc = agent_serve(c, getenv("SSH_ORIGINAL_COMMAND"), 1, 2, &e);
+    agent_conf_free(c);
+    if (rc < 0)
+        fprintf(stderr, "bysu agent: %s\n", e.msg);
+    return exit_code(rc);
+}
+
+static int cmd_run(int argc, char **argv, struct burry_opts *o)
+{
+    struct args a;
+    struct bysu_conf *c = NULL;
+    struct burry_err e = {0};
+    json_t *rep = NULL;
+    if (parse(argc, argv, &a, BYSU_CONF) < 0)
+        return 2;
+    o->log.level = a.verbose ? BLOG_INFO + a.verbose - 1 : BLOG_WARN;
+    int rc = bysu_conf_load(a.conf, &c, &e);
+    if (rc == 0)
+        rc = bysu_run(o, c, a.rest, a.nrest, a.parallel, &rep, &e);
+    if (rc < 0) {
+        fprintf(stderr, "bysu: %s\n", e.msg);
+        bysu_conf_free(c);
+        return exit_code(rc);
+    }
+    if (a.json) {
+        print_json(rep);
+    } else {
+        size_t i;
+        json_t *j;
+        printf("%-24s %-7s %8s %12s  %s\n", "JOB", "RESULT", "SECONDS", "BYTES", "MESSAGE");
+        json_array_foreach(json_object_get(rep, "jobs"), i, j)
+            printf("%-24s %-7s %8.1f %12lld  %s\n", json_string_value(json_object_get(j, "job")),
+                   json_string_value(json_object_get(j, "result")),
+                   json_number_value(json_object_get(j, "seconds")),
+                   (long long)json_integer_value(json_object_get(j, "bytes")),
+                   json_string_value(json_object_get(j, "message")) ?: "");
+    }
+    int failed = (int)json_integer_value(json_object_get(rep, "failed"));
+    if (a.metrics && bysu_write_metrics(rep, a.metrics, &e) < 0) {
+        fprintf(stderr, "bysu: %s\n", e.msg);
+        failed = 1;
+    }
+    json_decref(rep);
+    bysu_conf_free(c);
+    return failed ? 1 : 0;
+}
+
+static int cmd_ls(int argc, char **argv, struct burry_opts *o)
+{
+    struct args a;
+    struct bysu_conf *c = NULL;
+    struct burry_err e = {0};
+    json_t *all = NULL;
+    if (parse(argc, argv, &a, BYSU_CONF) < 0)
+        return 2;
+    const char *job = a.nrest ? a.rest[0] : NULL;
+    int rc = bysu_conf_load(a.conf, &c, &e);
+    if (rc == 0 && job)
+        rc = catalog_check_name(job, &e);
+    if (rc == 0)
+        rc = burry_list(o, c->repo_url, job, &all, &e);
+    if (rc < 0) {
+        fprintf(stderr, "bysu: %s\n", e.msg);
+        bysu_conf_free(c);
+        return exit_code(rc);
+    }
+    if (a.json) {
+        print_json(all);
+    } else {
+        size_t i;
+        json_t *s;
+        printf("%-24s %-28s %-26s %12s\n", "JOB", "ID", "TIME", "BYTES");
+        json_array_foreach(json_object_get(all, "snapshots"), i, s)
+            printf("%-24s %-28s %-26s %12lld\n", json_string_value(json_object_get(s, "name")) ?: "",
+                   json_string_value(json_object_get(s, "id")) ?: "",
+                   json_string_value(json_object_get(s, "time")) ?: "",
+                   (long long)json_integer_value(json_object_get(s, "bytes")));
+    }
+    json_decref(all);
+    bysu_conf_free(c);
+    return 0;
+}
+
+static int cmd_get(int argc, char **argv, struct burry_opts *o)
+{
+    struct args a;
+    struct bysu_conf *c = NULL;
+    struct burry_err e = {0};
+    json_t *m = NULL;
+    int fd = 1, rc;
+    if (parse(argc, argv, &a, BYSU_CONF) < 0)
+        return 2;
+    if (a.nrest < 1 || a.nrest > 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if ((rc = bysu_conf_load(a.conf, &c, &e)) < 0)
+        goto out;
+    if (a.out && strcmp(a.out, "-")) {
+        fd = open(a.out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            rc = burry_errf(&e, BURRY_EFAIL, "cannot create '%s' (%s)", a.out, strerror(errno));
+            goto out;
+        }
+    } else if (isatty(1)) {
+        rc = burry_errf(&e, BURRY_EUSAGE, "not writing an archive to a terminal; give -o FILE or redirect");
+        goto out;
+    }
+    rc = bysu_get(o, c, a.rest[0], a.nrest > 1 ? a.rest[1] : "latest", fd, &m, &e);
+    if (fd != 1 && close(fd) < 0 && rc == 0)
+        rc = burry_errf(&e, BURRY_EFAIL, "cannot write '%s' (%s)", a.out, strerror(errno));
+    if (rc < 0 && fd != 1)
+        unlink(a.out);
+out:
+    if (rc < 0)
+        fprintf(stderr, "bysu: %s\n", e.msg);
+    json_decref(m);
+    bysu_conf_free(c);
+    return exit_code(rc);
+}
+
+static int cmd_prune(int argc, char **argv, struct burry_opts *o)
+{
+    struct args a;
+    struct bysu_conf *c = NULL;
+    struct burry_err e = {0};
+    if (parse(argc, argv, &a, BYSU_CONF) < 0)
+        return 2;
+    int rc = bysu_conf_load(a.conf, &c, &e), deleted = 0;
+    json_t *all = json_array();
+    for (int i = 0; rc == 0 && i < c->njobs; i++) {
+        const struct bysu_job *j = &c->jobs[i];
+        if (a.nrest && strcmp(a.rest[0], j->name))
+            continue;
+        json_t *pr = NULL;
+        if ((rc = burry_prune(o, c->repo_url, j->name, j->keep, 0, &pr, &e)) < 0)
+            break;
+        deleted += (int)json_array_size(json_object_get(pr, "deleted"));
+        json_array_extend(all, json_object_get(pr, "deleted"));
+        json_decref(pr);
+    }
+    if (rc == 0 && a.nrest && !bysu_conf_job(c, a.rest[0], &e))
+        rc = BURRY_EUSAGE;
+    if (rc < 0)
+        fprintf(stderr, "bysu: %s\n", e.msg);
+    else if (a.json) {
+        json_t *j = json_pack("{s:O}", "deleted", all);
+        print_json(j);
+        json_decref(j);
+    } else
+        printf("deleted %d snapshots\n", deleted);
+    json_decref(all);
+    bysu_conf_free(c);
+    return exit_code(rc);
+}
+
+int main(int argc, char **argv)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *verb = argv[1];
+    if (!strcmp(verb, "agent"))
+        return cmd_agent(argc - 1, argv + 1);
+    if (!strcmp(verb, "version") || !strcmp(verb, "--version")) {
+        printf("bysu %s\n", BURRY_VERSION);
+        return 0;
+    }
+    struct burry_opts o;
+    burry_opts_init(&o);
+    o.log.fn = log_fn;
+    o.log.level = BLOG_WARN;
+    int rc;
+    if (!strcmp(verb, "run"))
+        rc = cmd_run(argc - 1, argv + 1, &o);
+    else if (!strcmp(verb, "ls"))
+        rc = cmd_ls(argc - 1, argv + 1, &o);
+    else if (!strcmp(verb, "get"))
+        rc = cmd_get(argc - 1, argv + 1, &o);
+    else if (!strcmp(verb, "prune"))
+        rc = cmd_prune(argc - 1, argv + 1, &o);
+    else if (!strcmp(verb, "-h") || !strcmp(verb, "--help") || !strcmp(verb, "help")) {
+        fputs(usage, stdout);
+        rc = 0;
+    } else {
+        fprintf(stderr, "bysu: unknown command '%s'\n%s", verb, usage);
+        rc = 2;
+    }
+    burry_opts_wipe(&o);
+    return rc;
+}

@@ -1,0 +1,25 @@
+/* The node side of bysu: the forced command of the collector's ssh key. It
+ * answers three verbs only and streams a configured snapshot as one
+ * uncompressed tar (files, command output, then MANIFEST.json) to a file
+ * descriptor. */
+#ifndef BYSU_AGENT_H
+#define BYSU_AGENT_H
+
+#include "err.h"
+
+#define BYSU_AGENT_CONF "/etc/bysu/agent.conf"
+
+struct agent_conf;
+
+/* Parse agent.conf ([snapshot NAME] with command, paths, pre, post). */
+int agent_conf_load(const char *path, struct agent_conf **out, struct burry_err *e);
+void agent_conf_free(struct agent_conf *c);
+
+/* Serve one request (the text of SSH_ORIGINAL_COMMAND): "snapshot NAME",
+ * "list" or "version". Output goes to out_fd; progress of pre/post commands
+ * and the command's standard error go to err_fd. Anything else fails with
+ * BURRY_EUSAGE and the message "refused 'CMD'". */
+int agent_serve(const struct agent_conf *c, const char *request, int out_fd, int err_fd,
+                struct burry_err *e);
+
+#endif

@@ -1,0 +1,988 @@
+/* bysu's central side: bysu.conf, the run (one forked worker per job, at
+ * most `parallel` at once, each bounded by its timeout), the ssh pull that
+ * verifies a snapshot against its manifest while it streams into the
+ * repository, and reading snapshots back out. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <ini.h>
+#include <openssl/evp.h>
+
+#include "burry.h"
+#include "catalog.h"
+#include "collect.h"
+
+/* ---- configuration ---- */
+
+struct conf_ctx {
+    struct bysu_conf *c;
+    char err[256];
+};
+
+static int set_str(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = strdup(v);
+    return *slot != NULL;
+}
+
+static int set_int(struct conf_ctx *x, int *slot, const char *key, const char *v)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < 1 || n > 1000000) {
+        snprintf(x->err, sizeof x->err, "'%s' wants a positive number (got '%s')", key, v);
+        return 0;
+    }
+    *slot = (int)n;
+    return 1;
+}
+
+static int conf_handler(void *user, const char *section, const char *key, const char *v)
+{
+    struct conf_ctx *x = user;
+    struct bysu_conf *c = x->c;
+    if (!strcmp(section, "repository")) {
+        if (!strcmp(key, "url"))
+            return set_str(&c->repo_url, v);
+        if (!strcmp(key, "keep"))
+            return set_int(x, &c->keep, key, v);
+    } else if (!strncmp(section, "node ", 5) && section[5]) {
+        const char *name = section + 5;
+        struct bysu_node *n = NULL;
+        for (int i = 0; i < c->nnodes; i++)
+            if (!strcmp(c->nodes[i].name, name))
+                n = &c->nodes[i];
+        if (!n) {
+            if (c->nnodes == BYSU_MAX_ITEMS) {
+                snprintf(x->err, sizeof x->err, "more than %d nodes", BYSU_MAX_ITEMS);
+                return 0;
+            }
+            n = &c->nodes[c->nnodes++];
+            n->name = strdup(name);
+            n->port = 22;
+        }
+        if (!strcmp(key, "host"))
+            return set_str(&n->host, v);
+        if (!strcmp(key, "user"))
+            return set_str(&n->user, v);
+        if (!strcmp(key, "identity"))
+            return set_str(&n->identity, v);
+        if (!strcmp(key, "known_hosts"))
+            return set_str(&n->known_hosts, v);
+        if (!strcmp(key, "port"))
+            return set_int(x, &n->port, key, v);
+    } else if (!strncmp(section, "job ", 4) && section[4]) {
+        const char *name = section + 4;
+        struct bysu_job *j = NULL;
+        for (int i = 0; i < c->njobs; i++)
+            if (!strcmp(c->jobs[i].name, name))
+                j = &c->jobs[i];
+        if (!j) {
+            struct burry_err e2 = {0};
+            if (catalog_check_name(name, &e2) < 0) {
+                snprintf(x->err, sizeof x->err, "job name: %.200s", e2.msg);
+                return 0;
+            }
+            if (c->njobs == BYSU_MAX_ITEMS) {
+                snprintf(x->err, sizeof x->err, "more than %d jobs", BYSU_MAX_ITEMS);
+                return 0;
+            }
+            j = &c->jobs[c->njobs++];
+            j->name = strdup(name);
+        }
+        if (!strcmp(key, "node"))
+            return set_str(&j->node, v);
+        if (!strcmp(key, "snapshot"))
+            return set_str(&j->snapshot, v);
+        if (!strcmp(key, "source"))
+            return set_str(&j->source, v);
+        if (!strcmp(key, "keep"))
+            return set_int(x, &j->keep, key, v);
+        if (!strcmp(key, "timeout"))
+            return set_int(x, &j->timeout, key, v);
+    } else {
+        snprintf(x->err, sizeof x->err, "unknown section '[%s]'", section);
+        return 0;
+    }
+    snprintf(x->err, sizeof x->err, "unknown key '%s' in [%s]", key, section);
+    return 0;
+}
+
+int bysu_conf_load(const char *path, struct bysu_conf **out, struct burry_err *e)
+{
+    struct bysu_conf *c = calloc(1, sizeof *c);
+    struct conf_ctx x = {.c = c};
+    int rc = 0;
+    if (!c)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    c->path = strdup(path);
+    int r = ini_parse(path, conf_handler, &x);
+    if (r == -1) {
+        rc = burry_errf(e, BURRY_EUSAGE, "cannot read '%s' (%s)", path, strerror(errno));
+        goto out;
+    }
+    if (r) {
+        rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: %s", path, r, x.err[0] ? x.err : "syntax error");
+        goto out;
+    }
+    if (!c->repo_url) {
+        rc = burry_errf(e, BURRY_EUSAGE, "'%s': [repository] has no url", path);
+        goto out;
+    }
+    if (!c->keep)
+        c->keep = 7;
+    for (int i = 0; i < c->njobs; i++) {
+        struct bysu_job *j = &c->jobs[i];
+        if (!j->keep)
+            j->keep = c->keep;
+        if (!j->timeout)
+            j->timeout = 3600;
+        if (!!j->source == !!j->node) {
+            rc = burry_errf(e, BURRY_EUSAGE, "'%s': [job %s] wants either node and snapshot or source",
+                            path, j->name);
+            goto out;
+        }
+        if (j->node) {
+            int found = 0;
+            for (int k = 0; k < c->nnodes; k++)
+                found |= !strcmp(c->nodes[k].name, j->node);
+            if (!found || !j->snapshot) {
+                rc = burry_errf(e, BURRY_EUSAGE, "'%s': [job %s] %s", path, j->name,
+                                !found ? "names a node that has no [node] section" : "has no snapshot");
+                goto out;
+            }
+        }
+    }
+    for (int i = 0; i < c->nnodes; i++)
+        if (!c->nodes[i].host) {
+            rc = burry_errf(e, BURRY_EUSAGE, "'%s': [node %s] has no host", path, c->nodes[i].name);
+            goto out;
+        }
+out:
+    if (rc < 0)
+        bysu_conf_free(c);
+    else
+        *out = c;
+    return rc;
+}
+
+void bysu_conf_free(struct bysu_conf *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->nnodes; i++) {
+        struct bysu_node *n = &c->nodes[i];
+        free(n->name), free(n->host), free(n->user), free(n->identity), free(n->known_hosts);
+    }
+    for (int i = 0; i < c->njobs; i++) {
+        struct bysu_job *j = &c->jobs[i];
+        free(j->name), free(j->node), free(j->snapshot), free(j->source);
+    }
+    free(c->repo_url);
+    free(c->path);
+    free(c);
+}
+
+const struct bysu_job *bysu_conf_job(const struct bysu_conf *c, const char *name, struct burry_err *e)
+{
+    for (int i = 0; i < c->njobs; i++)
+        if (!strcmp(c->jobs[i].name, name))
+            return &c->jobs[i];
+    burry_errf(e, BURRY_EUSAGE, "no job '%s' in '%s'", name, c->path);
+    return NULL;
+}
+
+static const struct bysu_node *conf_node(const struct bysu_conf *c, const char *name)
+{
+    for (int i = 0; i < c->nnodes; i++)
+        if (!strcmp(c->nodes[i].name, name))
+            return &c->nodes[i];
+    return NULL;
+}
+
+/* ---- pulling one node snapshot ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void hex_of(EVP_MD_CTX *md, char hex[65])
+{
+    unsigned char d[32];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(md, d, &n);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+struct pull {
+    const struct store_ops *ops;
+    struct store_put *put;
+    struct archive *z;         /* zstd compressor over the raw tar bytes */
+    EVP_MD_CTX *zmd;           /* of the bytes stored */
+    uint64_t zsize, raw;
+    int fd;                    /* ssh's standard output */
+    double deadline;
+    int timed_out, interrupted;
+    char buf[65536];
+    struct burry_err *e;
+};
+
+static la_ssize_t z_write(struct archive *a, void *ctx, const void *buf, size_t len)
+{
+    struct pull *p = ctx;
+    struct burry_err e2 = {0};
+    if (!p->put) {
+        archive_set_error(a, EIO, "the archive is closed");
+        return -1;
+    }
+    EVP_DigestUpdate(p->zmd, buf, len);
+    p->zsize += len;
+    if (p->ops->put_write(p->put, buf, len, &e2) < 0) {
+        burry_errf(p->e, e2.code, "%s", e2.msg);
+        archive_set_error(a, EIO, "%s", e2.msg);
+        return -1;
+    }
+    return (la_ssize_t)len;
+}
+
+/* Read from ssh with the job's deadline; every byte read also goes to the
+ * compressor, so the stored archive is exactly the stream the node sent. */
+static ssize_t pull_read(struct pull *p, struct archive *a)
+{
+    for (;;) {
+        if (burry_interrupted) {
+            p->interrupted = 1;
+            archive_set_error(a, EINTR, "interrupted");
+            return -1;
+        }
+        int ms = (int)((p->deadline - now_s()) * 1000);
+        if (ms <= 0) {
+            p->timed_out = 1;
+            archive_set_error(a, ETIMEDOUT, "timed out");
+            return -1;
+        }
+        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
+        int r = poll(&pf, 1, ms > 250 ? 250 : ms);
+        if (r < 0 && errno != EINTR) {
+            archive_set_error(a, errno, "poll: %s", strerror(errno));
+            return -1;
+        }
+        if (r <= 0)
+            continue;
+        ssize_t n = read(p->fd, p->buf, sizeof p->buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            archive_set_error(a, errno, "read: %s", strerror(errno));
+            return -1;
+        }
+        if (n > 0) {
+            p->raw += (uint64_t)n;
+            if (archive_write_data(p->z, p->buf, (size_t)n) != n) {
+                archive_set_error(a, EIO, "cannot store the stream");
+                return -1;
+            }
+        }
+        return n;
+    }
+}
+
+static la_ssize_t tar_read_cb(struct archive *a, void *ctx, const void **buf)
+{
+    struct pull *p = ctx;
+    *buf = p->buf;
+    return pull_read(p, a);
+}
+
+/* The stream's entries against MANIFEST.json: every regular file listed with
+ * the same size and SHA-256, and nothing unlisted. */
+static int check_manifest(json_t *seen, json_t *m, struct burry_err *e)
+{
+    json_t *files = json_object_get(m, "files");
+    if (!json_is_array(files) || strcmp(json_string_value(json_object_get(m, "format")) ?: "", "bysu-snapshot"))
+        return burry_errf(e, BURRY_EFAIL, "the snapshot's MANIFEST.json is not a bysu manifest");
+    size_t i, nfiles = 0;
+    json_t *f;
+    json_array_foreach(files, i, f) {
+        if (strcmp(json_string_value(json_object_get(f, "type")) ?: "", "file"))
+            continue;
+        nfiles++;
+        const char *path = json_string_value(json_object_get(f, "path")) ?: "";
+        json_t *s = json_object_get(seen, path);
+        if (!s)
+            return burry_errf(e, BURRY_EFAIL, "'%s' is in the manifest but not in the stream", path);
+        if (strcmp(json_string_value(json_object_get(s, "sha256")), json_string_value(json_object_get(f, "sha256")) ?: "") ||
+            json_integer_value(json_object_get(s, "size")) != json_integer_value(json_object_get(f, "size")))
+            return burry_errf(e, BURRY_EFAIL, "checksum mismatch on '%s'", path);
+    }
+    if (nfiles != json_object_size(seen))
+        return burry_errf(e, BURRY_EFAIL, "the stream holds %zu files but the manifest lists %zu",
+                          json_object_size(seen), nfiles);
+    return 0;
+}
+
+/* Parse the tar while it streams, hashing each regular file. */
+static int read_stream(struct pull *p, json_t *seen, json_t **manifest, size_t *entries, struct burry_err *e)
+{
+    struct archive *a = archive_read_new();
+    struct archive_entry *en;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char *mtext = NULL;
+    int rc = 0, r;
+    archive_read_support_format_tar(a);
+    if (archive_read_open(a, p, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
+        rc = burry_errf(e, BURRY_EFAIL, "the node sent no snapshot (%s)", archive_error_string(a) ?: "empty stream");
+        goto out;
+    }
+    while ((r = archive_read_next_header(a, &en)) == ARCHIVE_OK) {
+        const char *path = archive_entry_pathname(en);
+        if (*manifest) {
+            rc = burry_errf(e, BURRY_EFAIL, "entry '%s' follows MANIFEST.json", path);
+            goto out;
+        }
+        (*entries)++;
+        int is_manifest = !strcmp(path, "MANIFEST.json");
+        if (archive_entry_filetype(en) != AE_IFREG)
+            continue;
+        if (is_manifest && archive_entry_size(en) > (1 << 26)) {
+            rc = burry_errf(e, BURRY_EFAIL, "MANIFEST.json is too large");
+            goto out;
+        }
+        EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+        size_t mlen = 0;
+        if (is_manifest)
+            mtext = malloc((size_t)archive_entry_size(en) + 1);
+        la_int64_t size = 0;
+        for (;;) {
+            const void *b;
+            size_t len;
+            la_int64_t off;
+            r = archive_read_data_block(a, &b, &len, &off);
+            if (r == ARCHIVE_EOF)
+                break;
+            if (r != ARCHIVE_OK) {
+                rc = BURRY_EFAIL;
+                goto fail;
+            }
+            EVP_DigestUpdate(md, b, len);
+            size += (la_int64_t)len;
+            if (mtext && mlen + len <= (size_t)archive_entry_size(en)) {
+                memcpy(mtext + mlen, b, len);
+                mlen += len;
+            }
+        }
+        char hex[65];
+        hex_of(md, hex);
+        if (is_manifest) {
+            json_error_t je;
+            *manifest = mtext ? json_loadb(mtext, mlen, 0, &je) : NULL;
+            if (!*manifest) {
+                rc = burry_errf(e, BURRY_EFAIL, "the snapshot's MANIFEST.json does not parse");
+                goto out;
+            }
+        } else {
+            json_object_set_new(seen, path, json_pack("{s:s,s:I}", "sha256", hex, "size", (json_int_t)size));
+        }
+    }
+    if (r != ARCHIVE_EOF) {
+        rc = BURRY_EFAIL;
+        goto fail;
+    }
+    if (!*manifest)
+        rc = burry_errf(e, BURRY_EFAIL, "the stream ended without MANIFEST.json");
+    goto out;
+fail:
+    if (p->timed_out || p->interrupted || e->code)
+        goto out;
+    burry_errf(e, BURRY_EFAIL, "the snapshot stream is damaged (%s)", archive_error_string(a) ?: "unknown error");
+out:
+    free(mtext);
+    EVP_MD_CTX_free(md);
+    archive_read_free(a);
+    return rc;
+}
+
+static pid_t spawn_ssh(const struct bysu_node *n, const char *snapshot, int timeout, int *out_fd,
+                       int err_fd, struct burry_err *e)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return burry_errf(e, BURRY_EFAIL, "cannot create a pipe (%s)", strerror(errno));
+    char port[16], kh[PATH_MAX + 32], cto[48], dest[512], cmd[512];
+    snprintf(port, sizeof port, "%d", n->port);
+    snprintf(kh, sizeof kh, "UserKnownHostsFile=%s", n->known_hosts ? n->known_hosts : "~/.ssh/known_hosts");
+    snprintf(cto, sizeof cto, "ConnectTimeout=%d", timeout < 30 ? timeout : 30);
+    snprintf(dest, sizeof dest, "%s%s%s", n->user ? n->user : "", n->user ? "@" : "", n->host);
+    snprintf(cmd, sizeof cmd, "snapshot %s", snapshot);
+    const char *argv[32];
+    int k = 0;
+    argv[k++] = "ssh";
+    argv[k++] = "-n";
+    argv[k++] = "-p";
+    argv[k++] = port;
+    if (n->identity) {
+        argv[k++] = "-i";
+        argv[k++] = n->identity;
+        argv[k++] = "-o";
+        argv[k++] = "IdentitiesOnly=yes";
+    }
+    argv[k++] = "-o";
+    argv[k++] = kh;
+    argv[k++] = "-o";
+    argv[k++] = "StrictHostKeyChecking=yes";
+    argv[k++] = "-o";
+    argv[k++] = "BatchMode=yes";
+    argv[k++] = "-o";
+    argv[k++] = cto;
+    argv[k++] = "--";
+    argv[k++] = dest;
+    argv[k++] = cmd;
+    argv[k] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pfd[0]), close(pfd[1]);
+        return burry_errf(e, BURRY_EFAIL, "cannot fork (%s)", strerror(errno));
+    }
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        dup2(err_fd, 2);
+        execvp("ssh", (char **)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    *out_fd = pfd[0];
+    return pid;
+}
+
+/* The first line of what ssh (and the agent) said on standard error. */
+static void ssh_message(int fd, char *msg, size_t len)
+{
+    char buf[1024];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    msg[0] = 0;
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    /* skip ssh's own chatter about known hosts */
+    char *line = buf, *best = NULL;
+    for (char *save = NULL, *l = strtok_r(line, "\r\n", &save); l; l = strtok_r(NULL, "\r\n", &save)) {
+        if (!strncmp(l, "Warning: Permanently added", 26))
+            continue;
+        if (!best || !strncmp(l, "bysu agent:", 11))
+            best = l;
+        if (!strncmp(l, "bysu agent:", 11))
+            break;
+    }
+    if (best)
+        snprintf(msg, len, "%s", best);
+}
+
+static int put_text(const struct store_ops *ops, struct store *st, const char *key, const char *text,
+                    struct burry_err *e)
+{
+    struct store_put *p = NULL;
+    int rc = ops->put_open(st, key, &p, e);
+    if (rc < 0)
+        return rc;
+    if ((rc = ops->put_write(p, text, strlen(text), e)) < 0) {
+        ops->put_abort(p);
+        return rc;
+    }
+    return ops->put_commit(p, e);
+}
+
+static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, const struct bysu_job *j,
+                     json_t *res, struct burry_err *e)
+{
+    const struct bysu_node *n = conf_node(c, j->node);
+    struct store *st = NULL;
+    struct pull p = {.fd = -1, .e = e};
+    json_t *seen = json_object(), *manifest = NULL;
+    char id[32], created[40], *akey = NULL, *mkey = NULL, *text = NULL;
+    int rc, errfd = -1, archive_published = 0;
+    pid_t ssh = -1;
+    size_t entries = 0;
+
+    if ((rc = catalog_open_store(c->repo_url, o, &p.ops, &st, e)) < 0)
+        goto out;
+    char tmpl[PATH_MAX];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tmpl, sizeof tmpl, "%s/bysu-ssh.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if ((errfd = mkstemp(tmpl)) < 0) {
+        rc = burry_errf(e, BURRY_EFAIL, "cannot create a temporary file (%s)", strerror(errno));
+        goto out;
+    }
+    unlink(tmpl);
+    for (int attempt = 0;; attempt++) {
+        catalog_new_id(id, sizeof id);
+        free(akey);
+        if (asprintf(&akey, "%s/%s.tar.zst", j->name, id) < 0) {
+            akey = NULL;
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+        rc = p.ops->put_open(st, akey, &p.put, e);
+        if (rc == BURRY_EEXIST && attempt < 5) {
+            burry_err_clear(e);
+            continue;
+        }
+        if (rc < 0)
+            goto out;
+        break;
+    }
+    snprintf(created, sizeof created, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", id, id + 4, id + 6,
+             id + 9, id + 11, id + 13, id + 16);
+    p.zmd = EVP_MD_CTX_new();
+    p.z = archive_write_new();
+    if (!p.zmd || EVP_DigestInit_ex(p.zmd, EVP_sha256(), NULL) != 1 || !p.z ||
+        archive_write_add_filter_zstd(p.z) != ARCHIVE_OK || archive_write_set_format_raw(p.z) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(p.z, 1) != ARCHIVE_OK ||
+        archive_write_open(p.z, &p, NULL, z_write, NULL) != ARCHIVE_OK) {
+        rc = burry_errf(e, BURRY_EFAIL, "cannot set up zstd compression (%s)",
+                        p.z ? archive_error_string(p.z) ?: "unknown error" : "out of memory");
+        goto out;
+    }
+    struct archive_entry *ze = archive_entry_new();
+    archive_entry_set_pathname(ze, "snapshot.tar");
+    archive_entry_set_filetype(ze, AE_IFREG);
+    archive_entry_set_perm(ze, 0600);
+    int hr = archive_write_header(p.z, ze);
+    archive_entry_free(ze);
+    if (hr != ARCHIVE_OK) {
+        rc = burry_errf(e, BURRY_EFAIL, "cannot start the compressed archive (%s)", archive_error_string(p.z) ?: "");
+        goto out;
+    }
+
+    p.deadline = now_s() + j->timeout;
+    if ((ssh = spawn_ssh(n, j->snapshot, j->timeout, &p.fd, errfd, e)) < 0) {
+        rc = BURRY_EFAIL;
+        goto out;
+    }
+    blog(&o->log, BLOG_INFO, "pulling snapshot '%s' from node '%s' as '%s'", j->snapshot, n->name, akey);
+    rc = read_stream(&p, seen, &manifest, &entries, e);
+    /* the rest of the stream (tar padding) belongs to the archive too */
+    if (rc == 0) {
+        struct archive *dummy = archive_read_new();
+        ssize_t r;
+        while ((r = pull_read(&p, dummy)) > 0)
+            ;
+        if (r < 0)
+            rc = BURRY_EFAIL;
+        archive_read_free(dummy);
+    }
+    /* ssh's exit status */
+    close(p.fd);
+    p.fd = -1;
+    if (rc < 0)
+        kill(ssh, SIGTERM);
+    int ws;
+    while (waitpid(ssh, &ws, 0) < 0 && errno == EINTR)
+        ;
+    ssh = -1;
+    char said[512];
+    ssh_message(errfd, said, sizeof said);
+    if (p.timed_out) {
+        burry_err_clear(e);
+        rc = burry_errf(e, BURRY_EFAIL, "timed out after %d s", j->timeout);
+        goto out;
+    }
+    if (p.interrupted) {
+        burry_err_clear(e);
+        rc = burry_errf(e, BURRY_EINTR, "interrupted");
+        goto out;
+    }
+    int status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    if (status) {
+        burry_err_clear(e);
+        rc = burry_errf(e, BURRY_EFAIL, "ssh to node '%s' exited with status %d%s%s", n->name, status,
+                        said[0] ? ": " : "", said);
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    if ((rc = check_manifest(seen, manifest, e)) < 0)
+        goto out;
+    if (archive_write_close(p.z) != ARCHIVE_OK) {
+        rc = burry_errf(e, BURRY_EFAIL, "cannot finish the compressed archive (%s)", archive_error_string(p.z) ?: "");
+        goto out;
+    }
+    if ((rc = p.ops->put_commit(p.put, e)) < 0) {
+        p.put = NULL;
+        goto out;
+    }
+    p.put = NULL;
+    archive_published = 1;
+
+    char sha[65];
+    hex_of(p.zmd, sha);
+    json_t *side = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O?,s:O?,s:I,s:I,s:{s:s,s:I,s:s}}",
+                             "snapshot", id, "name", j->name, "service", "bysu", "node", n->name,
+                             "source", j->snapshot, "created", created,
+                             "host", json_object_get(manifest, "host"), "command", json_object_get(manifest, "command"),
+                             "files", (json_int_t)entries, "bytes", (json_int_t)p.raw,
+                             "archive", "key", strrchr(akey, '/') + 1, "size", (json_int_t)p.zsize, "sha256", sha);
+    text = side ? json_dumps(side, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(side);
+    if (!text || asprintf(&mkey, "%s/%s%s", j->name, id, CATALOG_MANIFEST_SUFFIX) < 0) {
+        mkey = NULL;
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    if ((rc = put_text(p.ops, st, mkey, text, e)) < 0)
+        goto out;
+    archive_published = 0;
+    json_object_set_new(res, "snapshot", json_string(id));
+    json_object_set_new(res, "bytes", json_integer((json_int_t)p.raw));
+    rc = 0;
+out:
+    if (ssh > 0) {
+        kill(ssh, SIGTERM);
+        waitpid(ssh, NULL, 0);
+    }
+    if (p.fd >= 0)
+        close(p.fd);
+    archive_write_free(p.z); /* may flush into p.put, so before the abort */
+    p.z = NULL;
+    if (p.put)
+        p.ops->put_abort(p.put);
+    if (archive_published) {
+        struct burry_err e2 = {0};
+        p.ops->remove(st, akey, &e2); /* an archive without its sidecar is not a snapshot */
+    }
+    EVP_MD_CTX_free(p.zmd);
+    if (errfd >= 0)
+        close(errfd);
+    if (st)
+        p.ops->close(st);
+    json_decref(seen);
+    json_decref(manifest);
+    free(akey);
+    free(mkey);
+    free(text);
+    return rc;
+}
+
+/* ---- the run ---- */
+
+static int run_job(const struct burry_opts *o, const struct bysu_conf *c, const struct bysu_job *j,
+                   json_t *res, struct burry_err *e)
+{
+    int rc;
+    if (j->source) {
+        struct burry_opts jo = *o;
+        json_t *out = NULL;
+        if (jo.timeout_s <= 0 || jo.timeout_s > j->timeout)
+            jo.timeout_s = j->timeout;
+        rc = burry_backup(&jo, j->source, c->repo_url, j->name, &out, e);
+        if (rc == 0) {
+            json_object_set(res, "snapshot", json_object_get(out, "snapshot"));
+            json_object_set(res, "bytes", json_object_get(out, "bytes"));
+        }
+        json_decref(out);
+    } else {
+        rc = pull_node(o, c, j, res, e);
+    }
+    if (rc < 0)
+        return rc;
+    json_t *pr = NULL;
+    rc = burry_prune(o, c->repo_url, j->name, j->keep, 0, &pr, e);
+    if (rc < 0)
+        burry_err_prefix(e, "snapshot stored, but pruning failed");
+    else
+        json_object_set_new(res, "pruned", json_integer((json_int_t)json_array_size(json_object_get(pr, "deleted"))));
+    json_decref(pr);
+    return rc;
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    burry_interrupted = 1;
+}
+
+/* The worker: runs one job and writes its result as one JSON document to
+ * fd (small enough to fit in the pipe, read after the worker exits). */
+static void worker(const struct burry_opts *o, const struct bysu_conf *c, const struct bysu_job *j, int fd,
+                   pid_t parent)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a killed run takes its workers along */
+    if (getppid() != parent)
+        _exit(3);
+    struct burry_err e = {0};
+    json_t *res = json_object();
+    int rc = run_job(o, c, j, res, &e);
+    json_object_set_new(res, "result", json_string(rc == 0 ? "ok" : "failed"));
+    json_object_set_new(res, "message", json_string(rc == 0 ? "" : e.msg));
+    char *text = json_dumps(res, JSON_COMPACT);
+    if (text) {
+        size_t len = strlen(text);
+        if (len > 3800) /* keep it one atomic pipe write */
+            len = 3800;
+        if (write(fd, text, len) < 0)
+            _exit(4);
+    }
+    _exit(rc == 0 ? 0 : 1);
+}
+
+struct slot {
+    pid_t pid;
+    int fd, idx, termed;
+    double start;
+};
+
+/* The lock: next to a directory repository, else next to the config. */
+static int take_lock(const struct bysu_conf *c, int *fd, struct burry_err *e)
+{
+    char path[PATH_MAX];
+    const char *u = c->repo_url;
+    if (!strncmp(u, "file://", 7))
+        u += 7;
+    if (!strstr(u, "://")) {
+        mkdir(u, 0700);
+        snprintf(path, sizeof path, "%s/.bysu.lock", u);
+    } else {
+        snprintf(path, sizeof path, "%s.lock", c->path);
+    }
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return burry_errf(e, BURRY_EFAIL, "cannot open the lock file '%s' (%s)", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+        close(*fd);
+        *fd = -1;
+        return burry_errf(e, BURRY_EFAIL, "another bysu run holds the lock '%s'", path);
+    }
+    return 0;
+}
+
+int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **names, int nnames,
+             int parallel, json_t **out, struct burry_err *e)
+{
+    const struct bysu_job *sel[BYSU_MAX_ITEMS];
+    int nsel = 0, lock = -1, rc;
+    if (nnames > BYSU_MAX_ITEMS)
+        return burry_errf(e, BURRY_EUSAGE, "too many jobs named");
+    for (int i = 0; i < nnames; i++)
+        if (!(sel[nsel++] = bysu_conf_job(c, names[i], e)))
+            return BURRY_EUSAGE;
+    if (!nnames)
+        for (int i = 0; i < c->njobs; i++)
+            sel[nsel++] = &c->jobs[i];
+    if (parallel < 1)
+        parallel = 1;
+    if ((rc = take_lock(c, &lock, e)) < 0)
+        return rc;
+
+    json_t **results = calloc((size_t)(nsel ? nsel : 1), sizeof *results);
+    struct slot *slots = calloc((size_t)parallel, sizeof *slots);
+    if (!results || !slots) {
+        free(results), free(slots), close(lock);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    int next = 0, running = 0, failed = 0;
+    pid_t self = getpid();
+    while (next < nsel || running) {
+        /* start jobs while there is room */
+        for (int s = 0; s < parallel && next < nsel; s++) {
+            if (slots[s].pid)
+                continue;
+            int pfd[2];
+            if (pipe2(pfd, O_CLOEXEC) < 0) {
+                results[next] = json_pack("{s:s,s:s}", "result", "failed", "message", "cannot create a pipe");
+                next++;
+                continue;
+            }
+            fflush(NULL);
+            pid_t pid = fork();
+            if (pid == 0) {
+                close(pfd[0]);
+                close(lock);
+                setpgid(0, 0);
+                worker(o, c, sel[next], pfd[1], self);
+            }
+            close(pfd[1]);
+            if (pid < 0) {
+                close(pfd[0]);
+                results[next] = json_pack("{s:s,s:s}", "result", "failed", "message", "cannot fork");
+                next++;
+                continue;
+            }
+            blog(&o->log, BLOG_DEBUG, "job '%s' started", sel[next]->name);
+            slots[s] = (struct slot){.pid = pid, .fd = pfd[0], .idx = next, .start = now_s()};
+            next++;
+            running++;
+        }
+        /* reap finished workers; stop overdue ones (a worker enforces its own
+         * timeout on the ssh stream; this is the backstop for the rest) */
+        int ws;
+        pid_t pid = waitpid(-1, &ws, WNOHANG);
+        if (pid <= 0) {
+            for (int s = 0; s < parallel; s++) {
+                if (!slots[s].pid)
+                    continue;
+                double age = now_s() - slots[s].start;
+                int limit = sel[slots[s].idx]->timeout;
+                if (age > limit + 2 && !slots[s].termed) {
+                    kill(slots[s].pid, SIGTERM);
+                    slots[s].termed = 1;
+                } else if (age > limit + 10) {
+                    kill(-slots[s].pid, SIGKILL);
+                }
+            }
+            if (burry_interrupted)
+                for (int s = 0; s < parallel; s++)
+                    if (slots[s].pid && !slots[s].termed) {
+                        kill(slots[s].pid, SIGTERM);
+                        slots[s].termed = 1;
+                    }
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        for (int s = 0; s < parallel; s++) {
+            if (slots[s].pid != pid)
+                continue;
+            const struct bysu_job *j = sel[slots[s].idx];
+            char buf[4096];
+            ssize_t n = read(slots[s].fd, buf, sizeof buf - 1);
+            json_t *r = n > 0 ? json_loadb(buf, (size_t)n, 0, NULL) : NULL;
+            if (!r) {
+                char msg[128];
+                if (slots[s].termed)
+                    snprintf(msg, sizeof msg, "timed out after %d s", j->timeout);
+                else
+                    snprintf(msg, sizeof msg, "the worker died (%s %d)", WIFSIGNALED(ws) ? "signal" : "status",
+                             WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
+                r = json_pack("{s:s,s:s}", "result", "failed", "message", msg);
+            }
+            json_object_set_new(r, "seconds", json_real(now_s() - slots[s].start));
+            results[slots[s].idx] = r;
+            close(slots[s].fd);
+            slots[s] = (struct slot){0};
+            running--;
+        }
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < nsel; i++) {
+        json_t *r = results[i];
+        json_object_set_new(r, "job", json_string(sel[i]->name));
+        if (!json_object_get(r, "bytes"))
+            json_object_set_new(r, "bytes", json_integer(0));
+        if (!json_object_get(r, "seconds"))
+            json_object_set_new(r, "seconds", json_real(0));
+        if (strcmp(json_string_value(json_object_get(r, "result")), "ok"))
+            failed++;
+        json_array_append_new(arr, r);
+    }
+    *out = json_pack("{s:o,s:i}", "jobs", arr, "failed", failed);
+    free(results);
+    free(slots);
+    close(lock);
+    return 0;
+}
+
+int bysu_write_metrics(const json_t *report, const char *path, struct burry_err *e)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return burry_errf(e, BURRY_EFAIL, "cannot write '%s' (%s)", tmp, strerror(errno));
+    static const char *const help[][2] = {
+        {"bysu_job_success", "1 if the job's last run succeeded"},
+        {"bysu_job_duration_seconds", "duration of the job's last run"},
+        {"bysu_job_bytes", "uncompressed bytes of the job's last snapshot"},
+        {"bysu_job_last_success_timestamp_seconds", "unix time of the job's last success in this run"},
+    };
+    size_t i;
+    json_t *j;
+    double now = (double)time(NULL);
+    for (size_t m = 0; m < 4; m++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", help[m][0], help[m][1], help[m][0]);
+        json_array_foreach(json_object_get(report, "jobs"), i, j) {
+            const char *name = json_string_value(json_object_get(j, "job"));
+            int ok = !strcmp(json_string_value(json_object_get(j, "result")) ?: "", "ok");
+            double v = m == 0 ? ok
+                       : m == 1 ? json_number_value(json_object_get(j, "seconds"))
+                       : m == 2 ? (double)json_integer_value(json_object_get(j, "bytes"))
+                                : now;
+            if (m == 3 && !ok)
+                continue;
+            fprintf(f, "%s{job=\"%s\"} %.3f\n", help[m][0], name, v);
+        }
+    }
+    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return burry_errf(e, BURRY_EFAIL, "cannot write '%s' (%s)", path, strerror(errno));
+    }
+    return 0;
+}
+
+int bysu_get(const struct burry_opts *o, const struct bysu_conf *c, const char *job, const char *ref,
+             int out_fd, json_t **manifest, struct burry_err *e)
+{
+    const struct store_ops *ops;
+    struct store *st = NULL;
+    struct store_get *g = NULL;
+    char *key = NULL, buf[65536];
+    int rc = catalog_check_name(job, e);
+    if (rc < 0)
+        return rc;
+    if ((rc = catalog_open_store(c->repo_url, o, &ops, &st, e)) < 0)
+        return rc;
+    if ((rc = catalog_resolve(ops, st, ref, job, manifest, e)) < 0)
+        goto out;
+    if (!(key = catalog_archive_key(*manifest))) {
+        rc = burry_errf(e, BURRY_EFAIL, "the manifest of '%s' names no archive", job);
+        goto out;
+    }
+    if ((rc = ops->get_open(st, key, &g, e)) < 0)
+        goto out;
+    for (;;) {
+        ssize_t n = ops->get_read(g, buf, sizeof buf, e);
+        if (n < 0) {
+            rc = (int)n;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out_fd, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = burry_errf(e, BURRY_EFAIL, "cannot write the archive (%s)", strerror(errno));
+                goto out;
+            }
+            off += w;
+        }
+    }
+out:
+    if (g)
+        ops->get_close(g);
+    free(key);
+    ops->close(st);
+    return rc;
+}

@@ -1,0 +1,178 @@
+#!/bin/bash
+# bysu end to end: real sshd nodes whose key forces `bysu agent`, a real
+# ZooKeeper for an infrastructure job, and a directory repository. Checks
+# retention, fetching and extracting with stock tar, refusals, failing,
+# hanging and unreachable nodes, the run lock and a run killed mid-way.
+set -u
+. "$(dirname "$0")/../lib/lib.sh"
+. "$(dirname "$0")/../lib/zk.sh"
+. "$(dirname "$0")/../lib/sshd.sh"
+BYSU=$(dirname "$BURRY")/bysu
+t_tmpdir
+trap 'sshd_stop_all; t_cleanup' EXIT
+
+# --- what the nodes hold ---
+D=$T_TMP/data
+mkdir -p "$D/sub" "$T_TMP/outside"
+printf 'alpha\n' >"$D/a.txt"
+head -c 300000 /dev/urandom >"$D/sub/blob.bin"
+printf 'secret\n' >"$T_TMP/outside/secret"
+ln -s "$T_TMP/outside/secret" "$D/escape"
+ln -s ../../etc "$D/dotdot"
+
+cat >"$T_TMP/agent1.conf" <<CONF
+[snapshot cmd]
+command = printf 'dump\n'; echo data
+[snapshot dir]
+paths = $D
+pre = true
+post = true
+[snapshot bad]
+command = echo partial; exit 3
+[snapshot hang]
+command = sleep 30
+[snapshot slow]
+paths = $D
+pre = sleep 3
+CONF
+cat >"$T_TMP/agent2.conf" <<CONF
+[snapshot etc]
+command = echo node2
+CONF
+
+sshd_start n1 "$BYSU agent -c $T_TMP/agent1.conf" || exit 1
+P1=$SSHD_PORT
+sshd_start n2 "$BYSU agent -c $T_TMP/agent2.conf" || exit 1
+P2=$SSHD_PORT
+# a node whose manifest lies about a file's checksum
+cat >"$T_TMP/liar.py" <<'PY'
+import hashlib, io, json, sys, tarfile
+t = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT)
+def add(name, data):
+    i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
+add("output/x.out", b"tampered\n")
+m = {"format": "bysu-snapshot", "format_version": 1, "host": "liar", "snapshot": "x", "files": [
+     {"path": "output/x.out", "type": "file", "size": 9, "sha256": hashlib.sha256(b"original\n").hexdigest()}]}
+add("MANIFEST.json", json.dumps(m).encode())
+t.close()
+PY
+sshd_start liar "python3 $T_TMP/liar.py" || exit 1
+PL=$SSHD_PORT
+zk_start z || exit 1
+zk_py "$ZK_PORT" "zk.create('/app', b'v1'); zk.create('/app/k', b'v2')"
+DOWN=$(free_port)
+KEY=$T_TMP/client-key
+KH=$T_TMP/known_hosts
+R=$T_TMP/repo
+
+node() { printf '[node %s]\nhost = 127.0.0.1\nport = %s\nuser = root\nidentity = %s\nknown_hosts = %s\n' "$1" "$2" "$KEY" "$KH"; }
+{
+    printf '[repository]\nurl = %s\nkeep = 2\n' "$R"
+    node n1 "$P1"; node n2 "$P2"; node gone "$DOWN"; node liar "$PL"
+    printf '[job cmd]\nnode = n1\nsnapshot = cmd\n'
+    printf '[job dir]\nnode = n1\nsnapshot = dir\n'
+    printf '[job etc]\nnode = n2\nsnapshot = etc\nkeep = 1\n'
+    printf '[job zk]\nsource = zk://127.0.0.1:%s\ntimeout = 20\n' "$ZK_PORT"
+    printf '[job bad]\nnode = n1\nsnapshot = bad\n'
+    printf '[job hang]\nnode = n1\nsnapshot = hang\ntimeout = 2\n'
+    printf '[job down]\nnode = gone\nsnapshot = cmd\ntimeout = 5\n'
+    printf '[job unconf]\nnode = n1\nsnapshot = nope\n'
+    printf '[job liar]\nnode = liar\nsnapshot = x\n'
+    printf '[job slow]\nnode = n1\nsnapshot = slow\ntimeout = 20\n'
+} >"$T_TMP/bysu.conf"
+C=$T_TMP/bysu.conf
+
+run_bysu() {
+    local o e
+    o=$(mktemp) e=$(mktemp)
+    "$BYSU" "$@" >"$o" 2>"$e"
+    RC=$?
+    OUT=$(cat "$o") ERR=$(cat "$e")
+    rm -f "$o" "$e"
+}
+res() { jget "[j for j in d['jobs'] if j['job']=='$1'][0]['$2']"; }
+count() { "$BYSU" ls -c "$C" --json "$1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))'; }
+
+# --- the first run: every kind of job at once ---
+START=$SECONDS
+run_bysu run -c "$C" --json --parallel 8 cmd dir etc zk bad hang down unconf liar
+expect_eq "a run with failed jobs exits 1" 1 "$RC"
+for j in cmd dir etc zk; do expect_eq "job $j succeeds" ok "$(res $j result)"; done
+for j in bad hang down unconf liar; do expect_eq "job $j fails" failed "$(res $j result)"; done
+expect_match "the failing command's status is reported" 'exited with status 3' "$(res bad message)"
+expect_match "the hanging job times out" 'timed out after 2 s' "$(res hang message)"
+expect_match "the unreachable node is reported" 'ssh to node .gone. exited with status 255' "$(res down message)"
+expect_match "an unconfigured snapshot name is refused and recorded" "refused 'snapshot nope'" "$(res unconf message)"
+expect_match "a checksum that disagrees with the manifest fails the job" "checksum mismatch on 'output/x.out'" "$(res liar message)"
+expect_eq "the hanging job does not hold up the run" 1 $(( SECONDS - START < 12 ))
+for j in bad hang down unconf liar; do expect_eq "nothing is published for $j" 0 "$(count $j)"; done
+expect_eq "no temporary or partial files are left in the repository" "" \
+    "$(cd "$R" && find . -type f ! -name '*.tar.zst' ! -name '*.json' ! -name .bysu.lock)"
+expect_eq "archives are mode 0600" "" "$(find "$R" -name '*.tar.zst' ! -perm 0600)"
+
+# --- two more runs, then retention ---
+run_bysu run -c "$C" --metrics-file "$T_TMP/bysu.prom" cmd dir etc zk
+expect_eq "a run of good jobs exits 0" 0 "$RC"
+expect_match "the summary table has a header" 'JOB +RESULT +SECONDS +BYTES +MESSAGE' "$OUT"
+expect_match "the metrics file records success" 'bysu_job_success\{job="dir"\} 1' "$(cat "$T_TMP/bysu.prom" 2>/dev/null)"
+expect_match "the metrics file records the last success" 'bysu_job_last_success_timestamp_seconds\{job="zk"\}' "$(cat "$T_TMP/bysu.prom" 2>/dev/null)"
+run_bysu run -c "$C" cmd dir etc zk
+expect_eq "the third run exits 0" 0 "$RC"
+for j in cmd dir zk; do expect_eq "job $j keeps exactly 2 snapshots" 2 "$(count $j)"; done
+expect_eq "job etc keeps exactly 1 snapshot (its own keep)" 1 "$(count etc)"
+expect_eq "every archive has its sidecar" "$(find "$R" -name '*.tar.zst' | wc -l)" "$(find "$R" -name '*.json' | wc -l)"
+
+# --- fetching and reading a snapshot ---
+run_bysu get -c "$C" dir latest -o "$T_TMP/dir.tar.zst"
+expect_eq "bysu get exits 0" 0 "$RC"
+mkdir -p "$T_TMP/x"
+check "the archive extracts with stock tar --zstd" tar --zstd -xf "$T_TMP/dir.tar.zst" -C "$T_TMP/x"
+check "a top-level file equals the original" cmp "$D/a.txt" "$T_TMP/x/files${D}/a.txt"
+check "a file in a subdirectory equals the original" cmp "$D/sub/blob.bin" "$T_TMP/x/files${D}/sub/blob.bin"
+expect_eq "a symlink pointing outside is kept as a symlink" "$T_TMP/outside/secret" "$(readlink "$T_TMP/x/files${D}/escape")"
+expect_eq "a .. symlink is kept as a symlink" "../../etc" "$(readlink "$T_TMP/x/files${D}/dotdot")"
+expect_eq "nothing outside the listed paths was read" "" "$(find "$T_TMP/x" -name secret)"
+expect_match "the manifest lists checksums" '"sha256"' "$(cat "$T_TMP/x/MANIFEST.json")"
+expect_eq "the manifest checksum matches the file" \
+    "$(sha256sum <"$D/sub/blob.bin" | cut -d' ' -f1)" \
+    "$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print([f["sha256"] for f in m["files"] if f["path"].endswith("blob.bin")][0])' "$T_TMP/x/MANIFEST.json")"
+expect_eq "a command snapshot holds the command's output" "$(printf 'dump\ndata')" \
+    "$("$BYSU" get -c "$C" cmd | tar --zstd -xOf - output/cmd.out)"
+ID=$("$BYSU" ls -c "$C" --json cmd | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots"][0]["id"])')
+"$BYSU" get -c "$C" cmd "$ID" -o - >"$T_TMP/byid"
+expect_eq "bysu get by ID to standard output exits 0" 0 "$?"
+check "the archive by ID is the one the sidecar describes" sh -c "[ \"\$(sha256sum <'$T_TMP/byid' | cut -d' ' -f1)\" = \"\$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"archive\"][\"sha256\"])' '$R/cmd/$ID.json')\" ]"
+run_bysu get -c "$C" bad latest -o "$T_TMP/none"
+expect_eq "bysu get of a job without snapshots exits 1" "1 no" "$RC $([ -e "$T_TMP/none" ] && echo yes || echo no)"
+run_bysu ls -c "$C"
+expect_match "bysu ls lists every job" 'zk' "$OUT"
+run_bysu prune -c "$C" --json
+expect_eq "bysu prune with nothing to delete exits 0" "0 0" "$RC $(jget 'len(d["deleted"])')"
+
+# --- refusals, straight over ssh ---
+ssh_n1() { ssh -n -p "$P1" -i "$KEY" -o IdentitiesOnly=yes -o UserKnownHostsFile="$KH" -o StrictHostKeyChecking=yes -o BatchMode=yes root@127.0.0.1 "$@"; }
+for req in 'rm -rf /' 'snapshot ../../etc' 'snapshot nope' 'snapshot cmd; id'; do
+    E=$(ssh_n1 "$req" 2>&1 >/dev/null); rc=$?
+    expect_eq "'$req' is refused with status 2" 2 "$rc"
+    expect_match "'$req' refusal names the request" "bysu agent: refused '" "$E"
+done
+expect_eq "list names the configured snapshots" "cmd dir bad hang slow" "$(ssh_n1 list | tr '\n' ' ' | sed 's/ $//')"
+expect_match "version answers" '^bysu [0-9]' "$(ssh_n1 version)"
+
+# --- the lock, and a run killed mid-way ---
+"$BYSU" run -c "$C" slow >"$T_TMP/slow.out" 2>&1 &
+SLOW=$!
+sleep 1
+run_bysu run -c "$C" cmd
+expect_eq "a second run at once exits 1" 1 "$RC"
+expect_match "the second run says why" 'another bysu run holds the lock' "$ERR"
+kill -9 "$SLOW"
+wait "$SLOW" 2>/dev/null
+wait_until 10 sh -c "! pgrep -f '$BYSU run -c $C slow' >/dev/null"
+sleep 0.5
+expect_eq "a killed run publishes nothing" 0 "$(count slow)"
+expect_eq "a killed run leaves no partial file" "" "$(cd "$R" && find . -type f ! -name '*.tar.zst' ! -name '*.json' ! -name .bysu.lock)"
+run_bysu run -c "$C" slow
+expect_eq "the next run succeeds" "0 1" "$RC $(count slow)"
+
+t_done
