@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "age.h"
 #include "agent.h"
 #include "burry.h"
 #include "catalog.h"
@@ -17,7 +20,7 @@
 static const char usage[] =
     "usage: bysu run [-c CONF] [--parallel N] [--json] [--metrics-file FILE] [-v] [JOB...]\n"
     "       bysu ls [-c CONF] [--json] [JOB]\n"
-    "       bysu get [-c CONF] JOB [ID|latest] [-o FILE|-]\n"
+    "       bysu get [-c CONF] JOB [ID|latest] [--decrypt --identity FILE] [-o FILE|-]\n"
     "       bysu prune [-c CONF] [--json] [JOB]\n"
     "       bysu agent [-c AGENT_CONF]   (the forced command on a node)\n"
     "       bysu version\n";
@@ -39,7 +42,8 @@ static int exit_code(int rc)
 
 struct args {
     const char *conf, *out, *metrics;
-    int json, parallel, verbose;
+    const char *identities[16];
+    int json, parallel, verbose, decrypt, nidentities;
     char **rest;
     int nrest;
 };
@@ -50,6 +54,7 @@ static int parse(int argc, char **argv, struct args *a, const char *deflt)
         {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
         {"parallel", required_argument, NULL, 'p'}, {"metrics-file", required_argument, NULL, 'm'},
         {"output", required_argument, NULL, 'o'}, {"verbose", no_argument, NULL, 'v'},
+        {"decrypt", no_argument, NULL, 'd'}, {"identity", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     *a = (struct args){.conf = deflt, .parallel = 4};
     int ch;
@@ -61,6 +66,14 @@ static int parse(int argc, char **argv, struct args *a, const char *deflt)
         case 'm': a->metrics = optarg; break;
         case 'o': a->out = optarg; break;
         case 'v': a->verbose++; break;
+        case 'd': a->decrypt = 1; break;
+        case 'i':
+            if (a->nidentities == 16) {
+                fprintf(stderr, "bysu: at most 16 --identity files\n");
+                return -1;
+            }
+            a->identities[a->nidentities++] = optarg;
+            break;
         case 'p':
             a->parallel = atoi(optarg);
             if (a->parallel < 1 || a->parallel > 256) {
@@ -177,12 +190,37 @@ static int cmd_ls(int argc, char **argv, struct burry_opts *o)
     return 0;
 }
 
+/* Identity files into o->identities (wiped with o). */
+static int load_identities(struct burry_opts *o, const struct args *a, struct burry_err *e)
+{
+    for (int i = 0; i < a->nidentities; i++) {
+        unsigned char(*sks)[AGE_KEY_LEN] = NULL;
+        size_t n = 0;
+        int rc = age_read_identities(a->identities[i], &sks, &n, e);
+        if (rc < 0)
+            return rc;
+        void *grown = realloc(o->identities, (o->nidentities + n) * sizeof *sks);
+        if (!grown) {
+            OPENSSL_cleanse(sks, n * sizeof *sks);
+            free(sks);
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        }
+        o->identities = grown;
+        memcpy(o->identities + o->nidentities, sks, n * sizeof *sks);
+        o->nidentities += n;
+        OPENSSL_cleanse(sks, n * sizeof *sks);
+        free(sks);
+    }
+    return 0;
+}
+
 static int cmd_get(int argc, char **argv, struct burry_opts *o)
 {
     struct args a;
     struct bysu_conf *c = NULL;
     struct burry_err e = {0};
     json_t *m = NULL;
+    char *tmp = NULL;
     int fd = 1, rc;
     if (parse(argc, argv, &a, BYSU_CONF) < 0)
         return 2;
@@ -190,26 +228,47 @@ static int cmd_get(int argc, char **argv, struct burry_opts *o)
         fputs(usage, stderr);
         return 2;
     }
+    if (a.decrypt != (a.nidentities > 0)) {
+        fprintf(stderr, "bysu: %s\n%s", a.decrypt ? "--decrypt wants --identity FILE" : "--identity goes with --decrypt",
+                usage);
+        return 2;
+    }
     if ((rc = bysu_conf_load(a.conf, &c, &e)) < 0)
         goto out;
+    if ((rc = load_identities(o, &a, &e)) < 0)
+        goto out;
     if (a.out && strcmp(a.out, "-")) {
-        fd = open(a.out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        /* into a temporary file next to FILE, renamed only on success */
+        if (asprintf(&tmp, "%s.partial-XXXXXX", a.out) < 0) {
+            tmp = NULL;
+            rc = burry_errf(&e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+        fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {
-            rc = burry_errf(&e, BURRY_EFAIL, "cannot create '%s' (%s)", a.out, strerror(errno));
+            rc = burry_errf(&e, BURRY_EFAIL, "cannot create '%s' (%s)", tmp, strerror(errno));
+            fd = 1;
             goto out;
         }
     } else if (isatty(1)) {
         rc = burry_errf(&e, BURRY_EUSAGE, "not writing an archive to a terminal; give -o FILE or redirect");
         goto out;
     }
-    rc = bysu_get(o, c, a.rest[0], a.nrest > 1 ? a.rest[1] : "latest", fd, &m, &e);
-    if (fd != 1 && close(fd) < 0 && rc == 0)
-        rc = burry_errf(&e, BURRY_EFAIL, "cannot write '%s' (%s)", a.out, strerror(errno));
-    if (rc < 0 && fd != 1)
-        unlink(a.out);
+    rc = bysu_get(o, c, a.rest[0], a.nrest > 1 ? a.rest[1] : "latest", a.decrypt, fd, &m, &e);
+    if (fd != 1) {
+        if (rc == 0 && fsync(fd) < 0)
+            rc = burry_errf(&e, BURRY_EFAIL, "cannot write '%s' (%s)", tmp, strerror(errno));
+        if (close(fd) < 0 && rc == 0)
+            rc = burry_errf(&e, BURRY_EFAIL, "cannot write '%s' (%s)", tmp, strerror(errno));
+        if (rc == 0 && rename(tmp, a.out) < 0)
+            rc = burry_errf(&e, BURRY_EFAIL, "cannot rename '%s' to '%s' (%s)", tmp, a.out, strerror(errno));
+        if (rc < 0)
+            unlink(tmp);
+    }
 out:
     if (rc < 0)
         fprintf(stderr, "bysu: %s\n", e.msg);
+    free(tmp);
     json_decref(m);
     bysu_conf_free(c);
     return exit_code(rc);

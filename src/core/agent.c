@@ -20,12 +20,15 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "age.h"
 #include "agent.h"
 
 #define AGENT_MAX_SNAPSHOTS 256
 
 struct agent_snap {
-    char *name, *command, *paths, *pre, *post;
+    char *name, *command, *paths, *pre, *post, *recipients, *recipients_file;
+    unsigned char (*pks)[32]; /* set: the stream is age-encrypted before it leaves */
+    size_t npks;
 };
 
 struct agent_conf {
@@ -64,6 +67,8 @@ static int conf_handler(void *user, const char *section, const char *key, const 
                   : !strcmp(key, "paths") ? &s->paths
                   : !strcmp(key, "pre")   ? &s->pre
                   : !strcmp(key, "post")  ? &s->post
+                  : !strcmp(key, "recipients") ? &s->recipients
+                  : !strcmp(key, "recipients_file") ? &s->recipients_file
                                           : NULL;
     if (!slot) {
         snprintf(c->err, sizeof c->err, "unknown key '%s' in [snapshot %s]", key, name);
@@ -72,6 +77,54 @@ static int conf_handler(void *user, const char *section, const char *key, const 
     free(*slot);
     *slot = strdup(value);
     return 1;
+}
+
+int bysu_parse_recipients(const char *list, const char *path, unsigned char (**pks)[32], size_t *n,
+                          struct burry_err *e)
+{
+    unsigned char(*all)[32] = NULL, (*more)[32] = NULL;
+    size_t cnt = 0, nmore = 0;
+    int rc = 0;
+    *pks = NULL;
+    *n = 0;
+    if (list) {
+        char *copy = strdup(list), *save = NULL;
+        if (!copy)
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        for (char *r = strtok_r(copy, " \t,", &save); r; r = strtok_r(NULL, " \t,", &save)) {
+            void *grown = realloc(all, (cnt + 1) * sizeof *all);
+            if (!grown) {
+                rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+                break;
+            }
+            all = grown;
+            if ((rc = age_parse_recipient(r, all[cnt], e)) < 0)
+                break;
+            cnt++;
+        }
+        free(copy);
+    }
+    if (rc == 0 && path && (rc = age_read_recipients(path, &more, &nmore, e)) == 0 && nmore) {
+        void *grown = realloc(all, (cnt + nmore) * sizeof *all);
+        if (!grown) {
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        } else {
+            all = grown;
+            memcpy(all + cnt, more, nmore * sizeof *more);
+            cnt += nmore;
+        }
+    }
+    free(more);
+    if (rc == 0 && (list || path) && !cnt)
+        rc = burry_errf(e, BURRY_EUSAGE, "recipients%s%s name no age1... key", path ? " file " : "",
+                        path ? path : "");
+    if (rc < 0) {
+        free(all);
+        return rc;
+    }
+    *pks = all;
+    *n = cnt;
+    return 0;
 }
 
 int agent_conf_load(const char *path, struct agent_conf **out, struct burry_err *e)
@@ -96,6 +149,14 @@ int agent_conf_load(const char *path, struct agent_conf **out, struct burry_err 
             agent_conf_free(c);
             return BURRY_EUSAGE;
         }
+    for (int i = 0; i < c->n; i++) {
+        struct agent_snap *s = &c->snaps[i];
+        if (bysu_parse_recipients(s->recipients, s->recipients_file, &s->pks, &s->npks, e) < 0) {
+            burry_err_prefix(e, "'%s': [snapshot %s]", path, s->name);
+            agent_conf_free(c);
+            return BURRY_EUSAGE;
+        }
+    }
     *out = c;
     return 0;
 }
@@ -110,6 +171,9 @@ void agent_conf_free(struct agent_conf *c)
         free(c->snaps[i].paths);
         free(c->snaps[i].pre);
         free(c->snaps[i].post);
+        free(c->snaps[i].recipients);
+        free(c->snaps[i].recipients_file);
+        free(c->snaps[i].pks);
     }
     free(c);
 }
@@ -313,10 +377,44 @@ static int tar_paths(struct tarw *t, const struct agent_snap *s)
     return rc;
 }
 
+/* The way out of the node: straight to the descriptor, or through age. */
+struct agent_out {
+    int fd;
+    struct age_enc *age;
+    struct burry_err *e;
+};
+
+static int fd_write(void *ctx, const void *buf, size_t len, struct burry_err *e)
+{
+    struct agent_out *o = ctx;
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(o->fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return burry_errf(e, BURRY_EFAIL, "cannot write the stream (%s)", strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static la_ssize_t age_out(struct archive *a, void *ctx, const void *buf, size_t len)
+{
+    struct agent_out *o = ctx;
+    if (age_enc_write(o->age, buf, len, o->e) < 0) {
+        archive_set_error(a, EIO, "%s", o->e->msg);
+        return -1;
+    }
+    return (la_ssize_t)len;
+}
+
 static int snapshot(const struct agent_conf *c, const struct agent_snap *s, int out_fd, int err_fd,
                     struct burry_err *e)
 {
     struct tarw t = {.files = json_array(), .e = e};
+    struct agent_out ao = {.fd = out_fd, .e = e};
     int rc = 0, status = 0, spool = -1;
     char host[256] = "", when[32];
     time_t now = time(NULL);
@@ -352,9 +450,14 @@ static int snapshot(const struct agent_conf *c, const struct agent_snap *s, int 
     }
 
     /* from here on the stream is being written */
+    if (s->npks && !(ao.age = age_enc_new((const unsigned char (*)[32])s->pks, s->npks, fd_write, &ao, e))) {
+        rc = BURRY_EFAIL;
+        goto out;
+    }
     t.a = archive_write_new();
     if (!t.a || archive_write_set_format_pax_restricted(t.a) != ARCHIVE_OK ||
-        archive_write_add_filter_none(t.a) != ARCHIVE_OK || archive_write_open_fd(t.a, out_fd) != ARCHIVE_OK) {
+        archive_write_add_filter_none(t.a) != ARCHIVE_OK ||
+        (ao.age ? archive_write_open(t.a, &ao, NULL, age_out, NULL) : archive_write_open_fd(t.a, out_fd)) != ARCHIVE_OK) {
         rc = burry_errf(e, BURRY_EFAIL, "cannot start the tar stream");
         goto out;
     }
@@ -404,6 +507,10 @@ static int snapshot(const struct agent_conf *c, const struct agent_snap *s, int 
         rc = tar_fail(&t, "the end of the archive");
         goto out;
     }
+    /* only a finished age file has its final chunk: a failure before this
+     * leaves a stream that does not decrypt */
+    if (ao.age && (rc = age_enc_finish(ao.age, e)) < 0)
+        goto out;
     if (s->post && run_sh(s->post, err_fd, err_fd, &status, e) == 0 && status)
         dprintf(err_fd, "bysu agent: post command of snapshot '%s' exited with status %d\n", s->name, status);
     (void)c;
@@ -411,6 +518,7 @@ out:
     if (spool >= 0)
         close(spool);
     archive_write_free(t.a); /* after a failure: leaves the tar incomplete */
+    age_enc_free(ao.age);
     json_decref(t.files);
     return rc;
 }

@@ -11,7 +11,15 @@
 
 struct agent_conf;
 
-/* Parse agent.conf ([snapshot NAME] with command, paths, pre, post). */
+/* The age recipients of a configuration: the "age1..." keys of list
+ * (separated by spaces, tabs or commas; NULL for none) and of the recipients
+ * file path (NULL for none), together in *pks (malloc'ed; NULL and 0 when
+ * neither names any). */
+int bysu_parse_recipients(const char *list, const char *path, unsigned char (**pks)[32], size_t *n,
+                          struct burry_err *e);
+
+/* Parse agent.conf ([snapshot NAME] with command, paths, pre, post,
+ * recipients, recipients_file). */
 int agent_conf_load(const char *path, struct agent_conf **out, struct burry_err *e);
 void agent_conf_free(struct agent_conf *c);
 

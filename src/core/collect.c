@@ -22,6 +22,8 @@
 #include <ini.h>
 #include <openssl/evp.h>
 
+#include "age.h"
+#include "agent.h"
 #include "burry.h"
 #include "catalog.h"
 #include "collect.h"
@@ -61,6 +63,10 @@ static int conf_handler(void *user, const char *section, const char *key, const 
             return set_str(&c->repo_url, v);
         if (!strcmp(key, "keep"))
             return set_int(x, &c->keep, key, v);
+        if (!strcmp(key, "recipients"))
+            return set_str(&c->recipients, v);
+        if (!strcmp(key, "recipients_file"))
+            return set_str(&c->recipients_file, v);
     } else if (!strncmp(section, "node ", 5) && section[5]) {
         const char *name = section + 5;
         struct bysu_node *n = NULL;
@@ -115,6 +121,10 @@ static int conf_handler(void *user, const char *section, const char *key, const 
             return set_int(x, &j->keep, key, v);
         if (!strcmp(key, "timeout"))
             return set_int(x, &j->timeout, key, v);
+        if (!strcmp(key, "recipients"))
+            return set_str(&j->recipients, v);
+        if (!strcmp(key, "recipients_file"))
+            return set_str(&j->recipients_file, v);
     } else {
         snprintf(x->err, sizeof x->err, "unknown section '[%s]'", section);
         return 0;
@@ -152,6 +162,17 @@ int bysu_conf_load(const char *path, struct bysu_conf **out, struct burry_err *e
             j->keep = c->keep;
         if (!j->timeout)
             j->timeout = 3600;
+        /* a job's own recipients replace the repository's; "none" turns them off */
+        int own = j->recipients || j->recipients_file;
+        const char *list = own ? j->recipients : c->recipients;
+        const char *file = own ? j->recipients_file : c->recipients_file;
+        if (list && !strcmp(list, "none") && !(own && file))
+            list = file = NULL;
+        if ((rc = bysu_parse_recipients(list, file, &j->pks, &j->npks, e)) < 0) {
+            burry_err_prefix(e, "'%s': [job %s]", path, j->name);
+            rc = BURRY_EUSAGE;
+            goto out;
+        }
         if (!!j->source == !!j->node) {
             rc = burry_errf(e, BURRY_EUSAGE, "'%s': [job %s] wants either node and snapshot or source",
                             path, j->name);
@@ -192,7 +213,9 @@ void bysu_conf_free(struct bysu_conf *c)
     for (int i = 0; i < c->njobs; i++) {
         struct bysu_job *j = &c->jobs[i];
         free(j->name), free(j->node), free(j->snapshot), free(j->source);
+        free(j->recipients), free(j->recipients_file), free(j->pks);
     }
+    free(c->recipients), free(c->recipients_file);
     free(c->repo_url);
     free(c->path);
     free(c);
@@ -237,8 +260,14 @@ struct pull {
     const struct store_ops *ops;
     struct store_put *put;
     struct archive *z;         /* zstd compressor over the raw tar bytes */
+    struct age_enc *age;       /* central encryption after compression, or NULL */
     EVP_MD_CTX *zmd;           /* of the bytes stored */
     uint64_t zsize, raw;
+    int node_enc;              /* the node sent an age file: stored as it came */
+    size_t pending;            /* bytes at the start of buf read but not yet passed on */
+    int holding;               /* reading the first bytes: keep them in buf */
+    unsigned char head[4096];  /* node-encrypted: the start of the age file */
+    size_t headlen;
     int fd;                    /* ssh's standard output */
     double deadline;
     int timed_out, interrupted;
@@ -246,17 +275,23 @@ struct pull {
     struct burry_err *e;
 };
 
+/* The bytes that go into the repository, hashed on the way. */
+static int store_raw(void *ctx, const void *buf, size_t len, struct burry_err *e)
+{
+    struct pull *p = ctx;
+    if (!p->put)
+        return burry_errf(e, BURRY_EFAIL, "the archive is closed");
+    EVP_DigestUpdate(p->zmd, buf, len);
+    p->zsize += len;
+    return p->ops->put_write(p->put, buf, len, e);
+}
+
 static la_ssize_t z_write(struct archive *a, void *ctx, const void *buf, size_t len)
 {
     struct pull *p = ctx;
     struct burry_err e2 = {0};
-    if (!p->put) {
-        archive_set_error(a, EIO, "the archive is closed");
-        return -1;
-    }
-    EVP_DigestUpdate(p->zmd, buf, len);
-    p->zsize += len;
-    if (p->ops->put_write(p->put, buf, len, &e2) < 0) {
+    int r = p->age ? age_enc_write(p->age, buf, len, &e2) : store_raw(p, buf, len, &e2);
+    if (r < 0) {
         burry_errf(p->e, e2.code, "%s", e2.msg);
         archive_set_error(a, EIO, "%s", e2.msg);
         return -1;
@@ -264,10 +299,40 @@ static la_ssize_t z_write(struct archive *a, void *ctx, const void *buf, size_t 
     return (la_ssize_t)len;
 }
 
+/* Pass bytes read from the node on: to the compressor, or (node-encrypted)
+ * straight into the repository. */
+static int pull_sink(struct pull *p, const void *buf, size_t len)
+{
+    p->raw += len;
+    if (p->node_enc) {
+        struct burry_err e2 = {0};
+        if (p->headlen < sizeof p->head) {
+            size_t k = sizeof p->head - p->headlen < len ? sizeof p->head - p->headlen : len;
+            memcpy(p->head + p->headlen, buf, k);
+            p->headlen += k;
+        }
+        if (store_raw(p, buf, len, &e2) < 0) {
+            burry_errf(p->e, e2.code, "%s", e2.msg);
+            return -1;
+        }
+        return 0;
+    }
+    return archive_write_data(p->z, buf, len) == (la_ssize_t)len ? 0 : -1;
+}
+
 /* Read from ssh with the job's deadline; every byte read also goes to the
  * compressor, so the stored archive is exactly the stream the node sent. */
 static ssize_t pull_read(struct pull *p, struct archive *a)
 {
+    if (p->pending && !p->holding) {
+        size_t n = p->pending;
+        p->pending = 0;
+        if (pull_sink(p, p->buf, n) < 0) {
+            archive_set_error(a, EIO, "cannot store the stream");
+            return -1;
+        }
+        return (ssize_t)n;
+    }
     for (;;) {
         if (burry_interrupted) {
             p->interrupted = 1;
@@ -288,19 +353,21 @@ static ssize_t pull_read(struct pull *p, struct archive *a)
         }
         if (r <= 0)
             continue;
-        ssize_t n = read(p->fd, p->buf, sizeof p->buf);
+        size_t at = p->holding ? p->pending : 0;
+        ssize_t n = read(p->fd, p->buf + at, sizeof p->buf - at);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             archive_set_error(a, errno, "read: %s", strerror(errno));
             return -1;
         }
-        if (n > 0) {
-            p->raw += (uint64_t)n;
-            if (archive_write_data(p->z, p->buf, (size_t)n) != n) {
-                archive_set_error(a, EIO, "cannot store the stream");
-                return -1;
-            }
+        if (p->holding) {
+            p->pending += (size_t)n;
+            return n;
+        }
+        if (n > 0 && pull_sink(p, p->buf, (size_t)n) < 0) {
+            archive_set_error(a, EIO, "cannot store the stream");
+            return -1;
         }
         return n;
     }
@@ -337,6 +404,24 @@ static int check_manifest(json_t *seen, json_t *m, struct burry_err *e)
     if (nfiles != json_object_size(seen))
         return burry_errf(e, BURRY_EFAIL, "the stream holds %zu files but the manifest lists %zu",
                           json_object_size(seen), nfiles);
+    return 0;
+}
+
+/* Without the key the central side can only check the shape of what the
+ * node encrypted: a complete age header (its "---" MAC line) followed by a
+ * nonce and at least one sealed chunk. Authenticity is checked on
+ * decryption. */
+static int has_age_header(const struct pull *p)
+{
+    const unsigned char *h = p->head;
+    for (size_t i = 0; i + 4 <= p->headlen; i++) {
+        if ((i && h[i - 1] != '\n') || memcmp(h + i, "--- ", 4))
+            continue;
+        const unsigned char *nl = memchr(h + i, '\n', p->headlen - i);
+        if (!nl)
+            return 0;
+        return p->raw >= (uint64_t)(nl - h) + 1 + 16 + 16;
+    }
     return 0;
 }
 
@@ -532,10 +617,31 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
         goto out;
     }
     unlink(tmpl);
+
+    /* the first bytes tell a tar from an age file the node encrypted */
+    p.deadline = now_s() + j->timeout;
+    if ((ssh = spawn_ssh(n, j->snapshot, j->timeout, &p.fd, errfd, e)) < 0) {
+        rc = BURRY_EFAIL;
+        goto out;
+    }
+    int head_failed = 0;
+    {
+        struct archive *dummy = archive_read_new();
+        ssize_t hr = 0;
+        p.holding = 1;
+        while (p.pending < 64 && (hr = pull_read(&p, dummy)) > 0)
+            ;
+        p.holding = 0;
+        head_failed = hr < 0;
+        archive_read_free(dummy);
+    }
+    p.node_enc = age_is_age(p.buf, p.pending);
+
     for (int attempt = 0;; attempt++) {
         catalog_new_id(id, sizeof id);
         free(akey);
-        if (asprintf(&akey, "%s/%s.tar.zst", j->name, id) < 0) {
+        if (asprintf(&akey, "%s/%s%s", j->name, id,
+                     p.node_enc ? ".tar.age" : j->npks ? ".tar.zst.age" : ".tar.zst") < 0) {
             akey = NULL;
             rc = burry_errf(e, BURRY_EFAIL, "out of memory");
             goto out;
@@ -552,33 +658,43 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
     snprintf(created, sizeof created, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", id, id + 4, id + 6,
              id + 9, id + 11, id + 13, id + 16);
     p.zmd = EVP_MD_CTX_new();
-    p.z = archive_write_new();
-    if (!p.zmd || EVP_DigestInit_ex(p.zmd, EVP_sha256(), NULL) != 1 || !p.z ||
-        archive_write_add_filter_zstd(p.z) != ARCHIVE_OK || archive_write_set_format_raw(p.z) != ARCHIVE_OK ||
-        archive_write_set_bytes_in_last_block(p.z, 1) != ARCHIVE_OK ||
-        archive_write_open(p.z, &p, NULL, z_write, NULL) != ARCHIVE_OK) {
-        rc = burry_errf(e, BURRY_EFAIL, "cannot set up zstd compression (%s)",
-                        p.z ? archive_error_string(p.z) ?: "unknown error" : "out of memory");
+    if (!p.zmd || EVP_DigestInit_ex(p.zmd, EVP_sha256(), NULL) != 1) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
-    struct archive_entry *ze = archive_entry_new();
-    archive_entry_set_pathname(ze, "snapshot.tar");
-    archive_entry_set_filetype(ze, AE_IFREG);
-    archive_entry_set_perm(ze, 0600);
-    int hr = archive_write_header(p.z, ze);
-    archive_entry_free(ze);
-    if (hr != ARCHIVE_OK) {
-        rc = burry_errf(e, BURRY_EFAIL, "cannot start the compressed archive (%s)", archive_error_string(p.z) ?: "");
-        goto out;
+    if (!p.node_enc) {
+        if (j->npks && !(p.age = age_enc_new((const unsigned char (*)[32])j->pks, j->npks, store_raw, &p, e))) {
+            rc = BURRY_EFAIL;
+            goto out;
+        }
+        p.z = archive_write_new();
+        if (!p.z || archive_write_add_filter_zstd(p.z) != ARCHIVE_OK || archive_write_set_format_raw(p.z) != ARCHIVE_OK ||
+            archive_write_set_bytes_in_last_block(p.z, 1) != ARCHIVE_OK ||
+            archive_write_open(p.z, &p, NULL, z_write, NULL) != ARCHIVE_OK) {
+            rc = burry_errf(e, BURRY_EFAIL, "cannot set up zstd compression (%s)",
+                            p.z ? archive_error_string(p.z) ?: "unknown error" : "out of memory");
+            goto out;
+        }
+        struct archive_entry *ze = archive_entry_new();
+        archive_entry_set_pathname(ze, "snapshot.tar");
+        archive_entry_set_filetype(ze, AE_IFREG);
+        archive_entry_set_perm(ze, 0600);
+        int hr = archive_write_header(p.z, ze);
+        archive_entry_free(ze);
+        if (hr != ARCHIVE_OK) {
+            rc = burry_errf(e, BURRY_EFAIL, "cannot start the compressed archive (%s)", archive_error_string(p.z) ?: "");
+            goto out;
+        }
     }
 
-    p.deadline = now_s() + j->timeout;
-    if ((ssh = spawn_ssh(n, j->snapshot, j->timeout, &p.fd, errfd, e)) < 0) {
+    blog(&o->log, BLOG_INFO, "pulling snapshot '%s' from node '%s' as '%s'%s", j->snapshot, n->name, akey,
+         p.node_enc ? " (encrypted by the node)" : "");
+    if (head_failed)
         rc = BURRY_EFAIL;
-        goto out;
-    }
-    blog(&o->log, BLOG_INFO, "pulling snapshot '%s' from node '%s' as '%s'", j->snapshot, n->name, akey);
-    rc = read_stream(&p, seen, &manifest, &entries, e);
+    else if (p.node_enc)
+        rc = 0; /* unreadable here: stored as received, authenticated when decrypted */
+    else
+        rc = read_stream(&p, seen, &manifest, &entries, e);
     /* the rest of the stream (tar padding) belongs to the archive too */
     if (rc == 0) {
         struct archive *dummy = archive_read_new();
@@ -617,13 +733,27 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
                         said[0] ? ": " : "", said);
         goto out;
     }
-    if (rc < 0)
+    if (rc < 0) {
+        if (head_failed && !e->code)
+            burry_errf(e, BURRY_EFAIL, "cannot read the snapshot stream from node '%s'", n->name);
         goto out;
-    if ((rc = check_manifest(seen, manifest, e)) < 0)
-        goto out;
-    if (archive_write_close(p.z) != ARCHIVE_OK) {
-        rc = burry_errf(e, BURRY_EFAIL, "cannot finish the compressed archive (%s)", archive_error_string(p.z) ?: "");
-        goto out;
+    }
+    if (p.node_enc) {
+        if (!has_age_header(&p)) {
+            rc = burry_errf(e, BURRY_EFAIL, "node '%s' sent an incomplete age file (%llu bytes)", n->name,
+                            (unsigned long long)p.raw);
+            goto out;
+        }
+    } else {
+        if ((rc = check_manifest(seen, manifest, e)) < 0)
+            goto out;
+        if (archive_write_close(p.z) != ARCHIVE_OK) {
+            rc = burry_errf(e, BURRY_EFAIL, "cannot finish the compressed archive (%s)",
+                            archive_error_string(p.z) ?: "");
+            goto out;
+        }
+        if (p.age && (rc = age_enc_finish(p.age, e)) < 0)
+            goto out;
     }
     if ((rc = p.ops->put_commit(p.put, e)) < 0) {
         p.put = NULL;
@@ -634,7 +764,13 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
 
     char sha[65];
     hex_of(p.zmd, sha);
-    json_t *side = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O?,s:O?,s:I,s:I,s:{s:s,s:I,s:s}}",
+    json_t *side;
+    if (p.node_enc || p.age) /* readable without the key: only what listing and pruning need */
+        side = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s*,s:{s:s,s:I,s:s}}", "snapshot", id, "name", j->name, "service", "bysu", "created", created,
+                         "encryption", "age", "encrypted_by", p.node_enc ? "node" : NULL, "archive", "key",
+                         strrchr(akey, '/') + 1, "size", (json_int_t)p.zsize, "sha256", sha);
+    else
+        side = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O?,s:O?,s:I,s:I,s:{s:s,s:I,s:s}}",
                              "snapshot", id, "name", j->name, "service", "bysu", "node", n->name,
                              "source", j->snapshot, "created", created,
                              "host", json_object_get(manifest, "host"), "command", json_object_get(manifest, "command"),
@@ -662,6 +798,7 @@ out:
         close(p.fd);
     archive_write_free(p.z); /* may flush into p.put, so before the abort */
     p.z = NULL;
+    age_enc_free(p.age);
     if (p.put)
         p.ops->put_abort(p.put);
     if (archive_published) {
@@ -692,6 +829,8 @@ static int run_job(const struct burry_opts *o, const struct bysu_conf *c, const 
         json_t *out = NULL;
         if (jo.timeout_s <= 0 || jo.timeout_s > j->timeout)
             jo.timeout_s = j->timeout;
+        jo.recipients = j->pks; /* the job's; never freed through jo */
+        jo.nrecipients = j->npks;
         rc = burry_backup(&jo, j->source, c->repo_url, j->name, &out, e);
         if (rc == 0) {
             json_object_set(res, "snapshot", json_object_get(out, "snapshot"));
@@ -940,49 +1079,106 @@ int bysu_write_metrics(const json_t *report, const char *path, struct burry_err 
     return 0;
 }
 
-int bysu_get(const struct burry_opts *o, const struct bysu_conf *c, const char *job, const char *ref,
-             int out_fd, json_t **manifest, struct burry_err *e)
-{
+struct get_src {
     const struct store_ops *ops;
+    struct store_get *g;
+    EVP_MD_CTX *md;
+    uint64_t size;
+};
+
+/* The stored bytes, hashed as they are read. */
+static ssize_t get_raw(void *ctx, void *buf, size_t len, struct burry_err *e)
+{
+    struct get_src *s = ctx;
+    ssize_t n = s->ops->get_read(s->g, buf, len, e);
+    if (n > 0) {
+        EVP_DigestUpdate(s->md, buf, (size_t)n);
+        s->size += (uint64_t)n;
+    }
+    return n;
+}
+
+static int write_all(int fd, const char *buf, size_t len, struct burry_err *e)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return burry_errf(e, BURRY_EFAIL, "cannot write the archive (%s)", strerror(errno));
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int bysu_get(const struct burry_opts *o, const struct bysu_conf *c, const char *job, const char *ref,
+             int decrypt, int out_fd, json_t **manifest, struct burry_err *e)
+{
+    struct get_src src = {0};
     struct store *st = NULL;
-    struct store_get *g = NULL;
+    struct age_dec *d = NULL;
     char *key = NULL, buf[65536];
     int rc = catalog_check_name(job, e);
     if (rc < 0)
         return rc;
-    if ((rc = catalog_open_store(c->repo_url, o, &ops, &st, e)) < 0)
+    if ((rc = catalog_open_store(c->repo_url, o, &src.ops, &st, e)) < 0)
         return rc;
-    if ((rc = catalog_resolve(ops, st, ref, job, manifest, e)) < 0)
+    if ((rc = catalog_resolve(src.ops, st, ref, job, manifest, e)) < 0)
         goto out;
     if (!(key = catalog_archive_key(*manifest))) {
         rc = burry_errf(e, BURRY_EFAIL, "the manifest of '%s' names no archive", job);
         goto out;
     }
-    if ((rc = ops->get_open(st, key, &g, e)) < 0)
+    const char *id = json_string_value(json_object_get(*manifest, "snapshot")) ?: ref;
+    int enc = !strcmp(json_string_value(json_object_get(*manifest, "encryption")) ?: "", "age");
+    if (decrypt && enc && !o->nidentities) {
+        rc = burry_errf(e, BURRY_EUSAGE, "snapshot '%s' is encrypted: give --identity FILE", id);
         goto out;
+    }
+    if (!(src.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(src.md, EVP_sha256(), NULL) != 1) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    if ((rc = src.ops->get_open(st, key, &src.g, e)) < 0)
+        goto out;
+    if (decrypt && enc &&
+        !(d = age_dec_new((const unsigned char (*)[32])o->identities, o->nidentities, get_raw, &src, e))) {
+        rc = BURRY_EFAIL;
+        burry_err_prefix(e, "cannot decrypt snapshot '%s' of '%s'", id, job);
+        goto out;
+    }
     for (;;) {
-        ssize_t n = ops->get_read(g, buf, sizeof buf, e);
+        ssize_t n = d ? age_dec_read(d, buf, sizeof buf, e) : get_raw(&src, buf, sizeof buf, e);
         if (n < 0) {
-            rc = (int)n;
+            rc = BURRY_EFAIL;
+            if (d)
+                burry_err_prefix(e, "cannot decrypt snapshot '%s' of '%s'", id, job);
             goto out;
         }
         if (n == 0)
             break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out_fd, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                rc = burry_errf(e, BURRY_EFAIL, "cannot write the archive (%s)", strerror(errno));
-                goto out;
-            }
-            off += w;
-        }
+        if ((rc = write_all(out_fd, buf, (size_t)n, e)) < 0)
+            goto out;
+    }
+    /* the bytes stored against the manifest (age has authenticated the
+     * content already; this also catches a swapped or shortened file) */
+    json_t *arch = json_object_get(*manifest, "archive");
+    const char *want = json_string_value(json_object_get(arch, "sha256"));
+    if (want && !d) {
+        char got[65];
+        hex_of(src.md, got);
+        if (strcmp(got, want) || (json_is_integer(json_object_get(arch, "size")) &&
+                                  (uint64_t)json_integer_value(json_object_get(arch, "size")) != src.size))
+            rc = burry_errf(e, BURRY_EFAIL, "the archive of snapshot '%s' of '%s' does not match its manifest "
+                            "(checksum or size differs)", id, job);
     }
 out:
-    if (g)
-        ops->get_close(g);
+    age_dec_free(d);
+    if (src.g)
+        src.ops->get_close(src.g);
+    EVP_MD_CTX_free(src.md);
     free(key);
-    ops->close(st);
+    src.ops->close(st);
     return rc;
 }

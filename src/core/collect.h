@@ -21,12 +21,16 @@ struct bysu_node {
 struct bysu_job {
     char *name, *node, *snapshot, *source;
     int keep, timeout;
+    char *recipients, *recipients_file;   /* as configured; override [repository] */
+    unsigned char (*pks)[32];              /* resolved age recipients; none: plaintext */
+    size_t npks;
 };
 
 struct bysu_conf {
     char *path;
     char *repo_url;
     int keep;
+    char *recipients, *recipients_file;   /* [repository] defaults for every job */
     struct bysu_node nodes[BYSU_MAX_ITEMS];
     int nnodes;
     struct bysu_job jobs[BYSU_MAX_ITEMS];
@@ -48,8 +52,11 @@ int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **jobs,
 /* A Prometheus textfile for a run report, written atomically to path. */
 int bysu_write_metrics(const json_t *report, const char *path, struct burry_err *e);
 
-/* Copy the archive of snapshot ref (ID or "latest") of job to out_fd. */
+/* Copy the archive of snapshot ref (ID or "latest") of job to out_fd,
+ * checking it against the SHA-256 its manifest records. With decrypt, an
+ * encrypted archive is decrypted with o->identities on the way (a wrong key,
+ * damage or truncation fails); an unencrypted one is copied as it is. */
 int bysu_get(const struct burry_opts *o, const struct bysu_conf *c, const char *job,
-             const char *ref, int out_fd, json_t **manifest, struct burry_err *e);
+             const char *ref, int decrypt, int out_fd, json_t **manifest, struct burry_err *e);
 
 #endif
