@@ -85,10 +85,9 @@ struct source_ops {
     /* Default snapshot name for this URL, e.g. "zk-127.0.0.1-2181", malloc'ed. */
     char *(*default_name)(const char *url);
     /* Convert a user-facing path (--path, --into) to a canonical node path
-     * (node.h). Returns 0 or BURRY_EUSAGE. */
+     * (node.h). Returns 0 or BURRY_EUSAGE. (Plans and messages show
+     * canonical paths, through names_display, for every service.) */
     int (*user_path)(const char *user, char **out, size_t *out_len, struct burry_err *e);
-    /* Canonical node path to user-facing text (for plans and messages), malloc'ed. */
-    char *(*show_path)(const char *path, size_t len);
     /* Extra facts for the manifest ("server version", "revision"), or NULL. */
     json_t *(*manifest_info)(struct source *s);
 

@@ -282,17 +282,6 @@ static int consul_user_path(const char *user, char **out, size_t *out_len, struc
     return 0;
 }
 
-static char *consul_show_path(const char *path, size_t len)
-{
-    struct buf b;
-    buf_init(&b, 0);
-    if (names_display(path, len, &b) < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    return buf_take(&b, NULL);
-}
-
 static json_t *consul_manifest_info(struct source *s)
 {
     json_t *j = json_pack("{s:s}", "prefix", s->u.prefix);
@@ -821,7 +810,6 @@ const struct source_ops source_consul = {
     .describe = consul_describe,
     .default_name = consul_default_name,
     .user_path = consul_user_path,
-    .show_path = consul_show_path,
     .manifest_info = consul_manifest_info,
     .scan = consul_scan,
     .write_submit = consul_write_submit,

@@ -582,21 +582,6 @@ static int etcd_user_path(const char *user, char **out, size_t *out_len, struct 
     return 0;
 }
 
-static char *etcd_show_path(const char *path, size_t len)
-{
-    struct buf b;
-    buf_init(&b, 0);
-    if (len && show_bytes(path + 1, len - 1, &b) < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    if (!len && buf_puts(&b, "(all keys)") < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    return buf_take(&b, NULL);
-}
-
 static json_t *etcd_manifest_info(struct source *s)
 {
     struct buf b;
@@ -1346,7 +1331,6 @@ const struct source_ops source_etcd = {
     .describe = etcd_describe,
     .default_name = etcd_default_name,
     .user_path = etcd_user_path,
-    .show_path = etcd_show_path,
     .manifest_info = etcd_manifest_info,
     .scan = etcd_scan,
     .write_submit = etcd_write_submit,

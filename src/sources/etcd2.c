@@ -408,17 +408,6 @@ static int etcd2_user_path(const char *user, char **out, size_t *out_len, struct
     return 0;
 }
 
-static char *etcd2_show_path(const char *path, size_t len)
-{
-    struct buf b;
-    buf_init(&b, 0);
-    if (names_display(path, len, &b) < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    return buf_take(&b, NULL);
-}
-
 static json_t *etcd2_manifest_info(struct source *s)
 {
     json_t *j = json_pack("{s:s,s:s}", "api", "v2", "prefix", s->u.prefix ? s->u.prefix : "/");
@@ -958,7 +947,6 @@ const struct source_ops source_etcd2 = {
     .describe = etcd2_describe,
     .default_name = etcd2_default_name,
     .user_path = etcd2_user_path,
-    .show_path = etcd2_show_path,
     .manifest_info = etcd2_manifest_info,
     .scan = etcd2_scan,
     .write_submit = etcd2_write_submit,

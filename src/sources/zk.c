@@ -661,11 +661,6 @@ static int zk_user_path(const char *user, char **out, size_t *out_len, struct bu
     return 0;
 }
 
-static char *zk_show_path(const char *path, size_t len)
-{
-    return disp(path, len);
-}
-
 static json_t *zk_manifest_info(struct source *s)
 {
     return json_pack("{s:s}", "chroot", s->u.chroot ? s->u.chroot : "/");
@@ -1752,7 +1747,6 @@ const struct source_ops source_zk = {
     .describe = zk_describe,
     .default_name = zk_default_name,
     .user_path = zk_user_path,
-    .show_path = zk_show_path,
     .manifest_info = zk_manifest_info,
     .read_submit = zk_read_submit,
     .scan = NULL,
