@@ -103,27 +103,12 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
         goto out;
     desc = sops->describe(src_url);
 
-    /* IDs carry a random suffix; a clash with an existing key just draws again */
-    for (int attempt = 0;; attempt++) {
-        catalog_new_id(id, sizeof id);
-        free(akey);
-        if (asprintf(&akey, "%s/%s%s%s", name, id, fmt_suffix(o->compress), o->nrecipients ? ".age" : "") < 0) {
-            akey = NULL;
-            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+    {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, "%s%s", fmt_suffix(o->compress), o->nrecipients ? ".age" : "");
+        if ((rc = catalog_put_new(tops, st, name, suffix, id, created, &akey, &pc.put, e)) < 0)
             goto out;
-        }
-        rc = tops->put_open(st, akey, &pc.put, e);
-        if (rc == BURRY_EEXIST && attempt < 5) {
-            burry_err_clear(e);
-            continue;
-        }
-        if (rc < 0)
-            goto out;
-        break;
     }
-    /* the ID's own instant, so that IDs and times sort alike */
-    snprintf(created, sizeof created, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", id, id + 4, id + 6,
-             id + 9, id + 11, id + 13, id + 16);
     pc.ops = tops;
     blog(&o->log, BLOG_INFO, "backing up %s into %s as '%s'", desc, tops->describe(st), akey);
 

@@ -540,3 +540,34 @@ char *catalog_default_name(const char *scheme, const char *host, const char *por
         b.p[b.len = 100] = 0;
     return buf_take(&b, NULL);
 }
+
+int catalog_put_new(const struct store_ops *ops, struct store *st, const char *name, const char *suffix,
+                    char id[32], char created[40], char **key, struct store_put **put, struct burry_err *e)
+{
+    *key = NULL;
+    *put = NULL;
+    /* IDs carry a random suffix; a clash with an existing key just draws again */
+    for (int attempt = 0;; attempt++) {
+        catalog_new_id(id, 32);
+        free(*key);
+        if (asprintf(key, "%s/%s%s", name, id, suffix) < 0) {
+            *key = NULL;
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        }
+        int rc = ops->put_open(st, *key, put, e);
+        if (rc == BURRY_EEXIST && attempt < 5) {
+            burry_err_clear(e);
+            continue;
+        }
+        if (rc < 0) {
+            free(*key);
+            *key = NULL;
+            return rc;
+        }
+        break;
+    }
+    /* the ID's own instant, so that IDs and times sort alike */
+    snprintf(created, 40, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", id, id + 4, id + 6, id + 9, id + 11,
+             id + 13, id + 16);
+    return 0;
+}

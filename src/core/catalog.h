@@ -20,6 +20,13 @@ int catalog_valid_id(const char *id);
  * '.' or '-'. */
 int catalog_check_name(const char *name, struct burry_err *e);
 
+/* Open the archive of a new snapshot, "NAME/ID<suffix>", under a fresh ID
+ * (drawing again on the rare clash with an existing key). Fills id (32
+ * bytes), created (the ID's time in ISO form, 40 bytes) and *key
+ * (malloc'ed). */
+int catalog_put_new(const struct store_ops *ops, struct store *st, const char *name, const char *suffix,
+                    char id[32], char created[40], char **key, struct store_put **put, struct burry_err *e);
+
 /* The default snapshot name of a source: "SCHEME-HOST-PORT[-EXTRA]" with
  * every byte a name may not hold turned into '-', at most 100 bytes. */
 char *catalog_default_name(const char *scheme, const char *host, const char *port, const char *extra,
