@@ -21,6 +21,7 @@ static const char usage[] =
     "usage: bysu run [-c CONF] [--parallel N] [--json] [--metrics-file FILE] [-v] [JOB...]\n"
     "       bysu ls [-c CONF] [--json] [JOB]\n"
     "       bysu get [-c CONF] JOB [ID|latest] [--decrypt --identity FILE] [-o FILE|-]\n"
+    "       bysu verify [-c CONF] [--identity FILE] [--json] [JOB]\n"
     "       bysu prune [-c CONF] [--json] [JOB]\n"
     "       bysu agent [-c AGENT_CONF]   (the forced command on a node)\n"
     "       bysu version\n";
@@ -274,6 +275,50 @@ out:
     return exit_code(rc);
 }
 
+static int cmd_verify(int argc, char **argv, struct burry_opts *o)
+{
+    struct args a;
+    struct bysu_conf *c = NULL;
+    struct burry_err e = {0};
+    json_t *rep = NULL;
+    int rc;
+    if (parse(argc, argv, &a, BYSU_CONF) < 0)
+        return 2;
+    if (a.nrest > 1 || a.decrypt) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if ((rc = bysu_conf_load(a.conf, &c, &e)) == 0 && (rc = load_identities(o, &a, &e)) == 0)
+        rc = bysu_verify(o, c, a.nrest ? a.rest[0] : NULL, &rep, &e);
+    if (rc < 0) {
+        fprintf(stderr, "bysu: %s\n", e.msg);
+        bysu_conf_free(c);
+        return exit_code(rc);
+    }
+    if (a.json) {
+        json_t *j = json_pack("{s:O}", "snapshots", json_object_get(rep, "snapshots"));
+        print_json(j);
+        json_decref(j);
+    } else {
+        size_t i;
+        json_t *s;
+        json_array_foreach(json_object_get(rep, "snapshots"), i, s) {
+            const char *id = json_string_value(json_object_get(s, "id")) ?: "";
+            const char *job = json_string_value(json_object_get(s, "job")) ?: "";
+            if (!json_is_true(json_object_get(s, "ok")))
+                printf("%s  %s  DAMAGED: %s\n", id, job, json_string_value(json_object_get(s, "error")) ?: "");
+            else if (json_is_true(json_object_get(s, "stored_only")))
+                printf("%s  %s  ok (stored bytes only; encrypted)\n", id, job);
+            else
+                printf("%s  %s  ok\n", id, job);
+        }
+    }
+    int damaged = (int)json_integer_value(json_object_get(rep, "damaged"));
+    json_decref(rep);
+    bysu_conf_free(c);
+    return damaged ? 1 : 0;
+}
+
 static int cmd_prune(int argc, char **argv, struct burry_opts *o)
 {
     struct args a;
@@ -338,6 +383,8 @@ int main(int argc, char **argv)
         rc = cmd_ls(argc - 1, argv + 1, &o);
     else if (!strcmp(verb, "get"))
         rc = cmd_get(argc - 1, argv + 1, &o);
+    else if (!strcmp(verb, "verify"))
+        rc = cmd_verify(argc - 1, argv + 1, &o);
     else if (!strcmp(verb, "prune"))
         rc = cmd_prune(argc - 1, argv + 1, &o);
     else if (!strcmp(verb, "-h") || !strcmp(verb, "--help") || !strcmp(verb, "help")) {

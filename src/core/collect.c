@@ -425,19 +425,17 @@ static int has_age_header(const struct pull *p)
     return 0;
 }
 
-/* Parse the tar while it streams, hashing each regular file. */
-static int read_stream(struct pull *p, json_t *seen, json_t **manifest, size_t *entries, struct burry_err *e)
+/* Read the entries of an opened tar, hashing each regular file into seen
+ * (path -> {sha256, size}) and parsing MANIFEST.json, which must come last.
+ * BURRY_EFAIL with e left unset means the archive itself failed to read. */
+static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size_t *entries, struct burry_err *e)
 {
-    struct archive *a = archive_read_new();
     struct archive_entry *en;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     char *mtext = NULL;
     int rc = 0, r;
-    archive_read_support_format_tar(a);
-    if (archive_read_open(a, p, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
-        rc = burry_errf(e, BURRY_EFAIL, "the node sent no snapshot (%s)", archive_error_string(a) ?: "empty stream");
-        goto out;
-    }
+    if (!md)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
     while ((r = archive_read_next_header(a, &en)) == ARCHIVE_OK) {
         const char *path = archive_entry_pathname(en);
         if (*manifest) {
@@ -466,7 +464,7 @@ static int read_stream(struct pull *p, json_t *seen, json_t **manifest, size_t *
                 break;
             if (r != ARCHIVE_OK) {
                 rc = BURRY_EFAIL;
-                goto fail;
+                goto out;
             }
             EVP_DigestUpdate(md, b, len);
             size += (la_int64_t)len;
@@ -490,18 +488,30 @@ static int read_stream(struct pull *p, json_t *seen, json_t **manifest, size_t *
     }
     if (r != ARCHIVE_EOF) {
         rc = BURRY_EFAIL;
-        goto fail;
+        goto out;
     }
     if (!*manifest)
         rc = burry_errf(e, BURRY_EFAIL, "the stream ended without MANIFEST.json");
-    goto out;
-fail:
-    if (p->timed_out || p->interrupted || e->code)
-        goto out;
-    burry_errf(e, BURRY_EFAIL, "the snapshot stream is damaged (%s)", archive_error_string(a) ?: "unknown error");
 out:
     free(mtext);
     EVP_MD_CTX_free(md);
+    return rc;
+}
+
+/* Parse the tar while it streams, hashing each regular file. */
+static int read_stream(struct pull *p, json_t *seen, json_t **manifest, size_t *entries, struct burry_err *e)
+{
+    struct archive *a = archive_read_new();
+    int rc;
+    archive_read_support_format_tar(a);
+    if (archive_read_open(a, p, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
+        rc = burry_errf(e, BURRY_EFAIL, "the node sent no snapshot (%s)", archive_error_string(a) ?: "empty stream");
+        archive_read_free(a);
+        return rc;
+    }
+    rc = read_entries(a, seen, manifest, entries, e);
+    if (rc < 0 && !(p->timed_out || p->interrupted || e->code))
+        burry_errf(e, BURRY_EFAIL, "the snapshot stream is damaged (%s)", archive_error_string(a) ?: "unknown error");
     archive_read_free(a);
     return rc;
 }
@@ -1180,5 +1190,200 @@ out:
     EVP_MD_CTX_free(src.md);
     free(key);
     src.ops->close(st);
+    return rc;
+}
+
+/* ---- verify: every stored snapshot against its sidecar and manifest ---- */
+
+/* The stored archive, decrypted when a key is at hand, as libarchive input. */
+struct vsrc {
+    const struct store_ops *ops;
+    struct store_get *g;
+    struct age_dec *d;
+    struct burry_err *e;
+    char buf[65536];
+};
+
+static ssize_t vsrc_raw(void *ctx, void *buf, size_t len, struct burry_err *e)
+{
+    struct vsrc *v = ctx;
+    return v->ops->get_read(v->g, buf, len, e);
+}
+
+static la_ssize_t vsrc_read(struct archive *a, void *ctx, const void **buf)
+{
+    struct vsrc *v = ctx;
+    struct burry_err e2 = {0};
+    ssize_t n = v->d ? age_dec_read(v->d, v->buf, sizeof v->buf, &e2) : vsrc_raw(v, v->buf, sizeof v->buf, &e2);
+    if (n < 0) {
+        if (!v->e->code)
+            burry_errf(v->e, BURRY_EFAIL, "%s%s", v->d ? "cannot decrypt: " : "", e2.msg);
+        archive_set_error(a, EIO, "%s", e2.msg);
+        return -1;
+    }
+    *buf = v->buf;
+    return (la_ssize_t)n;
+}
+
+/* The stored bytes against the sidecar's archive size and SHA-256. */
+static int verify_stored(const struct store_ops *ops, struct store *st, const char *key, json_t *side,
+                         struct burry_err *e)
+{
+    json_t *arch = json_object_get(side, "archive");
+    const char *want = json_string_value(json_object_get(arch, "sha256"));
+    struct get_src src = {.ops = ops};
+    char buf[65536], got[65];
+    ssize_t n;
+    int rc;
+    if (!want || !json_is_integer(json_object_get(arch, "size")))
+        return burry_errf(e, BURRY_EFAIL, "the sidecar records no archive size and SHA-256");
+    if (!(src.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(src.md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(src.md);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    if ((rc = ops->get_open(st, key, &src.g, e)) < 0) {
+        EVP_MD_CTX_free(src.md);
+        return rc;
+    }
+    while ((n = get_raw(&src, buf, sizeof buf, e)) > 0)
+        ;
+    rc = n < 0 ? BURRY_EFAIL : 0;
+    ops->get_close(src.g);
+    hex_of(src.md, got);
+    EVP_MD_CTX_free(src.md);
+    if (rc < 0)
+        return rc;
+    uint64_t size = (uint64_t)json_integer_value(json_object_get(arch, "size"));
+    if (src.size != size)
+        return burry_errf(e, BURRY_EFAIL, "the archive holds %llu bytes but the sidecar records %llu",
+                          (unsigned long long)src.size, (unsigned long long)size);
+    if (strcmp(got, want))
+        return burry_errf(e, BURRY_EFAIL, "the archive's SHA-256 differs from the sidecar's");
+    return 0;
+}
+
+/* The archive's content (decrypted with o->identities when encrypted)
+ * against the MANIFEST.json it holds. */
+static int verify_content(const struct burry_opts *o, const struct store_ops *ops, struct store *st,
+                          const char *key, int enc, struct burry_err *e)
+{
+    struct vsrc *v = calloc(1, sizeof *v);
+    struct archive *a = archive_read_new();
+    json_t *seen = json_object(), *manifest = NULL;
+    size_t entries = 0;
+    int rc;
+    if (!v || !a || !seen) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    *v = (struct vsrc){.ops = ops, .e = e};
+    if ((rc = ops->get_open(st, key, &v->g, e)) < 0)
+        goto out;
+    if (enc && !(v->d = age_dec_new((const unsigned char (*)[AGE_KEY_LEN])o->identities, o->nidentities,
+                                    vsrc_raw, v, e))) {
+        rc = BURRY_EFAIL;
+        burry_err_prefix(e, "cannot decrypt");
+        goto out;
+    }
+    archive_read_support_format_tar(a);
+    archive_read_support_filter_zstd(a);
+    if (archive_read_open(a, v, NULL, vsrc_read, NULL) != ARCHIVE_OK) {
+        rc = e->code ? BURRY_EFAIL
+                     : burry_errf(e, BURRY_EFAIL, "the archive does not read (%s)", archive_error_string(a) ?: "empty");
+        goto out;
+    }
+    rc = read_entries(a, seen, &manifest, &entries, e);
+    if (rc < 0 && !e->code)
+        burry_errf(e, BURRY_EFAIL, "the archive is damaged (%s)", archive_error_string(a) ?: "unknown error");
+    if (rc == 0)
+        rc = check_manifest(seen, manifest, e);
+out:
+    archive_read_free(a);
+    if (v) {
+        age_dec_free(v->d);
+        if (v->g)
+            ops->get_close(v->g);
+        free(v);
+    }
+    json_decref(seen);
+    json_decref(manifest);
+    return rc;
+}
+
+int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const char *job, json_t **out,
+                struct burry_err *e)
+{
+    const struct store_ops *ops = NULL;
+    struct store *st = NULL;
+    json_t *all = NULL, *rows = json_array(), *m;
+    size_t i;
+    int rc = 0, damaged = 0;
+    if (!rows)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    if (job && (rc = catalog_check_name(job, e)) < 0)
+        goto out;
+    if ((rc = catalog_open_store(c->repo_url, o, &ops, &st, e)) < 0)
+        goto out;
+    if ((rc = catalog_list(ops, st, job, &all, e)) < 0)
+        goto out;
+    json_array_foreach(all, i, m) {
+        if (burry_interrupted) {
+            rc = burry_errf(e, BURRY_EINTR, "interrupted");
+            goto out;
+        }
+        const char *id = json_string_value(json_object_get(m, "snapshot")) ?: "";
+        const char *name = json_string_value(json_object_get(m, "name")) ?: "";
+        const char *service = json_string_value(json_object_get(m, "service")) ?: "";
+        int enc = !strcmp(json_string_value(json_object_get(m, "encryption")) ?: "", "age");
+        int stored_only = 0;
+        struct burry_err e2 = {0};
+        int r;
+        if (strcmp(service, "bysu")) {
+            /* an infrastructure job's snapshot, written by the burry engine */
+            json_t *br = NULL;
+            r = burry_verify(o, c->repo_url, id, name, 0, &br, &e2);
+            json_t *row = json_array_get(json_object_get(br, "snapshots"), 0);
+            if (row && !json_is_true(json_object_get(row, "ok"))) {
+                burry_err_clear(&e2);
+                burry_errf(&e2, BURRY_EFAIL, "%s", json_string_value(json_object_get(row, "error")) ?: "damaged");
+                r = BURRY_EFAIL;
+            } else if (r == 0 && !row) {
+                r = burry_errf(&e2, BURRY_EFAIL, "burry verify reported nothing");
+            }
+            json_decref(br);
+        } else {
+            char *key = catalog_archive_key(m);
+            if (!key)
+                r = burry_errf(&e2, BURRY_EFAIL, "the sidecar names no archive");
+            else
+                r = verify_stored(ops, st, key, m, &e2);
+            if (r == 0 && enc && !o->nidentities)
+                stored_only = 1;
+            else if (r == 0)
+                r = verify_content(o, ops, st, key, enc, &e2);
+            free(key);
+        }
+        if (burry_interrupted) {
+            rc = burry_errf(e, BURRY_EINTR, "interrupted");
+            goto out;
+        }
+        json_t *row = json_pack("{s:s,s:s,s:b}", "id", id, "job", name, "ok", r == 0);
+        if (r < 0) {
+            damaged++;
+            json_object_set_new(row, "error", json_string(e2.msg[0] ? e2.msg : "damaged"));
+        }
+        if (stored_only)
+            json_object_set_new(row, "stored_only", json_true());
+        json_array_append_new(rows, row);
+    }
+    if (job && !json_array_size(rows) && !bysu_conf_job(c, job, e))
+        rc = BURRY_EUSAGE;
+out:
+    if (st)
+        ops->close(st);
+    json_decref(all);
+    if (rc == 0)
+        *out = json_pack("{s:O,s:i}", "snapshots", rows, "damaged", damaged);
+    json_decref(rows);
     return rc;
 }

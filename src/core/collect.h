@@ -59,4 +59,13 @@ int bysu_write_metrics(const json_t *report, const char *path, struct burry_err 
 int bysu_get(const struct burry_opts *o, const struct bysu_conf *c, const char *job,
              const char *ref, int decrypt, int out_fd, json_t **manifest, struct burry_err *e);
 
+/* Check every published snapshot of job (all when NULL): the stored archive
+ * against its sidecar's size and SHA-256 and, when it is unencrypted or
+ * o->identities can decrypt it, every file against the MANIFEST.json it
+ * holds; infrastructure snapshots through burry_verify. *out receives
+ * {"snapshots": [{"id", "job", "ok", "error"?, "stored_only"?}...],
+ * "damaged": N} whenever 0 is returned. */
+int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const char *job, json_t **out,
+                struct burry_err *e);
+
 #endif

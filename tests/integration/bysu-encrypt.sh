@@ -173,6 +173,18 @@ done
 run_bysu get -c "$C" sealed latest --decrypt -o "$T_TMP/out.tar"
 expect_eq "--decrypt without --identity is a usage error" 2 "$RC"
 
+# --- verify with and without the keys ---
+run_bysu verify -c "$C" central
+expect_eq "verify without a key exits 0" 0 "$RC"
+expect_match "verify without a key checks only the stored bytes" "$ID  central  ok \\(stored bytes only; encrypted\\)" "$OUT"
+run_bysu verify -c "$C" --identity "$T_TMP/central.key" --identity "$T_TMP/node.key" --identity "$T_TMP/job.key"
+expect_eq "verify with every key exits 0" 0 "$RC"
+expect_match "verify with the key checks the content" "$ID  central  ok$" "$OUT"
+expect_match "a node-encrypted snapshot is checked too" "$NID  sealed  ok$" "$OUT"
+expect_eq "nothing is left unchecked" "" "$(grep -v '  ok$' <<<"$OUT")"
+run_bysu verify -c "$C" --identity "$T_TMP/other.key" --json central
+expect_eq "verify with a wrong key reports damage" "1 False" "$RC $(jget 'd["snapshots"][-1]["ok"]')"
+
 # --- a bad recipient is a configuration error ---
 printf '[snapshot x]\ncommand = true\nrecipients = age1notakey\n' >"$T_TMP/bad-agent.conf"
 E=$(SSH_ORIGINAL_COMMAND=list "$BYSU" agent -c "$T_TMP/bad-agent.conf" 2>&1 >/dev/null); rc=$?

@@ -175,4 +175,45 @@ expect_eq "a killed run leaves no partial file" "" "$(cd "$R" && find . -type f 
 run_bysu run -c "$C" slow
 expect_eq "the next run succeeds" "0 1" "$RC $(count slow)"
 
+# --- verify: every stored snapshot against its sidecar and manifest ---
+flip() { python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[len(b)//2]^=0xff; open(p,"wb").write(b)' "$1"; }
+NSNAP=$(find "$R" -name '*.json' | wc -l)
+run_bysu verify -c "$C"
+expect_eq "bysu verify of the repository exits 0" 0 "$RC"
+expect_eq "bysu verify reports every snapshot ok" "$NSNAP" "$(grep -c '  ok$' <<<"$OUT")"
+run_bysu verify -c "$C" --json
+expect_eq "bysu verify --json reports every snapshot ok" "0 $NSNAP" "$RC $(jget 'sum(1 for s in d["snapshots"] if s["ok"])')"
+VA=$(ls "$R"/dir/*.tar.zst | tail -n 1)
+VID=$(basename "$VA" .tar.zst)
+cp -p "$VA" "$T_TMP/orig.tar.zst"
+flip "$VA"
+run_bysu verify -c "$C"
+expect_eq "bysu verify with a flipped byte exits 1" 1 "$RC"
+expect_match "bysu verify names the damaged snapshot" "$VID  dir  DAMAGED: " "$OUT"
+expect_eq "the other snapshots are still ok" "$((NSNAP - 1))" "$(grep -c '  ok$' <<<"$OUT")"
+run_bysu verify -c "$C" --json dir
+expect_eq "bysu verify --json of the job marks it damaged" "1 False" \
+    "$RC $(jget '[s["ok"] for s in d["snapshots"] if s["id"] == "'"$VID"'"][0]')"
+# the sidecar rewritten to match the damaged bytes: the content check catches it
+cp -p "$R/dir/$VID.json" "$T_TMP/orig.json"
+python3 -c 'import hashlib,json,os,sys; a,j=sys.argv[1:]; m=json.load(open(j)); m["archive"]["sha256"]=hashlib.sha256(open(a,"rb").read()).hexdigest(); m["archive"]["size"]=os.path.getsize(a); json.dump(m,open(j,"w"))' "$VA" "$R/dir/$VID.json"
+run_bysu verify -c "$C" dir
+expect_eq "damage behind a matching sidecar is found when reading the content" 1 "$RC"
+expect_match "and it names the snapshot" "$VID  dir  DAMAGED: " "$OUT"
+cp -p "$T_TMP/orig.json" "$R/dir/$VID.json"
+cp -p "$T_TMP/orig.tar.zst" "$VA"
+run_bysu verify -c "$C"
+expect_eq "with the original bytes back bysu verify exits 0" 0 "$RC"
+expect_match "and the snapshot is ok again" "$VID  dir  ok" "$OUT"
+ZA=$(ls "$R"/zk/*.tar.zst | tail -n 1)
+ZID=$(basename "$ZA" .tar.zst)
+cp -p "$ZA" "$T_TMP/zk.orig"
+flip "$ZA"
+run_bysu verify -c "$C" zk
+expect_eq "a damaged infrastructure snapshot fails verify" 1 "$RC"
+expect_match "and is named" "$ZID  zk  DAMAGED: " "$OUT"
+cp -p "$T_TMP/zk.orig" "$ZA"
+run_bysu verify -c "$C" zk
+expect_eq "and is ok once restored" 0 "$RC"
+
 t_done
