@@ -647,26 +647,9 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
     }
     p.node_enc = age_is_age(p.buf, p.pending);
 
-    for (int attempt = 0;; attempt++) {
-        catalog_new_id(id, sizeof id);
-        free(akey);
-        if (asprintf(&akey, "%s/%s%s", j->name, id,
-                     p.node_enc ? ".tar.age" : j->npks ? ".tar.zst.age" : ".tar.zst") < 0) {
-            akey = NULL;
-            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-            goto out;
-        }
-        rc = p.ops->put_open(st, akey, &p.put, e);
-        if (rc == BURRY_EEXIST && attempt < 5) {
-            burry_err_clear(e);
-            continue;
-        }
-        if (rc < 0)
-            goto out;
-        break;
-    }
-    snprintf(created, sizeof created, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", id, id + 4, id + 6,
-             id + 9, id + 11, id + 13, id + 16);
+    if ((rc = catalog_put_new(p.ops, st, j->name, p.node_enc ? ".tar.age" : j->npks ? ".tar.zst.age" : ".tar.zst",
+                              id, created, &akey, &p.put, e)) < 0)
+        goto out;
     p.zmd = EVP_MD_CTX_new();
     if (!p.zmd || EVP_DigestInit_ex(p.zmd, EVP_sha256(), NULL) != 1) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
