@@ -56,21 +56,6 @@ static int add_node(void *ctx, const struct bnode *n, struct burry_err *e)
     return fmt_writer_add(ctx, n, e);
 }
 
-/* Write a small object in one go. */
-static int put_object(const struct store_ops *ops, struct store *st, const char *key,
-                      const char *text, struct burry_err *e)
-{
-    struct store_put *p = NULL;
-    int rc = ops->put_open(st, key, &p, e);
-    if (rc < 0)
-        return rc;
-    if ((rc = ops->put_write(p, text, strlen(text), e)) < 0) {
-        ops->put_abort(p);
-        return rc;
-    }
-    return ops->put_commit(p, e);
-}
-
 int burry_backup(const struct burry_opts *o, const char *src_url, const char *store_url,
                  const char *name_opt, json_t **out, struct burry_err *e)
 {
@@ -186,7 +171,7 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
         free(text);
         text = buf_take(&b, NULL);
     }
-    if ((rc = put_object(tops, st, mkey, text, e)) < 0)
+    if ((rc = catalog_put_text(tops, st, mkey, text, e)) < 0)
         goto out;
     archive_published = 0;
 

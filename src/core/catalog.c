@@ -571,3 +571,17 @@ int catalog_put_new(const struct store_ops *ops, struct store *st, const char *n
              id + 13, id + 16);
     return 0;
 }
+
+int catalog_put_text(const struct store_ops *ops, struct store *st, const char *key, const char *text,
+                     struct burry_err *e)
+{
+    struct store_put *p = NULL;
+    int rc = ops->put_open(st, key, &p, e);
+    if (rc < 0)
+        return rc;
+    if ((rc = ops->put_write(p, text, strlen(text), e)) < 0) {
+        ops->put_abort(p);
+        return rc;
+    }
+    return ops->put_commit(p, e);
+}

@@ -27,6 +27,10 @@ int catalog_check_name(const char *name, struct burry_err *e);
 int catalog_put_new(const struct store_ops *ops, struct store *st, const char *name, const char *suffix,
                     char id[32], char created[40], char **key, struct store_put **put, struct burry_err *e);
 
+/* Write a small object (a manifest) in one go, published atomically. */
+int catalog_put_text(const struct store_ops *ops, struct store *st, const char *key, const char *text,
+                     struct burry_err *e);
+
 /* The default snapshot name of a source: "SCHEME-HOST-PORT[-EXTRA]" with
  * every byte a name may not hold turned into '-', at most 100 bytes. */
 char *catalog_default_name(const char *scheme, const char *host, const char *port, const char *extra,

@@ -591,20 +591,6 @@ static void ssh_message(int fd, char *msg, size_t len)
         snprintf(msg, len, "%s", best);
 }
 
-static int put_text(const struct store_ops *ops, struct store *st, const char *key, const char *text,
-                    struct burry_err *e)
-{
-    struct store_put *p = NULL;
-    int rc = ops->put_open(st, key, &p, e);
-    if (rc < 0)
-        return rc;
-    if ((rc = ops->put_write(p, text, strlen(text), e)) < 0) {
-        ops->put_abort(p);
-        return rc;
-    }
-    return ops->put_commit(p, e);
-}
-
 static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, const struct bysu_job *j,
                      json_t *res, struct burry_err *e)
 {
@@ -776,7 +762,7 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
-    if ((rc = put_text(p.ops, st, mkey, text, e)) < 0)
+    if ((rc = catalog_put_text(p.ops, st, mkey, text, e)) < 0)
         goto out;
     archive_published = 0;
     json_object_set_new(res, "snapshot", json_string(id));
