@@ -62,14 +62,6 @@ C=$T_TMP/bysu.conf
     printf '[job zk]\nsource = zk://127.0.0.1:%s\ntimeout = 20\n' "$ZK_PORT"
 } >"$C"
 
-run_bysu() {
-    local o e
-    o=$(mktemp) e=$(mktemp)
-    "$BYSU" "$@" >"$o" 2>"$e"
-    RC=$?
-    OUT=$(cat "$o") ERR=$(cat "$e")
-    rm -f "$o" "$e"
-}
 res() { jget "[j for j in d['jobs'] if j['job']=='$1'][0]['$2']"; }
 latest_id() { "$BYSU" ls -c "$C" --json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots"][-1]["id"])'; }
 

@@ -82,14 +82,6 @@ node() { printf '[node %s]\nhost = 127.0.0.1\nport = %s\nuser = root\nidentity =
 } >"$T_TMP/bysu.conf"
 C=$T_TMP/bysu.conf
 
-run_bysu() {
-    local o e
-    o=$(mktemp) e=$(mktemp)
-    "$BYSU" "$@" >"$o" 2>"$e"
-    RC=$?
-    OUT=$(cat "$o") ERR=$(cat "$e")
-    rm -f "$o" "$e"
-}
 res() { jget "[j for j in d['jobs'] if j['job']=='$1'][0]['$2']"; }
 count() { "$BYSU" ls -c "$C" --json "$1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))'; }
 

@@ -30,10 +30,15 @@ expect_no_match() {
 
 # run_burry ARGS...: runs $BURRY, leaving stdout in $OUT, stderr in $ERR,
 # the exit status in $RC.
-run_burry() {
+run_burry() { run_prog "$BURRY" "$@"; }
+# run_bysu ARGS...: the same for bysu (built next to $BURRY).
+run_bysu() { run_prog "$(dirname "$BURRY")/bysu" "$@"; }
+
+# run_prog PROGRAM ARGS...: as run_burry, for any program.
+run_prog() {
     local o e
     o=$(mktemp) e=$(mktemp)
-    "$BURRY" "$@" >"$o" 2>"$e"
+    "$@" >"$o" 2>"$e"
     RC=$?
     OUT=$(cat "$o") ERR=$(cat "$e")
     rm -f "$o" "$e"
