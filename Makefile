@@ -11,7 +11,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DBURRY_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isrc/core
-LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lzookeeper_st -lm
+LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lzookeeper_st -lpthread -lm
 
 ifneq ($(SANITIZE),)
   BUILD  ?= build/asan

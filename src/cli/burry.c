@@ -43,7 +43,7 @@ enum {
     O_JSON = 1000, O_TIMEOUT, O_AUTH, O_AUTH_FILE, O_NAME, O_SNAPSHOT, O_COMPRESS, O_SKIP_UNREADABLE,
     O_DRY_RUN, O_PATH, O_INTO, O_OVERWRITE, O_ALL, O_WINDOW, O_HELP, O_VERSION, O_QUIET, O_VERBOSE,
     O_CACERT, O_CERT, O_KEY, O_USER, O_PASSWORD_FILE, O_TOKEN_FILE, O_WITH_LEASES,
-    O_ENCRYPT_TO, O_RECIPIENTS_FILE, O_IDENTITY, O_KEEP,
+    O_ENCRYPT_TO, O_RECIPIENTS_FILE, O_IDENTITY, O_KEEP, O_ENDPOINT_URL, O_CREATE_BUCKET, O_PART_SIZE,
 };
 
 static const struct {
@@ -55,10 +55,12 @@ static const struct {
     {O_COMPRESS, B(V_BACKUP)}, {O_SKIP_UNREADABLE, B(V_BACKUP) | B(V_DUMP)},
     {O_DRY_RUN, B(V_RESTORE) | B(V_PRUNE)}, {O_KEEP, B(V_BACKUP) | B(V_PRUNE)}, {O_PATH, B(V_RESTORE)}, {O_INTO, B(V_RESTORE)},
     {O_OVERWRITE, B(V_RESTORE)}, {O_ALL, B(V_VERIFY)}, {O_WINDOW, SRCV},
-    {O_CACERT, SRCV}, {O_CERT, SRCV}, {O_KEY, SRCV}, {O_USER, SRCV}, {O_PASSWORD_FILE, SRCV},
+    {O_CERT, SRCV}, {O_KEY, SRCV}, {O_USER, SRCV}, {O_PASSWORD_FILE, SRCV},
     {O_TOKEN_FILE, SRCV}, {O_WITH_LEASES, B(V_RESTORE)},
     {O_ENCRYPT_TO, B(V_BACKUP)}, {O_RECIPIENTS_FILE, B(V_BACKUP)},
     {O_IDENTITY, B(V_RESTORE) | B(V_VERIFY)},
+    {O_ENDPOINT_URL, ALLV & ~B(V_DUMP)}, {O_CREATE_BUCKET, B(V_BACKUP)}, {O_PART_SIZE, B(V_BACKUP)},
+    {O_CACERT, ALLV}, /* also for https object stores */
 };
 
 static const struct option long_opts[] = {
@@ -91,6 +93,9 @@ static const struct option long_opts[] = {
     {"recipients-file", required_argument, NULL, O_RECIPIENTS_FILE},
     {"identity", required_argument, NULL, O_IDENTITY},
     {"keep", required_argument, NULL, O_KEEP},
+    {"endpoint-url", required_argument, NULL, O_ENDPOINT_URL},
+    {"create-bucket", no_argument, NULL, O_CREATE_BUCKET},
+    {"part-size", required_argument, NULL, O_PART_SIZE},
     {NULL, 0, NULL, 0},
 };
 
@@ -119,8 +124,14 @@ static void usage_all(FILE *f)
             "         etcd://HOST:PORT[,HOST:PORT...][/prefix]  etcd v3\n"
             "         etcd2://HOST:PORT[/prefix]                etcd v2 keys API\n"
             "         consul://HOST:PORT[/prefix]               Consul KV\n"
-            "STORE    a directory or file:///path (default ./burry-snapshots); restore\n"
-            "         and show also take an archive of the original burry, ID.zip\n"
+            "STORE    a directory or file:///path (default ./burry-snapshots)\n"
+            "         s3://BUCKET[/prefix]      S3 or S3-compatible (AWS_ACCESS_KEY_ID,\n"
+            "                                   AWS_SECRET_ACCESS_KEY, AWS_REGION)\n"
+            "         gs://BUCKET[/prefix]      Google Cloud Storage, HMAC keys\n"
+            "                                   (GS_ACCESS_KEY_ID, GS_SECRET_ACCESS_KEY)\n"
+            "         azure://ACCOUNT/CONTAINER[/prefix]   Azure Blob (AZURE_STORAGE_KEY or\n"
+            "                                   AZURE_STORAGE_CONNECTION_STRING)\n"
+            "         restore and show also take an archive of the original burry, ID.zip\n"
             "\n"
             "options:\n"
             "  --json                 print one JSON document on stdout\n"
@@ -142,7 +153,12 @@ static void usage_all(FILE *f)
             "  --all                  verify every snapshot\n"
             "  --keep N               prune (and backup): keep the newest N snapshots of\n"
             "                         each name, delete the others\n"
-            "  --cacert/--cert/--key FILE   TLS for https:// sources (etcd, Consul)\n"
+            "  --cacert/--cert/--key FILE   TLS for https:// sources (etcd, Consul);\n"
+            "                         --cacert also for https object stores\n"
+            "  --endpoint-url URL     object store endpoint (S3-compatible servers, the\n"
+            "                         Azure emulator; or AWS_ENDPOINT_URL)\n"
+            "  --create-bucket        backup: create a missing bucket or container\n"
+            "  --part-size MIB        backup: upload part size for object stores (default 8)\n"
             "  --user USER[:PASSWORD] etcd user (password better from --password-file\n"
             "                         FILE or ETCD_PASSWORD)\n"
             "  --token-file FILE      Consul ACL token (or CONSUL_HTTP_TOKEN)\n"
@@ -406,6 +422,16 @@ static int parse(struct cli *c, int argc, char **argv)
         case O_CERT: c->o.cert = optarg; break;
         case O_KEY: c->o.key = optarg; break;
         case O_WITH_LEASES: c->o.with_leases = 1; break;
+        case O_ENDPOINT_URL: c->o.endpoint_url = optarg; break;
+        case O_CREATE_BUCKET: c->o.create_bucket = 1; break;
+        case O_PART_SIZE: {
+            char *end;
+            long m = strtol(optarg, &end, 10);
+            if (*end || m < 1 || m > 4000)
+                return usage_error("--part-size wants MiB between 1 and 4000 (got '%s')", optarg);
+            c->o.part_size = (size_t)m << 20;
+            break;
+        }
         case O_KEEP: {
             char *end;
             long k = strtol(optarg, &end, 10);

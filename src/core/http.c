@@ -5,6 +5,9 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "http_intern.h"
 
@@ -15,6 +18,8 @@ struct http {
     const struct burry_opts *o;
     struct buf *sink;
     int too_big;
+    const char *want_header;      /* header to keep, or NULL */
+    char *header;                 /* where to keep it (256 bytes) */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
@@ -25,6 +30,28 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
         return 0;
     }
     return size * n;
+}
+
+/* Keeps the value of one response header (the last one seen), trimmed. */
+static size_t on_header(char *p, size_t size, size_t n, void *ctx)
+{
+    struct http *h = ctx;
+    size_t len = size * n, nl = h->want_header ? strlen(h->want_header) : 0;
+    if (nl && len > nl + 1 && p[nl] == ':' && !strncasecmp(p, h->want_header, nl)) {
+        const char *v = p + nl + 1, *end = p + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            end--;
+        snprintf(h->header, 256, "%.*s", (int)(end - v), v);
+    }
+    return len;
+}
+
+/* Stops a transfer once the program was asked to stop. */
+static int on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    return burry_interrupted ? 1 : 0;
 }
 
 struct http *http_new(const struct burry_opts *o, struct burry_err *e)
@@ -91,7 +118,11 @@ void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char
     if (o->key)
         curl_easy_setopt(c, CURLOPT_SSLKEY, o->key);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    if (!strcmp(method, "GET")) {
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    if (!strcmp(method, "HEAD")) {
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (!strcmp(method, "GET")) {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     } else {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -116,10 +147,26 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     h->too_big = 0;
     for (const char *const *p = r->headers; p && *p; p++)
         hdrs = curl_slist_append(hdrs, *p);
-    if (r->body)
+    /* no "Expect: 100-continue" wait; but an empty "Expect:" would be
+     * signed by libcurl's SigV4 and then not sent */
+    if (r->body && !r->aws_sigv4)
         hdrs = curl_slist_append(hdrs, "Expect:");
     http_setup(c, h->o, r->url, r->method, hdrs, r->body, r->body_len, on_body, h);
+    resp->header[0] = 0;
+    h->want_header = r->want_header;
+    h->header = resp->header;
+    if (r->want_header) {
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
+    }
+    if (r->aws_sigv4) {
+        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, r->aws_sigv4);
+        curl_easy_setopt(c, CURLOPT_USERPWD, r->userpwd);
+    }
     CURLcode cc = curl_easy_perform(c);
+    if (r->aws_sigv4)
+        curl_easy_setopt(c, CURLOPT_USERPWD, NULL); /* drop libcurl's copy of the secret */
+    h->want_header = NULL;
     for (struct curl_slist *l = hdrs; l; l = l->next)
         explicit_bzero(l->data, strlen(l->data)); /* headers may carry credentials */
     curl_slist_free_all(hdrs);
@@ -132,6 +179,8 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
                               r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX);
         if (cc == CURLE_OPERATION_TIMEDOUT)
             return burry_errf(e, BURRY_EFAIL, "no answer from %s at %s within %ds", what, shown, tmo);
+        if (cc == CURLE_ABORTED_BY_CALLBACK)
+            return burry_errf(e, BURRY_EINTR, "interrupted while talking to %s at %s", what, shown);
         return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)", what, shown,
                           curl_easy_strerror(cc));
     }
@@ -139,6 +188,40 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     if (!resp->body.p)
         buf_append(&resp->body, "", 0);
     return 0;
+}
+
+int http_status_transient(long status)
+{
+    return status == 408 || status == 429 || (status >= 500 && status <= 599);
+}
+
+int http_do_retry(struct http *h, const char *what, const struct http_req *r, int tries,
+                  struct http_resp *resp, struct burry_err *e)
+{
+    long pause_ms = 200;
+    for (int i = 1;; i++) {
+        int rc = http_do(h, what, r, resp, e);
+        if (rc == BURRY_EINTR || (rc == 0 && !http_status_transient(resp->status)) || i >= tries ||
+            burry_interrupted)
+            return rc;
+        if (rc == 0) {
+            char shown[512];
+            http_shown_url(r->url, shown, sizeof shown);
+            blog(&h->o->log, BLOG_INFO, "%s at %s answered %ld; trying again (%d of %d)", what, shown,
+                 resp->status, i + 1, tries);
+            buf_free(&resp->body);
+        } else {
+            blog(&h->o->log, BLOG_INFO, "%s; trying again (%d of %d)", e->msg, i + 1, tries);
+        }
+        unsigned short jitter = 0;
+        if (getrandom(&jitter, sizeof jitter, 0) < 0)
+            jitter = 0;
+        long ms = pause_ms + (long)(jitter % (unsigned)(pause_ms / 2 + 1));
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && !burry_interrupted)
+            ;
+        pause_ms = pause_ms * 2 > 5000 ? 5000 : pause_ms * 2;
+    }
 }
 
 int b64_encode(const void *in, size_t len, struct buf *out)

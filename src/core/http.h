@@ -20,11 +20,18 @@ struct http_req {
     const void *body;                /* request body, or NULL */
     size_t body_len;
     size_t max_resp;                 /* largest response body accepted (0: 64 MiB) */
+    /* Object stores: sign with libcurl's AWS Signature V4 ("aws:amz:REGION:s3")
+     * using userpwd "KEY:SECRET"; keep response header want_header ("ETag")
+     * in resp->header. All NULL for plain requests. */
+    const char *aws_sigv4;
+    const char *userpwd;
+    const char *want_header;
 };
 
 struct http_resp {
     long status;                     /* HTTP status code */
     struct buf body;                 /* response body (initialised by http_do) */
+    char header[256];                /* value of req->want_header, or "" */
 };
 
 /* A handle using opts->cacert/cert/key and opts->timeout_s. */
@@ -38,6 +45,18 @@ void http_free(struct http *h);                       /* NULL ok */
  * ("etcd", "Consul"). */
 int http_do(struct http *h, const char *what, const struct http_req *r, struct http_resp *resp,
             struct burry_err *e);
+
+/* http_do, retried up to tries times in all with growing pauses (0.2 s,
+ * 0.4 s, ... plus jitter) while no response arrived or the server answered
+ * 408, 429 or 5xx: the answers that say "try again". Any other answer is
+ * returned at once. Stops early when burry_interrupted is set. */
+int http_do_retry(struct http *h, const char *what, const struct http_req *r, int tries,
+                  struct http_resp *resp, struct burry_err *e);
+/* Whether status is worth a retry (408, 429, 5xx). */
+int http_status_transient(long status);
+
+/* url without any user:password@ part or query, for messages. */
+void http_shown_url(const char *url, char *out, size_t len);
 
 /* Base64 helpers (etcd's JSON gateway carries bytes as base64). out gets
  * the result appended; 0 or -1 (bad input / buffer limit). */

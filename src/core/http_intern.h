@@ -15,7 +15,4 @@ void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char
                 struct curl_slist *hdrs, const void *body, size_t body_len,
                 size_t (*sink)(char *, size_t, size_t, void *), void *ctx);
 
-/* url without any user:password@ part or query, for messages. */
-void http_shown_url(const char *url, char *out, size_t len);
-
 #endif

@@ -223,6 +223,9 @@ static int hm_finish(struct http_multi *m)
             else if (cc == CURLE_OPERATION_TIMEDOUT)
                 rc = burry_errf(&err, BURRY_EFAIL, "no answer from %s at %s within %ds", sl->what,
                                 shown, hm_timeout(m));
+            else if (cc == CURLE_ABORTED_BY_CALLBACK)
+                rc = burry_errf(&err, BURRY_EINTR, "interrupted while talking to %s at %s", sl->what,
+                                shown);
             else
                 rc = burry_errf(&err, BURRY_EFAIL, "cannot reach %s at %s (%s)", sl->what, shown,
                                 curl_easy_strerror(cc));

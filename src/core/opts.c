@@ -37,6 +37,9 @@ void burry_opts_wipe(struct burry_opts *o)
     wipe_str(o->password);
     wipe_str(o->token);
     o->user = o->password = o->token = NULL;
+    free(o->store_key_id);
+    wipe_str(o->store_secret);
+    o->store_key_id = o->store_secret = NULL;
     if (o->identities) {
         volatile unsigned char *v = (volatile unsigned char *)o->identities;
         for (size_t i = 0; i < o->nidentities * sizeof *o->identities; i++)

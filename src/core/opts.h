@@ -32,6 +32,12 @@ struct burry_opts {
     size_t nrecipients;
     unsigned char (*identities)[32];  /* restore/verify: age secret keys; wiped */
     size_t nidentities;
+    /* object stores (S3, GCS, Azure) */
+    const char *endpoint_url;  /* overrides AWS_ENDPOINT_URL and the default endpoint */
+    int create_bucket;         /* create a missing bucket or container on backup */
+    size_t part_size;          /* bytes per upload part/block; 0: the store's default */
+    char *store_key_id;        /* credentials given on the command line (legacy -c) */
+    char *store_secret;        /* wiped by burry_opts_wipe() */
     struct burry_log log;
     burry_progress_fn progress;
     void *progress_ctx;

@@ -12,6 +12,8 @@ static const struct source_ops *const sources[] = {
 
 static const struct store_ops *const stores[] = {
     &store_dir,
+    &store_s3,
+    &store_gs,
 };
 
 /* Length of "scheme" in "scheme://...", or 0 if url has no scheme. */
@@ -53,7 +55,7 @@ const struct store_ops *registry_store(const char *url, struct burry_err *e)
     for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++)
         if (strlen(stores[i]->scheme) == n && !strncmp(url, stores[i]->scheme, n))
             return stores[i];
-    burry_errf(e, BURRY_EUSAGE, "unknown store '%.*s' in '%s' (known: a directory path, file://)",
+    burry_errf(e, BURRY_EUSAGE, "unknown store '%.*s' in '%s' (known: a directory path, file://, s3://, gs://)",
                (int)n, url, url);
     return NULL;
 }

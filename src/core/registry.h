@@ -16,5 +16,7 @@ extern const struct source_ops source_etcd;
 extern const struct source_ops source_etcd2;
 extern const struct source_ops source_consul;
 extern const struct store_ops store_dir;
+extern const struct store_ops store_s3;
+extern const struct store_ops store_gs;
 
 #endif
