@@ -1,7 +1,8 @@
 #!/bin/bash
 # Makes a Debian 12 machine ready to build burry, run its tests, the demo and
-# the benchmarks. Idempotent: when every package is present it only says so;
-# otherwise it runs apt-get update once and installs just the missing ones.
+# the benchmarks (Ceph radosgw and azurite for the S3 and Azure tests).
+# Idempotent: when every package is present it only says so; otherwise it
+# runs apt-get update once and installs just the missing ones.
 set -u
 
 # libzookeeper-st-dev, not -mt-dev: the two conflict and the build links
@@ -12,6 +13,7 @@ PACKAGES=(
     libcurl4-openssl-dev libinih-dev
     zookeeper default-jre-headless etcd-server etcd-client
     python3 python3-kazoo
+    radosgw ceph-mon ceph-osd ceph-common awscli python3-boto3
     zstd tar coreutils time procps curl age
     openssh-server openssh-client
 )
@@ -20,19 +22,28 @@ is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
 
+# azurite comes from npm; Debian's npm package only when no npm is present
+# (a nodesource nodejs ships its own npm and conflicts with Debian's).
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     is_installed "$p" || missing+=("$p")
 done
 
-# Consul is not in Debian 12: its Debian 11 package goes into .cache/
-get_consul() {
-    "$(dirname "${BASH_SOURCE[0]}")/get-consul.sh"
+# Consul is not in Debian 12: its Debian 11 package goes into .cache/;
+# azurite goes into .cache/npm.
+get_extras() {
+    local dir rc=0
+    dir=$(dirname "${BASH_SOURCE[0]}")
+    "$dir/get-consul.sh" || rc=1
+    "$dir/get-azurite.sh" || rc=1
+    return $rc
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "setup: all ${#PACKAGES[@]} required packages are installed"
-    get_consul
+    get_extras
     exit $?
 fi
 
@@ -62,4 +73,4 @@ if [ ${#still[@]} -ne 0 ]; then
     exit 1
 fi
 echo "setup: installed ${missing[*]}"
-get_consul
+get_extras

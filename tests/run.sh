@@ -10,6 +10,14 @@
 #   BURRY_TEST_JOBS       tests run at the same time (default 2)
 #   BURRY_TEST_TIMEOUT    seconds per test program or script (default 600)
 #   BURRY_TEST_SCRIPTS    scripts to run instead of tests/{cli,integration}/*.sh
+#
+# A script with the line "# needs: rgw" needs a real S3 server: when one is
+# selected, run.sh starts ONE radosgw (tests/lib/rgw.sh, ~15 s) for the whole
+# run, passes RGW_ENDPOINT, RGW_PORT, RGW_ACCESS_KEY and RGW_SECRET_KEY to the
+# scripts and stops it at the end. Scripts run in parallel and once per
+# variant against that one server: they must use bucket names unique per
+# script and variant (BURRY_TEST_VARIANT is exported), and must not print
+# the secret.
 set -u
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -102,7 +110,23 @@ on_signal() {
 }
 trap on_signal INT TERM
 
+# The shared radosgw: started before the scripts when one needs it, stopped
+# by PID on exit (an interruption included); its logs are kept in $LOGDIR/rgw.
+RGW_DIR=""
+RGW_OK=0
+stop_rgw() {
+    [ -n "$RGW_DIR" ] || return 0
+    rgw_stop "$RGW_DIR"
+    rm -rf "$LOGDIR/rgw"
+    cp -r "$RGW_DIR/log" "$LOGDIR/rgw" 2>/dev/null
+    rm -rf "$RGW_DIR"
+    RGW_DIR=""
+}
+trap stop_rgw EXIT
+needs_rgw() { grep -qx '# needs: rgw' "$1" 2>/dev/null; }
+
 set_variant_env() {
+    export BURRY_TEST_VARIANT=$1
     if [ "$1" = asan ]; then
         export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
         export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -137,6 +161,26 @@ if [ -n "${BURRY_TEST_SCRIPTS:-}" ]; then
 else
     SCRIPTS=(tests/cli/*.sh tests/integration/*.sh)
 fi
+want_rgw=0
+for s in "${SCRIPTS[@]}"; do
+    [ -f "$s" ] || continue
+    matches "$(basename "$(dirname "$s")")-$(basename "$s" .sh)" || continue
+    needs_rgw "$s" && want_rgw=1
+done
+if [ $want_rgw -eq 1 ]; then
+    # shellcheck source=tests/lib/rgw.sh
+    . "$ROOT/tests/lib/rgw.sh"
+    RGW_DIR=$(mktemp -d "${TMPDIR:-/tmp}/burry-rgw.XXXXXX") || exit 1
+    rgw_started=$SECONDS
+    if rgw_start "$RGW_DIR" >"$LOGDIR/rgw-start.log" 2>&1; then
+        RGW_OK=1
+        echo "radosgw for the S3 tests on $RGW_ENDPOINT (ready in $((SECONDS - rgw_started))s)"
+    else
+        echo "run.sh: radosgw did not start; scripts marked '# needs: rgw' fail:" >&2
+        sed 's/^/    | /' "$LOGDIR/rgw-start.log" >&2
+    fi
+fi
+
 for v in $VARIANTS; do
     set_variant_env "$v"
     have_bin=1
@@ -150,10 +194,16 @@ for v in $VARIANTS; do
             have_bin=0
             continue
         fi
+        if [ $RGW_OK -eq 0 ] && needs_rgw "$s"; then
+            fail_now "$v $name needs radosgw, which did not start (log: ${LOGDIR#"$ROOT"/}/rgw-start.log)"
+            continue
+        fi
         start "$v $name" "$LOGDIR/$v-$name.log" bash "$s"
     done
     drain
 done
+
+stop_rgw
 
 if [ "$SELECTED" -eq 0 ]; then
     if [ -n "$PATTERN" ]; then

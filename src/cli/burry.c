@@ -827,15 +827,74 @@ int main(int argc, char **argv)
 }
 
 /* ---- the original tool's command line ------------------------------------
- * burry -e HOST:PORT [-i zk] [-t tty|local] [-o backup|restore] [-s ID]
- *       [--timeout N] [-b] [-v]
- * -t tty dumps the tree, -t local keeps snapshots in the current directory;
- * -b saves these settings in ./.burryfest (mode 0600, no secrets) and reads
- * them back when -e is not given. */
+ * burry -e HOST:PORT [-i zk] [-t tty|local|s3] [-c CREDENTIALS] [-o backup|restore]
+ *       [-s ID] [--timeout N] [-b] [-v]
+ * -t tty dumps the tree, -t local keeps snapshots in the current directory,
+ * -t s3 in s3://BUCKET/PREFIX with -c "ENDPOINT,ACCESS_KEY_ID=..,
+ * SECRET_ACCESS_KEY=..,BUCKET=..,PREFIX=..,SSL=false" (keys better from the
+ * environment). -b saves these settings in ./.burryfest (mode 0600, never the
+ * keys) and reads them back when -e is not given. */
 
 #define BURRYFEST ".burryfest"
 
-static int legacy_load(char **endpoint, char **isvc, char **target)
+struct legacy_target {
+    char *endpoint;            /* "host:port" of the object store */
+    char *bucket, *prefix;
+    int ssl;                   /* 1 unless SSL=false */
+    char *key_id, *secret;     /* secret wiped */
+};
+
+static void legacy_target_free(struct legacy_target *t)
+{
+    free(t->endpoint);
+    free(t->bucket);
+    free(t->prefix);
+    free(t->key_id);
+    if (t->secret) {
+        explicit_bzero(t->secret, strlen(t->secret));
+        free(t->secret);
+    }
+    memset(t, 0, sizeof *t);
+}
+
+/* Parse "ENDPOINT,NAME=VALUE,..." as the original tool's -c took it. */
+static int legacy_parse_c(const char *arg, struct legacy_target *t)
+{
+    char *copy = strdup(arg), *save = NULL;
+    int rc = 0, first = 1;
+    t->ssl = 1;
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save), first = 0) {
+        char *eq = strchr(tok, '=');
+        if (!eq && first) {
+            free(t->endpoint);
+            t->endpoint = strdup(tok);
+            continue;
+        }
+        if (!eq) {
+            rc = usage_error("-c: '%s' is not NAME=VALUE", tok);
+            break;
+        }
+        *eq = 0;
+        const char *v = eq + 1;
+        char **dst = !strcmp(tok, "ACCESS_KEY_ID") ? &t->key_id : !strcmp(tok, "SECRET_ACCESS_KEY") ? &t->secret
+                   : !strcmp(tok, "BUCKET") ? &t->bucket : !strcmp(tok, "PREFIX") ? &t->prefix
+                   : !strcmp(tok, "ENDPOINT") ? &t->endpoint : NULL;
+        if (!strcmp(tok, "SSL")) {
+            t->ssl = strcmp(v, "false") && strcmp(v, "0");
+        } else if (dst) {
+            free(*dst);
+            *dst = strdup(v);
+        } else {
+            rc = usage_error("-c: unknown setting '%s' (known: ENDPOINT, ACCESS_KEY_ID, "
+                             "SECRET_ACCESS_KEY, BUCKET, PREFIX, SSL)", tok);
+        }
+    }
+    explicit_bzero(copy, strlen(arg));
+    free(copy);
+    return rc;
+}
+
+static int legacy_load(char **endpoint, char **isvc, char **target, struct legacy_target *t)
 {
     json_error_t je;
     json_t *j = json_load_file(BURRYFEST, 0, &je);
@@ -850,14 +909,42 @@ static int legacy_load(char **endpoint, char **isvc, char **target)
         *isvc = strdup(s);
     if (!*target && (s = json_string_value(json_object_get(j, "target"))))
         *target = strdup(s);
+    json_t *cr = json_object_get(j, "credentials");
+    if (!t->endpoint && (s = json_string_value(json_object_get(cr, "target-endpoint"))) && *s) {
+        t->endpoint = strdup(s);
+        t->ssl = 1;
+        size_t i;
+        json_t *kv;
+        json_array_foreach(json_object_get(cr, "params"), i, kv) {
+            const char *k = json_string_value(json_object_get(kv, "key"));
+            const char *v = json_string_value(json_object_get(kv, "value"));
+            if (!k || !v)
+                continue;
+            if (!strcmp(k, "BUCKET") && !t->bucket)
+                t->bucket = strdup(v);
+            else if (!strcmp(k, "PREFIX") && !t->prefix)
+                t->prefix = strdup(v);
+            else if (!strcmp(k, "SSL"))
+                t->ssl = strcmp(v, "false") != 0;
+        }
+    }
     json_decref(j);
     return 0;
 }
 
-static int legacy_save(const char *endpoint, const char *isvc, const char *target)
+static int legacy_save(const char *endpoint, const char *isvc, const char *target,
+                       const struct legacy_target *t)
 {
-    json_t *j = json_pack("{s:s,s:s,s:s,s:{s:s,s:[]}}", "svc", isvc, "svc-endpoint", endpoint, "target",
-                          target, "credentials", "target-endpoint", "", "params");
+    json_t *params = json_array();
+    if (t->bucket)
+        json_array_append_new(params, json_pack("{s:s,s:s}", "key", "BUCKET", "value", t->bucket));
+    if (t->prefix)
+        json_array_append_new(params, json_pack("{s:s,s:s}", "key", "PREFIX", "value", t->prefix));
+    if (t->endpoint && !t->ssl)
+        json_array_append_new(params, json_pack("{s:s,s:s}", "key", "SSL", "value", "false"));
+    json_t *j = json_pack("{s:s,s:s,s:s,s:{s:s,s:o}}", "svc", isvc, "svc-endpoint", endpoint, "target",
+                          target, "credentials", "target-endpoint", t->endpoint ? t->endpoint : "",
+                          "params", params);
     char *text = json_dumps(j, JSON_INDENT(2));
     json_decref(j);
     if (!text)
@@ -889,6 +976,7 @@ int legacy_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     char *endpoint = NULL, *isvc = NULL, *target = NULL;
+    struct legacy_target tgt = {0};
     const char *op = "backup", *snap = NULL;
     int bf = 0, verbose = 0, timeout = 0, opt, rc = 0;
     optind = 1;
@@ -903,9 +991,17 @@ int legacy_main(int argc, char **argv)
         case 'b': bf = 1; break;
         case 'v': verbose++; break;
         case 'c':
-            rc = usage_error("%s", "-c (credentials for remote storage) is not supported yet; "
-                                   "local and tty targets need none");
-            goto out;
+            legacy_target_free(&tgt);
+            if ((rc = legacy_parse_c(optarg, &tgt)))
+                goto out;
+            /* hide the secret from ps from now on (it was visible until here:
+             * the environment is the better place for it) */
+            for (char *p = strstr(optarg, "SECRET_ACCESS_KEY="); p; p = strstr(p, "SECRET_ACCESS_KEY=")) {
+                p += strlen("SECRET_ACCESS_KEY=");
+                for (; *p && *p != ','; p++)
+                    *p = 'x';
+            }
+            break;
         case 'T': {
             char *end;
             long t = strtol(optarg, &end, 10);
@@ -925,7 +1021,7 @@ int legacy_main(int argc, char **argv)
         rc = usage_error("unexpected argument '%s'", argv[optind]);
         goto out;
     }
-    if (!endpoint && access(BURRYFEST, F_OK) == 0 && (rc = legacy_load(&endpoint, &isvc, &target)))
+    if (!endpoint && access(BURRYFEST, F_OK) == 0 && (rc = legacy_load(&endpoint, &isvc, &target, &tgt)))
         goto out;
     if (!endpoint) {
         rc = usage_error("%s", "-e HOST:PORT (the service endpoint) is required");
@@ -942,15 +1038,20 @@ int legacy_main(int argc, char **argv)
         rc = usage_error("-i %s is not a service (zk, etcd or consul)", isvc);
         goto out;
     }
-    if (strcmp(target, "tty") && strcmp(target, "local")) {
-        rc = usage_error("-t %s is not supported yet (use tty or local)", target);
+    if (strcmp(target, "tty") && strcmp(target, "local") && strcmp(target, "s3")) {
+        rc = usage_error("-t %s is not supported (use tty, local or s3)", target);
+        goto out;
+    }
+    if (!strcmp(target, "s3") && !tgt.endpoint) {
+        rc = usage_error("%s", "-t s3 needs -c ENDPOINT[,BUCKET=..][,PREFIX=..][,SSL=false] "
+                               "(keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
         goto out;
     }
     if (strcmp(op, "backup") && strcmp(op, "restore")) {
         rc = usage_error("-o wants backup or restore (got '%s')", op);
         goto out;
     }
-    if (bf && (rc = legacy_save(endpoint, isvc, target)))
+    if (bf && (rc = legacy_save(endpoint, isvc, target, &tgt)))
         goto out;
 
     char url[1100];
@@ -960,6 +1061,23 @@ int legacy_main(int argc, char **argv)
     c.verbose = verbose;
     c.source = url;
     c.store = ".";
+    char store_url[2048], endpoint_url[1100];
+    if (!strcmp(target, "s3")) {
+        /* the original tool's default bucket: "<service>-backup" */
+        snprintf(store_url, sizeof store_url, "s3://%s%s%s", tgt.bucket ? tgt.bucket : isvc,
+                 tgt.bucket ? "" : "-backup", "");
+        if (tgt.prefix && *tgt.prefix)
+            snprintf(store_url + strlen(store_url), sizeof store_url - strlen(store_url), "/%s", tgt.prefix);
+        snprintf(endpoint_url, sizeof endpoint_url, "%s%s", strstr(tgt.endpoint, "://") ? "" :
+                 tgt.ssl ? "https://" : "http://", tgt.endpoint);
+        c.store = store_url;
+        c.o.endpoint_url = endpoint_url;
+        if (tgt.key_id && tgt.secret) {
+            c.o.store_key_id = tgt.key_id;
+            c.o.store_secret = tgt.secret;
+            tgt.key_id = tgt.secret = NULL; /* wiped with the options */
+        }
+    }
     c.snapshot = snap;
     if (timeout)
         c.o.timeout_s = timeout;
@@ -981,5 +1099,6 @@ out:
     free(endpoint);
     free(isvc);
     free(target);
+    legacy_target_free(&tgt);
     return rc;
 }

@@ -14,6 +14,7 @@ static const struct store_ops *const stores[] = {
     &store_dir,
     &store_s3,
     &store_gs,
+    &store_azure,
 };
 
 /* Length of "scheme" in "scheme://...", or 0 if url has no scheme. */
@@ -55,7 +56,7 @@ const struct store_ops *registry_store(const char *url, struct burry_err *e)
     for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++)
         if (strlen(stores[i]->scheme) == n && !strncmp(url, stores[i]->scheme, n))
             return stores[i];
-    burry_errf(e, BURRY_EUSAGE, "unknown store '%.*s' in '%s' (known: a directory path, file://, s3://, gs://)",
+    burry_errf(e, BURRY_EUSAGE, "unknown store '%.*s' in '%s' (known: a directory path, file://, s3://, gs://, azure://)",
                (int)n, url, url);
     return NULL;
 }

@@ -18,5 +18,6 @@ extern const struct source_ops source_consul;
 extern const struct store_ops store_dir;
 extern const struct store_ops store_s3;
 extern const struct store_ops store_gs;
+extern const struct store_ops store_azure;
 
 #endif

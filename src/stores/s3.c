@@ -20,7 +20,8 @@
 #include "store.h"
 #include "xmlscan.h"
 
-#define S3_TRIES 5                          /* attempts per request */
+#define S3_TRIES 5                          /* attempts per request (about 6 s) */
+#define S3_ABORT_TRIES 8                    /* for aborting an upload (about 16 s) */
 #define S3_PART_DEFAULT ((size_t)8 << 20)   /* bytes per part */
 #define S3_PART_MIN ((size_t)5 << 20)       /* S3's smallest part but the last */
 #define S3_PART_MAX ((size_t)512 << 20)
@@ -137,7 +138,7 @@ static void sha256_hex(const void *data, size_t len, char out[65])
 }
 
 /* One signed request with retries. body may be NULL. */
-static int s3_call(struct store *s, struct http *h, const char *method, const char *url,
+static int s3_call_n(int tries, struct store *s, struct http *h, const char *method, const char *url,
                    const char *ctype, const void *body, size_t len, const char *extra_hdr,
                    const char *want_header, size_t max_resp, struct http_resp *resp,
                    struct burry_err *e)
@@ -160,8 +161,10 @@ static int s3_call(struct store *s, struct http *h, const char *method, const ch
     struct http_req r = {.method = method, .url = url, .headers = hdrs, .body = body, .body_len = len,
                          .max_resp = max_resp ? max_resp : (size_t)1 << 20, .aws_sigv4 = s->sigv4,
                          .userpwd = s->userpwd, .want_header = want_header};
-    return http_do_retry(h, s->svc, &r, S3_TRIES, resp, e);
+    return http_do_retry(h, s->svc, &r, tries, resp, e);
 }
+
+#define s3_call(...) s3_call_n(S3_TRIES, __VA_ARGS__)
 
 /* An answer that is not what was hoped for, as a message. */
 static int s3_fail(struct store *s, const char *doing, const char *key, const struct http_resp *r,
@@ -477,17 +480,18 @@ static void abort_upload(struct store_put *p)
     struct burry_err e = {0};
     int was = burry_interrupted;
     burry_interrupted = 0; /* the abort itself must not be cut short */
-    int rc = s3_call(s, s->h, "DELETE", url, NULL, NULL, 0, NULL, NULL, 0, &r, &e);
+    blog(&s->o->log, BLOG_INFO, "aborting the multipart upload of %s", p->key);
+    int rc = s3_call_n(S3_ABORT_TRIES, s, s->h, "DELETE", url, NULL, NULL, 0, NULL, NULL, 0, &r, &e);
     burry_interrupted = was || burry_interrupted;
     if (rc == 0 && r.status != 204 && r.status != 200 && r.status != 404)
-        s3_fail(s, "aborting the multipart upload of", p->key, &r, &e);
-    if (rc == 0)
+        rc = s3_fail(s, "aborting the multipart upload of", p->key, &r, &e);
+    if (r.body.p)
         buf_free(&r.body);
-    if (e.msg[0])
+    if (rc < 0)
         blog(&s->o->log, BLOG_WARN, "%s; parts of the aborted upload may be left behind (a bucket "
              "lifecycle rule for incomplete multipart uploads removes them)", e.msg);
     else
-        blog(&s->o->log, BLOG_DEBUG, "aborted the multipart upload of %s", p->key);
+        blog(&s->o->log, BLOG_INFO, "aborted the multipart upload of %s", p->key);
     free(url);
 }
 

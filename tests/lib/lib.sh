@@ -53,6 +53,7 @@ t_cleanup() {
     declare -F zk_stop_all >/dev/null && zk_stop_all
     declare -F etcd_stop_all >/dev/null && etcd_stop_all
     declare -F consul_stop_all >/dev/null && consul_stop_all
+    declare -F azurite_stop_all >/dev/null && azurite_stop_all
     [ -n "${T_TMP:-}" ] && rm -rf "$T_TMP"
 }
 

@@ -1,0 +1,227 @@
+#!/bin/bash
+# The S3 store against a real Ceph radosgw (started once per test run by
+# tests/run.sh; it verifies SigV4 signatures and payload hashes) and real
+# ZooKeeper servers: backup, ls, show, verify, restore, multipart uploads,
+# interoperability with Debian's aws CLI and boto3 both ways, prune, the
+# original tool's -t s3 -c form, and faults: wrong secret, missing bucket,
+# the server gone mid-upload, transient 5xx answers. Faults are injected by
+# tests/lib/faultproxy.py, a forwarding proxy in front of the real radosgw.
+# needs: rgw
+set -u
+. "$(dirname "$0")/../lib/lib.sh"
+. "$(dirname "$0")/../lib/zk.sh"
+. "$(dirname "$0")/../lib/rgw.sh"
+t_tmpdir
+
+if [ -z "${RGW_ENDPOINT:-}" ]; then
+    not_ok "radosgw is running (RGW_ENDPOINT is not set: run through tests/run.sh)"
+    exit 1
+fi
+export AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_REGION=us-east-1
+unset AWS_ENDPOINT_URL AWS_SESSION_TOKEN AWS_DEFAULT_REGION
+# one bucket per script run: scripts run in parallel and once per build variant
+B=s3t-$$-$RANDOM
+EP=(--endpoint-url "$RGW_ENDPOINT")
+PROXY_PIDS=""
+
+# no command's output may ever hold the secret
+secret_free() { ! printf '%s\n%s' "$OUT" "$ERR" | grep -qF -- "$RGW_SECRET_KEY"; }
+LEAKS=0
+run_s3() { run_burry "$@"; secret_free || LEAKS=$((LEAKS + 1)); }
+
+# proxy_start NAME ARGS...: a fault proxy in front of radosgw; sets PROXY_PORT
+proxy_start() {
+    local name=$1; shift
+    rm -f "$T_TMP/proxy-$name.port"
+    /usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy-$name.port" "$RGW_PORT" \
+        --stats "$T_TMP/proxy-$name.stats" "$@" 2>>"$T_TMP/proxy.log" &
+    PROXY_PIDS="$PROXY_PIDS $!"
+    wait_until 10 test -s "$T_TMP/proxy-$name.port" || return 1
+    PROXY_PORT=$(cat "$T_TMP/proxy-$name.port")
+}
+cleanup_s3() {
+    local p
+    for p in $PROXY_PIDS; do kill "$p" 2>/dev/null; done
+    t_cleanup
+}
+trap cleanup_s3 EXIT
+
+# open multipart uploads in the bucket, as boto3 sees them
+open_uploads() {
+    rgw_py "print(len(s3.list_multipart_uploads(Bucket='$B').get('Uploads', [])))"
+}
+
+zk_start src || exit 1
+PA=$ZK_PORT
+zk_start dst || exit 1
+PB=$ZK_PORT
+# 12 values of 1 MB of random bytes (the archive does not compress: several
+# 5 MiB parts) and a few small nodes
+zk_py "$PA" "$(cat <<'PY'
+import os
+zk.create('/app', b'inner')
+zk.create('/app/config', b'{"threads": 4}')
+for i in range(12):
+    zk.create('/blob/n%02d' % i, os.urandom(1000000), makepath=True)
+PY
+)"
+NAME=zk-src
+
+# --- errors before anything is written --------------------------------------
+run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/daily" "${EP[@]}" --name $NAME
+expect_eq "a missing bucket fails the backup (exit 1)" 1 "$RC"
+expect_match "and says the bucket does not exist" "bucket '$B'.*does not exist.*--create-bucket" "$ERR"
+run_s3 ls "s3://$B/daily" "${EP[@]}"
+expect_eq "ls of a missing bucket fails (exit 1)" 1 "$RC"
+expect_match "ls names the missing bucket" "NoSuchBucket|does not exist" "$ERR"
+
+AWS_SECRET_ACCESS_KEY=not-the-secret run_s3 backup "zk://127.0.0.1:$PA" "s3://$B" "${EP[@]}" --create-bucket
+expect_eq "a wrong secret fails the backup (exit 1)" 1 "$RC"
+expect_match "a wrong secret gets a clear 403 message" "SignatureDoesNotMatch|access denied" "$ERR"
+expect_no_match "a wrong secret is not echoed" "not-the-secret" "$ERR$OUT"
+AWS_ACCESS_KEY_ID= run_s3 ls "s3://$B" "${EP[@]}"
+expect_eq "missing credentials are a usage error (exit 2)" 2 "$RC"
+expect_match "missing credentials name the variables" "AWS_ACCESS_KEY_ID" "$ERR"
+run_s3 ls "s3://NO_such" "${EP[@]}"
+expect_eq "an invalid bucket name is a usage error" 2 "$RC"
+
+# --- backup, ls, show, verify, restore --------------------------------------
+run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/daily" "${EP[@]}" --create-bucket --part-size 5 --name $NAME --json
+expect_eq "backup to S3 with --create-bucket exits 0" 0 "$RC"
+ID=$(jget 'd["snapshot"]')
+run_s3 ls "s3://$B/daily" "${EP[@]}" --json
+expect_eq "ls lists the snapshot" "$ID" "$(jget '" ".join(s["id"] for s in d["snapshots"])')"
+run_s3 show "s3://$B/daily" "${EP[@]}" --snapshot latest --json
+expect_eq "show latest finds it" "$ID" "$(jget 'd["snapshot"]')"
+SIZE=$(jget 'd["archive"]["size"]')
+run_s3 verify "s3://$B/daily" "${EP[@]}"
+expect_eq "verify of the S3 snapshot passes" 0 "$RC"
+KEYS=$(rgw_py "print(' '.join(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='$B')['Contents'])))")
+expect_eq "the bucket holds the archive and its manifest under the prefix" \
+    "daily/$NAME/$ID.json daily/$NAME/$ID.tar.zst" "$KEYS"
+ETAG=$(rgw_py "print(s3.head_object(Bucket='$B', Key='daily/$NAME/$ID.tar.zst')['ETag'])")
+expect_match "the archive went up as a multipart upload (ETag ends in -PARTS)" '-[3-9]"?$' "$ETAG"
+expect_eq "no multipart upload is left open" 0 "$(open_uploads)"
+
+run_s3 restore "zk://127.0.0.1:$PB" "s3://$B/daily" "${EP[@]}" --name $NAME
+expect_eq "restore from S3 exits 0" 0 "$RC"
+zk_tree "$PA" >"$T_TMP/a.tree"
+zk_tree "$PB" >"$T_TMP/b.tree"
+check "the restored tree equals the original" cmp -s "$T_TMP/a.tree" "$T_TMP/b.tree"
+
+# --- interoperability: Debian's aws CLI and tar read what burry wrote ---------
+mkdir -p "$T_TMP/dl"
+rgw_aws s3 cp "s3://$B/daily/$NAME/$ID.tar.zst" "$T_TMP/dl/a.tar.zst" >/dev/null 2>"$T_TMP/aws.err"
+expect_eq "aws s3 cp downloads the archive" "$SIZE" "$(stat -c %s "$T_TMP/dl/a.tar.zst" 2>/dev/null)"
+check "stock tar lists the downloaded archive" tar --zstd -tf "$T_TMP/dl/a.tar.zst" manifest.json
+rgw_aws s3 cp "s3://$B/daily/$NAME/$ID.json" "$T_TMP/dl/a.json" >/dev/null 2>>"$T_TMP/aws.err"
+SUM=$(sha256sum "$T_TMP/dl/a.tar.zst" | cut -d' ' -f1)
+expect_eq "the archive's SHA-256 matches the published manifest" \
+    "$SUM" "$(json_get "$(cat "$T_TMP/dl/a.json")" 'd["archive"]["sha256"]')"
+
+# ... and burry restores a snapshot that boto3 copied up
+S=$T_TMP/store
+run_s3 backup "zk://127.0.0.1:$PA" "$S" --name copied --json
+CID=$(jget 'd["snapshot"]')
+rgw_py "
+s3.upload_file('$S/copied/$CID.tar.zst', '$B', 'other/copied/$CID.tar.zst')
+s3.upload_file('$S/copied/$CID.json', '$B', 'other/copied/$CID.json')"
+run_s3 verify "s3://$B/other" "${EP[@]}" --snapshot "$CID" --name copied
+expect_eq "a snapshot uploaded by boto3 verifies" 0 "$RC"
+zk_start dst2 || exit 1
+run_s3 restore "zk://127.0.0.1:$ZK_PORT" "s3://$B/other" "${EP[@]}" --name copied
+expect_eq "a snapshot uploaded by boto3 restores" 0 "$RC"
+zk_tree "$ZK_PORT" >"$T_TMP/c.tree"
+check "and equals the original tree" cmp -s "$T_TMP/a.tree" "$T_TMP/c.tree"
+
+# --- retention ---------------------------------------------------------------
+for i in 1 2; do run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/daily" "${EP[@]}" --name $NAME --json; done
+run_s3 ls "s3://$B/daily" "${EP[@]}" --json
+expect_eq "three snapshots before pruning" 3 "$(jget 'len(d["snapshots"])')"
+NEWEST=$(jget 'd["snapshots"][-1]["id"]')
+run_s3 prune "s3://$B/daily" "${EP[@]}" --keep 1 --dry-run --json
+expect_eq "prune --dry-run on S3 deletes nothing" "0 2" "$RC $(jget 'len(d["deleted"])')"
+run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/daily" "${EP[@]}" --name $NAME --keep 2 --json
+expect_eq "backup --keep 2 to S3 exits 0" 0 "$RC"
+run_s3 ls "s3://$B/daily" "${EP[@]}" --json
+expect_eq "backup --keep 2 left two snapshots" 2 "$(jget 'len(d["snapshots"])')"
+run_s3 prune "s3://$B/daily" "${EP[@]}" --keep 1
+expect_eq "prune --keep 1 on S3 exits 0" 0 "$RC"
+run_s3 ls "s3://$B/daily" "${EP[@]}" --json
+LEFT=$(jget '" ".join(s["id"] for s in d["snapshots"])')
+NOBJ=$(rgw_py "print(len([o for o in s3.list_objects_v2(Bucket='$B', Prefix='daily/')['Contents']]))")
+expect_eq "prune leaves exactly the newest archive and manifest" "1 2" "$(echo $LEFT | wc -w) $NOBJ"
+
+# --- the original tool's form: -t s3 -c ENDPOINT,KEYS,BUCKET,PREFIX,SSL ---------
+(cd "$T_TMP" && AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
+    "$BURRY" -e "127.0.0.1:$PA" -t s3 \
+    -c "${RGW_ENDPOINT#http://},ACCESS_KEY_ID=$RGW_ACCESS_KEY,SECRET_ACCESS_KEY=$RGW_SECRET_KEY,BUCKET=$B,PREFIX=legacy,SSL=false" \
+    >"$T_TMP/legacy.out" 2>&1)
+RC=$?
+expect_eq "burry -t s3 -c ... backs up (exit 0)" 0 "$RC"
+check "the legacy run's output holds no secret" sh -c "! grep -qF -- '$RGW_SECRET_KEY' '$T_TMP/legacy.out'"
+run_s3 ls "s3://$B/legacy" "${EP[@]}" --json
+expect_eq "the legacy backup is listed under PREFIX" 1 "$(jget 'len(d["snapshots"])')"
+
+# --- transient 5xx: retried, then success -------------------------------------
+proxy_start flaky --fail 3 --match "partNumber=" || not_ok "fault proxy starts"
+run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/flaky" --endpoint-url "http://127.0.0.1:$PROXY_PORT" \
+    --part-size 5 --name $NAME -v
+expect_eq "a backup through three injected 503 answers still succeeds" 0 "$RC"
+expect_match "the three 503 answers were injected" "injected=3" "$(cat "$T_TMP/proxy-flaky.stats")"
+expect_match "the retries are logged" "answered 503; trying again" "$ERR"
+run_s3 verify "s3://$B/flaky" "${EP[@]}"
+expect_eq "the snapshot written through the retries verifies" 0 "$RC"
+
+# --- a permanent error is not retried -------------------------------------------
+proxy_start denied --fail 100 --status 403 --match "uploads=" || not_ok "fault proxy starts"
+run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/denied" --endpoint-url "http://127.0.0.1:$PROXY_PORT" \
+    --part-size 5 --name $NAME
+expect_eq "a 403 fails the backup (exit 1)" 1 "$RC"
+expect_match "a 403 is asked only once" "injected=1" "$(cat "$T_TMP/proxy-denied.stats")"
+
+# --- the server gone in the middle of the upload -------------------------------
+P=$(free_port)
+proxy_start dying --port "$P" --die-at 2 --match "partNumber=" || not_ok "fault proxy starts"
+"$BURRY" backup "zk://127.0.0.1:$PA" "s3://$B/cut" --endpoint-url "http://127.0.0.1:$P" \
+    --part-size 5 --name $NAME -v >"$T_TMP/cut.out" 2>"$T_TMP/cut.err" &
+BPID=$!
+# the server comes back once burry has given up on the parts and is aborting
+if wait_until 60 grep -q "aborting the multipart upload" "$T_TMP/cut.err"; then
+    proxy_start back --port "$P" || not_ok "fault proxy restarts"
+else
+    not_ok "burry says it aborts the upload ($(tail -3 "$T_TMP/cut.err"))"
+fi
+wait "$BPID"
+RC=$?
+expect_eq "a backup whose server died mid-upload exits 1" 1 "$RC"
+expect_match "the error names what failed" "cannot reach S3|uploading part" "$(cat "$T_TMP/cut.err")"
+expect_match "the upload was aborted once the server was back" "aborted the multipart upload" "$(cat "$T_TMP/cut.err")"
+run_s3 ls "s3://$B/cut" "${EP[@]}" --json
+expect_eq "nothing is listed after the failed backup" 0 "$(jget 'len(d["snapshots"])')"
+expect_eq "no multipart upload is left open" 0 "$(open_uploads)"
+NCUT=$(rgw_py "print(len(s3.list_objects_v2(Bucket='$B', Prefix='cut/').get('Contents', [])))")
+expect_eq "no object was written under the failed backup's prefix" 0 "$NCUT"
+
+# --- SIGINT during an upload -------------------------------------------------------
+proxy_start slow --fail 1000 --status 503 --match "partNumber=2&" || not_ok "fault proxy starts"
+"$BURRY" backup "zk://127.0.0.1:$PA" "s3://$B/int" --endpoint-url "http://127.0.0.1:$PROXY_PORT" \
+    --part-size 5 --name $NAME -v >"$T_TMP/int.out" 2>"$T_TMP/int.err" &
+BPID=$!
+wait_until 30 grep -q "answered 503" "$T_TMP/int.err"
+kill -INT "$BPID"
+wait "$BPID"
+RC=$?
+expect_match "an interrupted backup exits non-zero" "^[1-9]" "$RC"
+expect_eq "an interrupted backup leaves no open multipart upload" 0 "$(open_uploads)"
+run_s3 ls "s3://$B/int" "${EP[@]}" --json
+expect_eq "an interrupted backup lists nothing" 0 "$(jget 'len(d["snapshots"])')"
+
+expect_eq "no command printed the secret" 0 "$LEAKS"
+check "the cut and interrupted runs printed no secret" \
+    sh -c "! cat '$T_TMP/cut.err' '$T_TMP/int.err' | grep -qF -- '$RGW_SECRET_KEY'"
+rgw_py "
+b = s3.list_objects_v2(Bucket='$B').get('Contents', [])
+for o in b: s3.delete_object(Bucket='$B', Key=o['Key'])
+s3.delete_bucket(Bucket='$B')" >/dev/null 2>&1
+t_done

@@ -1,0 +1,155 @@
+#!/usr/bin/python3
+"""A fault injector for tests: a small HTTP/1.1 forwarding proxy placed in
+front of a REAL server (radosgw, azurite). It is not a fake server: every
+request it does not fail is passed through byte for byte (Host header
+unchanged, so signatures still verify) and the real server answers.
+
+  faultproxy.py PORTFILE UPSTREAM_PORT [--port P] [--fail N] [--match TEXT]
+                [--status CODE] [--die-at N] [--stats FILE]
+
+The first N requests whose request line contains TEXT get CODE (default 503)
+with an S3/Azure-style XML error body instead of being forwarded. With
+--die-at N the proxy exits at once, dropping every connection, when the Nth
+request containing TEXT arrives: to the client the server is gone in the
+middle of its work. The proxy listens on port P (default: any free one),
+writes that port to PORTFILE, and after every request writes
+"requests=R injected=I" to the stats file.
+"""
+import argparse
+import os
+import socket
+import sys
+import threading
+
+lock = threading.Lock()
+counts = {'requests': 0, 'injected': 0}
+
+
+def read_head(f):
+    lines = []
+    while True:
+        line = f.readline(65537)
+        if not line:
+            return None
+        lines.append(line)
+        if line in (b'\r\n', b'\n'):
+            return lines
+
+
+def content_length(head):
+    for line in head[1:]:
+        name, _, value = line.partition(b':')
+        if name.strip().lower() == b'content-length':
+            return int(value.strip())
+    return 0
+
+
+def write_stats(path):
+    if path:
+        with open(path, 'w') as f:
+            f.write('requests=%d injected=%d\n' % (counts['requests'], counts['injected']))
+
+
+def relay_response(up, client, method):
+    head = read_head(up)
+    if head is None:
+        return False
+    status = int(head[0].split()[1])
+    client.write(b''.join(head))
+    if method == b'HEAD' or status in (204, 304) or 100 <= status < 200:
+        client.flush()
+        return status >= 200 or relay_response(up, client, method)
+    n = content_length(head)
+    while n > 0:
+        chunk = up.read(min(n, 1 << 20))
+        if not chunk:
+            return False
+        client.write(chunk)
+        n -= len(chunk)
+    client.flush()
+    return True
+
+
+def serve(conn, args):
+    client = conn.makefile('rwb')
+    up_sock = None
+    up = None
+    try:
+        while True:
+            head = read_head(client)
+            if head is None:
+                return
+            method = head[0].split()[0]
+            expect = [l for l in head if l.lower().startswith(b'expect:')]
+            head = [l for l in head if not l.lower().startswith(b'expect:')]
+            with lock:
+                counts['requests'] += 1
+                inject = args.match.encode() in head[0] and counts['injected'] < args.fail
+                if inject:
+                    counts['injected'] += 1
+                write_stats(args.stats)
+            if expect and not inject:
+                client.write(b'HTTP/1.1 100 Continue\r\n\r\n')
+                client.flush()
+            if args.die_at and args.match.encode() in head[0]:
+                with lock:
+                    counts['matched'] = counts.get('matched', 0) + 1
+                    if counts['matched'] >= args.die_at:
+                        os._exit(1)
+            if inject and expect:   # the client holds its body back: answer and close
+                client.write(b'HTTP/1.1 %d Injected\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'
+                             % args.status)
+                client.flush()
+                return
+            body = client.read(content_length(head)) if content_length(head) else b''
+            if inject:
+                msg = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable'
+                       b'</Code><Message>injected by the test fault proxy</Message></Error>')
+                if method == b'HEAD':
+                    msg = b''
+                client.write(b'HTTP/1.1 %d Injected\r\nContent-Type: application/xml\r\n'
+                             b'Content-Length: %d\r\n\r\n' % (args.status, len(msg)) + msg)
+                client.flush()
+                continue
+            if up is None:
+                up_sock = socket.create_connection(('127.0.0.1', args.upstream))
+                up = up_sock.makefile('rwb')
+            up.write(b''.join(head) + body)
+            up.flush()
+            if not relay_response(up, client, method):
+                return
+    except (OSError, ValueError):
+        return
+    finally:
+        for s in (up_sock, conn):
+            try:
+                s.close()
+            except (OSError, AttributeError):
+                pass
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('portfile')
+    p.add_argument('upstream', type=int)
+    p.add_argument('--fail', type=int, default=0)
+    p.add_argument('--match', default='')
+    p.add_argument('--status', type=int, default=503)
+    p.add_argument('--stats', default='')
+    p.add_argument('--port', type=int, default=0)
+    p.add_argument('--die-at', type=int, default=0)
+    args = p.parse_args()
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(('127.0.0.1', args.port))
+    srv.listen(64)
+    with open(args.portfile + '.tmp', 'w') as f:
+        f.write('%d\n' % srv.getsockname()[1])
+    os.rename(args.portfile + '.tmp', args.portfile)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=serve, args=(conn, args), daemon=True).start()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
