@@ -18,6 +18,11 @@
 
 enum { SLOT_UNREAD = 0, SLOT_INFLIGHT, SLOT_DONE, SLOT_SKIPPED, SLOT_EMITTED };
 
+/* Bytes of values in flight plus read and not yet emitted, estimated from
+ * the average value so far: trees of large values read fewer at once. */
+#define WALK_BYTE_BUDGET ((uint64_t)8 << 20)
+#define WALK_START 16
+
 struct frame;
 
 struct slot {
@@ -52,6 +57,8 @@ struct walk {
     struct frame *top;
     struct frame *cur;       /* emission position */
     size_t inflight;
+    uint64_t read_nodes, read_bytes; /* values read so far, for the byte budget */
+    size_t held;             /* bytes of values read and not yet emitted */
     int failed;
     struct burry_err *e;
     struct buf path;
@@ -219,7 +226,10 @@ static void read_done(void *ctx, void *token, const struct src_read *r)
         if (r->value_len)
             memcpy(s->value, r->value, r->value_len);
         s->value_len = r->value_len;
+        w->held += r->value_len;
     }
+    w->read_nodes++;
+    w->read_bytes += r->has_value ? r->value_len : 0;
     s->attrs = r->attrs;
     if (r->nchildren) {
         if (slot_path(w, f, s) < 0)
@@ -265,7 +275,15 @@ static struct slot *first_unread(struct frame *f)
 static int submit_more(struct walk *w)
 {
     size_t window = w->o->window > 0 ? (size_t)w->o->window : 1000;
-    while (!w->failed && w->inflight < window) {
+    /* large values: fewer reads at once, so that the values in flight and
+     * those waiting to be emitted stay within WALK_BYTE_BUDGET */
+    uint64_t avg = w->read_nodes ? w->read_bytes / w->read_nodes : 0;
+    /* and a slow start, so that the first values set the average before
+     * the whole window is out */
+    if (window > WALK_START + 2 * w->read_nodes)
+        window = (size_t)(WALK_START + 2 * w->read_nodes);
+    while (!w->failed && w->inflight < window &&
+           (w->inflight == 0 || w->held + (w->inflight + 1) * avg <= WALK_BYTE_BUDGET)) {
         struct slot *s = first_unread(w->top);
         if (!s)
             break;
@@ -332,6 +350,7 @@ static int emit_ready(struct walk *w, walk_sink_fn sink, void *ctx)
                 w->st->bytes += s->value_len;
             free(s->value);
             s->value = NULL;
+            w->held -= s->value_len;
             json_decref(s->attrs);
             s->attrs = NULL;
             s->state = SLOT_EMITTED;

@@ -20,7 +20,8 @@
 #define ETCD_REQ_LIMIT ((size_t)3 << 19)        /* server default --max-request-bytes, 1.5 MiB */
 #define ETCD_BATCH_BYTES ((size_t)1 << 20)      /* keep each txn request under this */
 #define ETCD_OP_OVERHEAD 64                     /* protobuf framing per op, generously */
-#define ETCD_PAGE_MIN 16
+#define ETCD_PAGE_FIRST 8                       /* keys in the first page: values may be 1.5 MiB */
+#define ETCD_PAGE_MIN 1
 #define ETCD_PAGE_MAX 10000
 #define ETCD_PAGE_BYTES ((size_t)4 << 20)       /* aim for pages of about this size */
 #define ETCD_RESP_MAX ((size_t)256 << 20)       /* largest answer accepted */
@@ -664,7 +665,7 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
 {
     size_t plen = s->u.prefix_len;
     char *end = malloc(plen + 1), *from = malloc(plen + 1);
-    size_t end_len, from_len = plen, limit = 1000;
+    size_t end_len, from_len = plen, limit = ETCD_PAGE_FIRST;
     unsigned long long nodes = 0, bytes = 0;
     struct buf key, val, path;
     int rc = 0;

@@ -22,7 +22,7 @@
 
 #define S3_TRIES 5                          /* attempts per request (about 6 s) */
 #define S3_ABORT_TRIES 8                    /* for aborting an upload (about 16 s) */
-#define S3_PART_DEFAULT ((size_t)8 << 20)   /* bytes per part */
+#define S3_PART_DEFAULT ((size_t)6 << 20)   /* bytes per part */
 #define S3_PART_MIN ((size_t)5 << 20)       /* S3's smallest part but the last */
 #define S3_PART_MAX ((size_t)512 << 20)
 #define S3_MAX_PARTS 10000
