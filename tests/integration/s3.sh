@@ -134,6 +134,17 @@ expect_eq "a snapshot uploaded by boto3 restores" 0 "$RC"
 zk_tree "$ZK_PORT" >"$T_TMP/c.tree"
 check "and equals the original tree" cmp -s "$T_TMP/a.tree" "$T_TMP/c.tree"
 
+# --- gs:// is the same code path with its own keys and default endpoint;
+# radosgw stands in for GCS's XML API (there is no GCS server here) ---------
+GS_ACCESS_KEY_ID=$RGW_ACCESS_KEY GS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_ACCESS_KEY_ID= \
+    AWS_SECRET_ACCESS_KEY= run_s3 backup "zk://127.0.0.1:$PA" "gs://$B/gcs" "${EP[@]}" --name $NAME --json
+expect_eq "gs:// with GS_ACCESS_KEY_ID/GS_SECRET_ACCESS_KEY backs up" 0 "$RC"
+GS_ACCESS_KEY_ID=$RGW_ACCESS_KEY GS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY run_s3 verify "gs://$B/gcs" "${EP[@]}"
+expect_eq "gs:// verifies" 0 "$RC"
+GS_ACCESS_KEY_ID= GS_SECRET_ACCESS_KEY= AWS_ACCESS_KEY_ID= run_s3 ls "gs://$B/gcs"
+expect_match "gs:// without keys names GS_ACCESS_KEY_ID" "GS_ACCESS_KEY_ID" "$ERR"
+expect_match "gs:// defaults to Google's endpoint" "storage.googleapis.com" "$ERR"
+
 # --- retention ---------------------------------------------------------------
 for i in 1 2; do run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/daily" "${EP[@]}" --name $NAME --json; done
 run_s3 ls "s3://$B/daily" "${EP[@]}" --json
