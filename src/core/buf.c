@@ -105,3 +105,21 @@ char *buf_take(struct buf *b, size_t *len)
     b->len = b->cap = 0;
     return p;
 }
+
+char *str_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *p = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&p, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : p;
+}
+
+void str_wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}

@@ -24,4 +24,9 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
 /* Detach the contents (caller frees); the buffer is left empty. */
 char *buf_take(struct buf *b, size_t *len);
 
+/* A new formatted string (caller frees), or NULL when out of memory. */
+char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Zero a secret string's bytes, then free it. NULL ok. */
+void str_wipe_free(char *s);
+
 #endif

@@ -190,6 +190,17 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     return 0;
 }
 
+int http_uri_encode(struct buf *b, const char *s, int keep_slash)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                 *p == '-' || *p == '_' || *p == '.' || *p == '~' || (keep_slash && *p == '/');
+        if ((ok ? buf_putc(b, (char)*p) : buf_printf(b, "%%%02X", *p)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int http_status_transient(long status)
 {
     return status == 408 || status == 429 || (status >= 500 && status <= 599);

@@ -55,6 +55,10 @@ int http_do_retry(struct http *h, const char *what, const struct http_req *r, in
 /* Whether status is worth a retry (408, 429, 5xx). */
 int http_status_transient(long status);
 
+/* Append s percent-encoded as URLs of object stores and their signatures
+ * want: A-Z a-z 0-9 - _ . ~ kept, '/' kept when keep_slash. 0 or -1. */
+int http_uri_encode(struct buf *b, const char *s, int keep_slash);
+
 /* url without any user:password@ part or query, for messages. */
 void http_shown_url(const char *url, char *out, size_t len);
 

@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "http.h"
+#include "objget.h"
 #include "parts.h"
 #include "registry.h"
 #include "store.h"
@@ -25,7 +26,6 @@
 #define AZ_PART_MAX ((size_t)4000 << 20)    /* Azure's largest block */
 #define AZ_MAX_BLOCKS 50000                 /* Azure's limit per blob */
 #define AZ_WORKERS 4                        /* blocks in flight */
-#define AZ_RANGE ((size_t)8 << 20)          /* bytes per ranged GET */
 #define AZ_VERSION "2021-08-06"
 #define AZ_MAX_QUERY 4                      /* query parameters per request */
 #define AZ_MAX_XMS 4                        /* extra x-ms-* headers per request */
@@ -52,10 +52,8 @@ struct store_put {
 struct store_get {
     struct store *s;
     char *key;
-    unsigned long long off, size;  /* next byte to fetch; blob size once known */
-    int size_known;
-    struct buf chunk;
-    size_t chunk_pos;
+    char *what;            /* for messages */
+    struct objget g;
 };
 
 /* One request. Query names are lower-case and in sorted order, values raw
@@ -73,39 +71,7 @@ struct az_req {
     size_t max_resp;
 };
 
-static int fetch_range(struct store_get *g, struct burry_err *e);
 static void az_get_close(struct store_get *g);
-
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *p = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&p, fmt, ap);
-    va_end(ap);
-    return n < 0 ? NULL : p;
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
-/* Percent-encode: unreserved bytes kept, '/' kept when keep_slash. */
-static int uri_encode(struct buf *b, const char *s, int keep_slash)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int ok = isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
-                 (keep_slash && *p == '/');
-        if ((ok ? buf_putc(b, (char)*p) : buf_printf(b, "%%%02X", *p)) < 0)
-            return -1;
-    }
-    return 0;
-}
 
 /* RFC 1123 date for x-ms-date, independent of the locale. */
 static void http_date(char out[40])
@@ -135,16 +101,16 @@ static int build_target(struct store *s, const struct az_req *r, struct buf *url
 {
     int bad = 0;
     bad |= buf_puts(url, s->endpoint) < 0 || buf_putc(url, '/') < 0 ||
-           uri_encode(url, s->container, 0) < 0;
+           http_uri_encode(url, s->container, 0) < 0;
     bad |= buf_puts(res, s->res_base) < 0 || buf_putc(res, '/') < 0 ||
-           uri_encode(res, s->container, 0) < 0;
+           http_uri_encode(res, s->container, 0) < 0;
     if (r->blob) {
-        bad |= buf_putc(url, '/') < 0 || uri_encode(url, r->blob, 1) < 0;
-        bad |= buf_putc(res, '/') < 0 || uri_encode(res, r->blob, 1) < 0;
+        bad |= buf_putc(url, '/') < 0 || http_uri_encode(url, r->blob, 1) < 0;
+        bad |= buf_putc(res, '/') < 0 || http_uri_encode(res, r->blob, 1) < 0;
     }
     for (int i = 0; r->query[i]; i += 2) {
         bad |= buf_putc(url, i ? '&' : '?') < 0 || buf_puts(url, r->query[i]) < 0 ||
-               buf_putc(url, '=') < 0 || uri_encode(url, r->query[i + 1], 0) < 0;
+               buf_putc(url, '=') < 0 || http_uri_encode(url, r->query[i + 1], 0) < 0;
         bad |= buf_printf(res, "\n%s:%s", r->query[i], r->query[i + 1]) < 0;
     }
     return bad ? -1 : 0;
@@ -230,7 +196,7 @@ static int az_call(struct store *s, struct http *h, const struct az_req *r, stru
                           .want_header = r->want_header};
     rc = http_do_retry(h, "Azure Blob", &hr, AZ_TRIES, resp, e);
 out:
-    wipe_free(auth);
+    str_wipe_free(auth);
     buf_wipe(&sig);
     buf_free(&sts);
     buf_free(&res);
@@ -404,7 +370,7 @@ static int find_credentials(struct store *s, const char *url, struct burry_err *
         rc = burry_errf(e, BURRY_EUSAGE, "the account key from %s is not valid base64", from);
     }
 out:
-    wipe_free(cs_key);
+    str_wipe_free(cs_key);
     free(cs_name);
     free(cs_blob);
     free(cs_proto);
@@ -670,17 +636,37 @@ static int az_put_commit(struct store_put *p, struct burry_err *e)
     return rc;
 }
 
+/* One range of a blob (objget.h). */
+static int fetch_range(void *ctx, unsigned long long from, unsigned long long to, struct http_resp *r,
+                       struct burry_err *e)
+{
+    struct store_get *g = ctx;
+    struct store *s = g->s;
+    char range[80];
+    snprintf(range, sizeof range, "x-ms-range:bytes=%llu-%llu", from, to);
+    struct az_req q = {.method = "GET", .blob = g->key, .x_ms = {range},
+                       .want_header = "Content-Range", .max_resp = OBJGET_RANGE + 1};
+    int rc = az_call(s, s->h, &q, r, e);
+    if (rc < 0 || r->status == 200 || r->status == 206 || r->status == 416)
+        return rc;
+    if (r->status == 404 && !strstr(r->body.p, "ContainerNotFound"))
+        rc = burry_errf(e, BURRY_ENOENT, "%s: no blob %s", s->desc, g->key);
+    else
+        rc = az_fail(s, "downloading", g->key, r, NULL, e);
+    buf_free(&r->body);
+    return rc;
+}
+
 static int az_get_open(struct store *s, const char *key, struct store_get **out, struct burry_err *e)
 {
     struct store_get *g = calloc(1, sizeof *g);
-    if (!g || !(g->key = str_printf("%s%s", s->prefix, key))) {
-        free(g);
+    if (!g || !(g->key = str_printf("%s%s", s->prefix, key)) ||
+        !(g->what = str_printf("%s: %s", s->desc, g->key))) {
+        az_get_close(g);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
     g->s = s;
-    buf_init(&g->chunk, AZ_RANGE + 1);
-    /* the first range tells whether the blob exists */
-    int rc = fetch_range(g, e);
+    int rc = objget_open(&g->g, fetch_range, g, g->what, e);
     if (rc < 0) {
         az_get_close(g);
         return rc;
@@ -689,80 +675,18 @@ static int az_get_open(struct store *s, const char *key, struct store_get **out,
     return 0;
 }
 
-/* Fetch the next range into g->chunk. */
-static int fetch_range(struct store_get *g, struct burry_err *e)
-{
-    struct store *s = g->s;
-    char range[80];
-    snprintf(range, sizeof range, "x-ms-range:bytes=%llu-%llu", g->off, g->off + AZ_RANGE - 1);
-    struct az_req q = {.method = "GET", .blob = g->key, .x_ms = {range},
-                       .want_header = "Content-Range", .max_resp = AZ_RANGE + 1};
-    struct http_resp r;
-    int rc = az_call(s, s->h, &q, &r, e);
-    if (rc < 0)
-        return rc;
-    buf_free(&g->chunk);
-    g->chunk_pos = 0;
-    if (r.status == 404 && !strstr(r.body.p, "ContainerNotFound")) {
-        buf_free(&r.body);
-        return burry_errf(e, BURRY_ENOENT, "%s: no blob %s", s->desc, g->key);
-    }
-    if (r.status == 416 && g->off == 0) { /* an empty blob */
-        buf_free(&r.body);
-        g->size = 0;
-        g->size_known = 1;
-        buf_init(&g->chunk, AZ_RANGE + 1);
-        return 0;
-    }
-    if (r.status != 206 && r.status != 200) {
-        rc = az_fail(s, "downloading", g->key, &r, NULL, e);
-        buf_free(&r.body);
-        return rc;
-    }
-    unsigned long long total = g->off + r.body.len;
-    const char *slash = strchr(r.header, '/');
-    if (r.status == 206 && slash && slash[1] != '*')
-        total = strtoull(slash + 1, NULL, 10);
-    if (r.status == 200 && g->off) { /* the server ignored the range */
-        buf_free(&r.body);
-        return burry_errf(e, BURRY_EFAIL, "%s ignored a ranged download of %s", s->desc, g->key);
-    }
-    if (g->size_known && total != g->size) {
-        buf_free(&r.body);
-        return burry_errf(e, BURRY_EFAIL, "%s: %s changed while it was read", s->desc, g->key);
-    }
-    g->size = total;
-    g->size_known = 1;
-    g->chunk = r.body;
-    g->off += r.body.len;
-    if (!r.body.len && g->off < g->size)
-        return burry_errf(e, BURRY_EFAIL, "%s: %s ends early", s->desc, g->key);
-    return 0;
-}
-
 static ssize_t az_get_read(struct store_get *g, void *buf, size_t len, struct burry_err *e)
 {
-    if (g->chunk_pos >= g->chunk.len) {
-        if (g->size_known && g->off >= g->size)
-            return 0;
-        int rc = fetch_range(g, e);
-        if (rc < 0)
-            return rc;
-        if (g->chunk.len == 0)
-            return 0;
-    }
-    size_t n = g->chunk.len - g->chunk_pos < len ? g->chunk.len - g->chunk_pos : len;
-    memcpy(buf, g->chunk.p + g->chunk_pos, n);
-    g->chunk_pos += n;
-    return (ssize_t)n;
+    return objget_read(&g->g, buf, len, e);
 }
 
 static void az_get_close(struct store_get *g)
 {
     if (!g)
         return;
-    buf_free(&g->chunk);
+    objget_close(&g->g);
     free(g->key);
+    free(g->what);
     free(g);
 }
 

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "registry.h"
 #include "store.h"
 
@@ -45,17 +46,6 @@ struct store_get {
     char *key;
     int fd;
 };
-
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *p = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&p, fmt, ap);
-    va_end(ap);
-    return n < 0 ? NULL : p;
-}
 
 static int oom(struct burry_err *e)
 {

@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "http.h"
+#include "objget.h"
 #include "parts.h"
 #include "registry.h"
 #include "store.h"
@@ -27,7 +28,6 @@
 #define S3_PART_MAX ((size_t)512 << 20)
 #define S3_MAX_PARTS 10000
 #define S3_WORKERS 4                        /* parts in flight */
-#define S3_RANGE ((size_t)8 << 20)          /* bytes per ranged GET */
 
 struct store {
     const struct burry_opts *o;
@@ -55,46 +55,11 @@ struct store_get {
     struct store *s;
     char *url;
     char *key;
-    unsigned long long off, size;  /* next byte to fetch; object size once known */
-    int size_known;
-    struct buf chunk;
-    size_t chunk_pos;
+    char *what;            /* for messages */
+    struct objget g;
 };
 
-static int fetch_range(struct store_get *g, struct burry_err *e);
 static void s3_get_close(struct store_get *g);
-
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *p = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&p, fmt, ap);
-    va_end(ap);
-    return n < 0 ? NULL : p;
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
-/* Percent-encode as SigV4 wants: unreserved bytes kept, '/' kept when
- * keep_slash. */
-static int uri_encode(struct buf *b, const char *s, int keep_slash)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int ok = isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
-                 (keep_slash && *p == '/');
-        if ((ok ? buf_putc(b, (char)*p) : buf_printf(b, "%%%02X", *p)) < 0)
-            return -1;
-    }
-    return 0;
-}
 
 static int url_decode(const char *s, char *out, size_t len)
 {
@@ -120,7 +85,7 @@ static char *object_url(struct store *s, const char *key, const char *query)
 {
     struct buf b;
     buf_init(&b, 0);
-    if (buf_puts(&b, s->base) < 0 || buf_putc(&b, '/') < 0 || uri_encode(&b, key, 1) < 0 ||
+    if (buf_puts(&b, s->base) < 0 || buf_putc(&b, '/') < 0 || http_uri_encode(&b, key, 1) < 0 ||
         buf_puts(&b, query) < 0) {
         buf_free(&b);
         return NULL;
@@ -192,8 +157,8 @@ static void s3_close(struct store *s)
     free(s->prefix);
     free(s->base);
     free(s->sigv4);
-    wipe_free(s->userpwd);
-    wipe_free(s->token_hdr);
+    str_wipe_free(s->userpwd);
+    str_wipe_free(s->token_hdr);
     free(s->desc);
     free(s);
 }
@@ -402,7 +367,7 @@ static int send_part(void *ctx, struct http *h, unsigned no, const void *data, s
     struct buf q;
     buf_init(&q, 0);
     buf_printf(&q, "?partNumber=%u&uploadId=", no);
-    uri_encode(&q, p->upload_id, 0);
+    http_uri_encode(&q, p->upload_id, 0);
     char *url = q.p ? object_url(s, p->key, q.p) : NULL;
     buf_free(&q);
     if (!url)
@@ -471,7 +436,7 @@ static void abort_upload(struct store_put *p)
     struct buf q;
     buf_init(&q, 0);
     buf_puts(&q, "?uploadId=");
-    uri_encode(&q, p->upload_id, 0);
+    http_uri_encode(&q, p->upload_id, 0);
     char *url = q.p ? object_url(s, p->key, q.p) : NULL;
     buf_free(&q);
     if (!url)
@@ -522,7 +487,7 @@ static int complete_upload(struct store_put *p, struct burry_err *e)
     }
     buf_puts(&body, "</CompleteMultipartUpload>");
     buf_puts(&q, "?uploadId=");
-    uri_encode(&q, p->upload_id, 0);
+    http_uri_encode(&q, p->upload_id, 0);
     char *url = q.p && body.p ? object_url(s, p->key, q.p) : NULL;
     buf_free(&q);
     if (!url) {
@@ -566,19 +531,35 @@ static int s3_put_commit(struct store_put *p, struct burry_err *e)
     return 0;
 }
 
+/* One range of an object (objget.h). */
+static int fetch_range(void *ctx, unsigned long long from, unsigned long long to, struct http_resp *r,
+                       struct burry_err *e)
+{
+    struct store_get *g = ctx;
+    struct store *s = g->s;
+    char range[80];
+    snprintf(range, sizeof range, "Range: bytes=%llu-%llu", from, to);
+    int rc = s3_call(s, s->h, "GET", g->url, NULL, NULL, 0, range, "Content-Range", OBJGET_RANGE + 1, r, e);
+    if (rc < 0 || r->status == 200 || r->status == 206 || r->status == 416)
+        return rc;
+    if (r->status == 404 && !strstr(r->body.p, "NoSuchBucket"))
+        rc = burry_errf(e, BURRY_ENOENT, "%s: no object %s", s->desc, g->key);
+    else
+        rc = s3_fail(s, "downloading", g->key, r, e);
+    buf_free(&r->body);
+    return rc;
+}
+
 static int s3_get_open(struct store *s, const char *key, struct store_get **out, struct burry_err *e)
 {
     struct store_get *g = calloc(1, sizeof *g);
-    if (!g || !(g->key = str_printf("%s%s", s->prefix, key)) || !(g->url = object_url(s, g->key, ""))) {
-        if (g)
-            free(g->key);
-        free(g);
+    if (!g || !(g->key = str_printf("%s%s", s->prefix, key)) || !(g->url = object_url(s, g->key, "")) ||
+        !(g->what = str_printf("%s: %s", s->desc, g->key))) {
+        s3_get_close(g);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
     g->s = s;
-    buf_init(&g->chunk, S3_RANGE + 1);
-    /* the first range tells whether the object exists */
-    int rc = fetch_range(g, e);
+    int rc = objget_open(&g->g, fetch_range, g, g->what, e);
     if (rc < 0) {
         s3_get_close(g);
         return rc;
@@ -587,79 +568,19 @@ static int s3_get_open(struct store *s, const char *key, struct store_get **out,
     return 0;
 }
 
-/* Fetch the next range into g->chunk. */
-static int fetch_range(struct store_get *g, struct burry_err *e)
-{
-    struct store *s = g->s;
-    char range[80];
-    snprintf(range, sizeof range, "Range: bytes=%llu-%llu", g->off, g->off + S3_RANGE - 1);
-    struct http_resp r;
-    int rc = s3_call(s, s->h, "GET", g->url, NULL, NULL, 0, range, "Content-Range", S3_RANGE + 1, &r, e);
-    if (rc < 0)
-        return rc;
-    buf_free(&g->chunk);
-    g->chunk_pos = 0;
-    if (r.status == 404 && !strstr(r.body.p, "NoSuchBucket")) {
-        buf_free(&r.body);
-        return burry_errf(e, BURRY_ENOENT, "%s: no object %s", s->desc, g->key);
-    }
-    if (r.status == 416 && g->off == 0) { /* an empty object */
-        buf_free(&r.body);
-        g->size = 0;
-        g->size_known = 1;
-        buf_init(&g->chunk, S3_RANGE + 1);
-        return 0;
-    }
-    if (r.status != 206 && r.status != 200) {
-        rc = s3_fail(s, "downloading", g->key, &r, e);
-        buf_free(&r.body);
-        return rc;
-    }
-    unsigned long long total = g->off + r.body.len;
-    const char *slash = strchr(r.header, '/');
-    if (r.status == 206 && slash && slash[1] != '*')
-        total = strtoull(slash + 1, NULL, 10);
-    if (r.status == 200 && g->off) { /* the server ignored the range */
-        buf_free(&r.body);
-        return burry_errf(e, BURRY_EFAIL, "%s ignored a ranged download of %s", s->desc, g->key);
-    }
-    if (g->size_known && total != g->size) {
-        buf_free(&r.body);
-        return burry_errf(e, BURRY_EFAIL, "%s: %s changed while it was read", s->desc, g->key);
-    }
-    g->size = total;
-    g->size_known = 1;
-    g->chunk = r.body;
-    g->off += r.body.len;
-    if (!r.body.len && g->off < g->size)
-        return burry_errf(e, BURRY_EFAIL, "%s: %s ends early", s->desc, g->key);
-    return 0;
-}
-
 static ssize_t s3_get_read(struct store_get *g, void *buf, size_t len, struct burry_err *e)
 {
-    if (g->chunk_pos >= g->chunk.len) {
-        if (g->size_known && g->off >= g->size)
-            return 0;
-        int rc = fetch_range(g, e);
-        if (rc < 0)
-            return rc;
-        if (g->chunk.len == 0)
-            return 0;
-    }
-    size_t n = g->chunk.len - g->chunk_pos < len ? g->chunk.len - g->chunk_pos : len;
-    memcpy(buf, g->chunk.p + g->chunk_pos, n);
-    g->chunk_pos += n;
-    return (ssize_t)n;
+    return objget_read(&g->g, buf, len, e);
 }
 
 static void s3_get_close(struct store_get *g)
 {
     if (!g)
         return;
-    buf_free(&g->chunk);
+    objget_close(&g->g);
     free(g->key);
     free(g->url);
+    free(g->what);
     free(g);
 }
 
@@ -677,11 +598,11 @@ static int s3_list(struct store *s, const char *prefix, store_list_cb cb, void *
         buf_puts(&q, "/?");
         if (*token) {
             buf_puts(&q, "continuation-token=");
-            uri_encode(&q, token, 0);
+            http_uri_encode(&q, token, 0);
             buf_putc(&q, '&');
         }
         buf_puts(&q, "encoding-type=url&list-type=2&prefix=");
-        uri_encode(&q, full, 0);
+        http_uri_encode(&q, full, 0);
         char *url = q.p ? str_printf("%s%s", s->base, q.p) : NULL;
         buf_free(&q);
         if (!url) {
