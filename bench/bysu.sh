@@ -7,7 +7,9 @@
 # ssh processes at once, started by xargs -P). The reference logs in with a
 # second key of its own whose authorized_keys line has `restrict` but no
 # forced command, so ssh runs tar itself. Both sides use the same ssh client
-# options and the same nodes. Prints the bytes, both wall times, the ratio
+# options and the same nodes. bysu runs twice per round: with the default
+# `compress = zstd` and with `compress = none`, which stores the node's tar as
+# it came, like the reference. Prints the bytes, the wall times, the ratios
 # (target: within 1.3x), bysu's peak memory, and checks that the repository
 # then holds one snapshot per job.
 #   BENCH_BYSU_JOBS=N     jobs (default 20)
@@ -149,6 +151,8 @@ C=$T_TMP/bysu.conf
         printf '[job j%02d]\nnode = n%s\nsnapshot = j%02d\ntimeout = 600\n' "$i" $(( (i - 1) % NODES + 1 )) "$i"
     done
 } >"$C"
+CN=$T_TMP/bysu-none.conf
+sed 's/^keep = 3$/keep = 3\ncompress = none/' "$C" >"$CN"
 
 # The reference: one line per job (port, directory, output file) for
 # xargs -P, each line one plain ssh that runs tar on the node. The ssh
@@ -172,7 +176,7 @@ chmod +x "$T_TMP/ref1.sh" "$T_TMP/reference.sh"
 # Both read the data from the page cache; the runs take turns, with the
 # previous run's output removed and written back before each measurement.
 cat "$D"/*/blob.bin >/dev/null
-REF_S= BY_S= BY_KB=0 BY_TREE=0 BY_ONLY=0 BY_N=0 REF_TREE=0
+REF_S= BY_S= BN_S= BY_KB=0 BY_TREE=0 BY_ONLY=0 BY_N=0 REF_TREE=0
 for r in $(seq 1 "$REPEAT"); do
     rm -rf "$REFD" && mkdir -p "$REFD" && sync
     measure ref "$T_TMP/reference.sh"
@@ -188,23 +192,39 @@ for r in $(seq 1 "$REPEAT"); do
     [ "$M_TREE_KB" -gt "$BY_TREE" ] && BY_TREE=$M_TREE_KB
     [ "$M_BYSU_KB" -gt "$BY_ONLY" ] && BY_ONLY=$M_BYSU_KB
     [ "$M_NBYSU" -gt "$BY_N" ] && BY_N=$M_NBYSU
+    BN_OUT=$("$BYSU" ls -c "$C" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')
+    rm -rf "$R" && sync
+    measure bysu-none "$BYSU" run -c "$CN" --parallel "$PAR" --json
+    BN_S="$BN_S $M_SECS"
+    [ "$M_KB" -gt "$BY_KB" ] && BY_KB=$M_KB
+    [ "$M_TREE_KB" -gt "$BY_TREE" ] && BY_TREE=$M_TREE_KB
+    [ "$M_BYSU_KB" -gt "$BY_ONLY" ] && BY_ONLY=$M_BYSU_KB
+    [ "$M_NBYSU" -gt "$BY_N" ] && BY_N=$M_NBYSU
 done
 
 read -r BY_OK BY_BYTES < <(python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(sum(j["result"] == "ok" for j in d["jobs"]), sum(j.get("bytes", 0) for j in d["jobs"]))' "$T_TMP/bysu.out")
-REPO_BYTES=$(find "$R" -name '*.tar.zst' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
-SNAPS=$("$BYSU" ls -c "$C" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')
-REF_RUNS=$REF_S BY_RUNS=$BY_S
-REF_S=$(best $REF_S) BY_S=$(best $BY_S)
+read -r BN_OK BN_BYTES < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(sum(j["result"] == "ok" for j in d["jobs"]), sum(j.get("bytes", 0) for j in d["jobs"]))' "$T_TMP/bysu-none.out")
+REPO_BYTES=$(find "$R" -name '*.tar' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+SNAPS=$("$BYSU" ls -c "$CN" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')
+REF_RUNS=$REF_S BY_RUNS=$BY_S BN_RUNS=$BN_S
+REF_S=$(best $REF_S) BY_S=$(best $BY_S) BN_S=$(best $BN_S)
 
 echo "reference: $REF_BYTES tar bytes by plain ssh + tar, $PAR at once: ${REF_S}s (runs:$REF_RUNS; $(calc "$REF_BYTES / 1048576 / $REF_S" 1) MB/s), its ssh clients together peak at ${REF_TREE} KB"
-echo "bysu run --parallel $PAR: $BY_OK of $JOBS jobs ok, $BY_BYTES snapshot bytes, $REPO_BYTES stored (zstd): ${BY_S}s (runs:$BY_RUNS; $(calc "$BY_BYTES / 1048576 / $BY_S" 1) MB/s)"
+echo "bysu run --parallel $PAR (compress = zstd, the default): $BY_OK of $JOBS jobs ok, $BY_BYTES snapshot bytes: ${BY_S}s (runs:$BY_RUNS; $(calc "$BY_BYTES / 1048576 / $BY_S" 1) MB/s)"
+echo "bysu run --parallel $PAR (compress = none): $BN_OK of $JOBS jobs ok, $BN_BYTES snapshot bytes, $REPO_BYTES stored: ${BN_S}s (runs:$BN_RUNS; $(calc "$BN_BYTES / 1048576 / $BN_S" 1) MB/s)"
 echo "bysu peak RSS: largest process ${BY_KB} KB (/usr/bin/time %M, over the reaped tree);" \
     "all bysu processes together ${BY_ONLY} KB (up to $BY_N at once, parent and workers, sampled from /proc);" \
     "whole tree with its ssh clients ${BY_TREE} KB"
-echo "ratio bysu / reference: $(calc "$BY_S / $REF_S") (target: within 1.30)"
-echo "repository: $SNAPS snapshots (expected $JOBS)"
-[ "$BY_OK" -eq "$JOBS" ] || die "only $BY_OK of $JOBS jobs succeeded"
+echo "ratio bysu / reference, compress = none (stored as the reference stores it): $(calc "$BN_S / $REF_S") (target: within 1.30)"
+echo "ratio bysu / reference, compress = zstd (the default; compresses what the reference does not): $(calc "$BY_S / $REF_S")"
+echo "repository: $BN_OUT snapshots after the zstd run, $SNAPS after the none run (expected $JOBS each)"
+[ "$BY_OK" -eq "$JOBS" ] || die "only $BY_OK of $JOBS jobs succeeded (compress = zstd)"
+[ "$BN_OK" -eq "$JOBS" ] || die "only $BN_OK of $JOBS jobs succeeded (compress = none)"
+[ "$BN_OUT" -eq "$JOBS" ] || die "the repository held $BN_OUT snapshots after the zstd run, not $JOBS"
 [ "$SNAPS" -eq "$JOBS" ] || die "the repository holds $SNAPS snapshots, not $JOBS"

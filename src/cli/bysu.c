@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -99,6 +100,35 @@ static void print_json(json_t *j)
     free(t);
 }
 
+/* A refused request goes to syslog (LOG_AUTH, like sshd's own refusals)
+ * with the client's address from the ssh session, printable characters
+ * only: the request is the client's text. */
+static void log_refusal(const char *msg)
+{
+    const char *conn = getenv("SSH_CONNECTION");
+    if (!conn || !*conn)
+        conn = getenv("SSH_CLIENT");
+    char from[96] = "", text[300];
+    unsigned ip_len = 0, port_len = 0;
+    if (conn) {
+        ip_len = (unsigned)strcspn(conn, " ");
+        const char *port = conn + ip_len + (conn[ip_len] == ' ');
+        port_len = (unsigned)strcspn(port, " ");
+        snprintf(from, sizeof from, "%.*s port %.*s", ip_len > 45 ? 45 : (int)ip_len, conn,
+                 port_len > 5 ? 5 : (int)port_len, port);
+    }
+    for (char *c = from; *c; c++)
+        if (*c < 0x20 || *c > 0x7e)
+            *c = '?';
+    snprintf(text, sizeof text, "%.290s", msg);
+    for (char *c = text; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    openlog("bysu-agent", LOG_PID, LOG_AUTH);
+    syslog(LOG_WARNING, "%s from %s", text, from[0] ? from : "an unknown client (no SSH_CONNECTION)");
+    closelog();
+}
+
 static int cmd_agent(int argc, char **argv)
 {
     struct args a;
@@ -107,8 +137,11 @@ static int cmd_agent(int argc, char **argv)
     if (parse(argc, argv, &a, BYSU_AGENT_CONF) < 0)
         return 2;
     int rc = agent_conf_load(a.conf, &c, &e);
-    if (rc == 0)
+    if (rc == 0) {
         rc = agent_serve(c, getenv("SSH_ORIGINAL_COMMAND"), 1, 2, &e);
+        if (rc == BURRY_EUSAGE && !strncmp(e.msg, "refused '", 9))
+            log_refusal(e.msg);
+    }
     agent_conf_free(c);
     if (rc < 0)
         fprintf(stderr, "bysu agent: %s\n", e.msg);

@@ -18,6 +18,13 @@ struct agent_conf;
 int bysu_parse_recipients(const char *list, const char *path, unsigned char (**pks)[32], size_t *n,
                           struct burry_err *e);
 
+/* Both INI files, bysu.conf and agent.conf, as libinih reads them: a
+ * section given twice is an error (libinih would merge the two silently),
+ * naming the file and both lines. */
+int bysu_ini_check_sections(const char *path, struct burry_err *e);
+/* The line of the first header [section] in path, or 0 when there is none. */
+int bysu_ini_section_line(const char *path, const char *section);
+
 /* Parse agent.conf ([snapshot NAME] with command, paths, pre, post,
  * recipients, recipients_file). */
 int agent_conf_load(const char *path, struct agent_conf **out, struct burry_err *e);

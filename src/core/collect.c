@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,41 +33,79 @@
 
 struct conf_ctx {
     struct bysu_conf *c;
-    char err[256];
+    const char *section, *key; /* of the line being handled, for messages */
+    char err[256];             /* the first error only: inih reports its line */
+    char bad_section[256];     /* set when the error is the section's: report its header's line */
 };
 
-static int set_str(char **slot, const char *v)
+static int dup_key(struct conf_ctx *x)
 {
-    free(*slot);
-    *slot = strdup(v);
-    return *slot != NULL;
+    snprintf(x->err, sizeof x->err, "'%s' is given twice in [%s]", x->key, x->section);
+    return 0;
 }
 
-static int set_int(struct conf_ctx *x, int *slot, const char *key, const char *v)
+static int set_str(struct conf_ctx *x, char **slot, const char *v)
+{
+    if (*slot)
+        return dup_key(x);
+    if (!(*slot = strdup(v))) {
+        snprintf(x->err, sizeof x->err, "out of memory");
+        return 0;
+    }
+    return 1;
+}
+
+static int set_int(struct conf_ctx *x, int *slot, long max, const char *v)
 {
     char *end;
+    if (*slot)
+        return dup_key(x);
+    errno = 0;
     long n = strtol(v, &end, 10);
-    if (!*v || *end || n < 1 || n > 1000000) {
-        snprintf(x->err, sizeof x->err, "'%s' wants a positive number (got '%s')", key, v);
+    if (!*v || *end || errno || n < 1 || n > max) {
+        snprintf(x->err, sizeof x->err, "'%s' wants a whole number from 1 to %ld (got '%s')", x->key, max, v);
         return 0;
     }
     *slot = (int)n;
     return 1;
 }
 
+static int set_compress(struct conf_ctx *x, enum bysu_compress *slot, const char *v)
+{
+    if (*slot)
+        return dup_key(x);
+    if (!strcmp(v, "zstd"))
+        *slot = BYSU_COMPRESS_ZSTD;
+    else if (!strcmp(v, "none"))
+        *slot = BYSU_COMPRESS_NONE;
+    else {
+        snprintf(x->err, sizeof x->err, "'compress' wants zstd or none (got '%s')", v);
+        return 0;
+    }
+    return 1;
+}
+
+#define MAX_NUMBER 1000000
+
 static int conf_handler(void *user, const char *section, const char *key, const char *v)
 {
     struct conf_ctx *x = user;
     struct bysu_conf *c = x->c;
+    if (x->err[0])
+        return 0; /* keep the first error's message with the line inih reports */
+    x->section = section;
+    x->key = key;
     if (!strcmp(section, "repository")) {
         if (!strcmp(key, "url"))
-            return set_str(&c->repo_url, v);
+            return set_str(x, &c->repo_url, v);
         if (!strcmp(key, "keep"))
-            return set_int(x, &c->keep, key, v);
+            return set_int(x, &c->keep, MAX_NUMBER, v);
+        if (!strcmp(key, "compress"))
+            return set_compress(x, &c->compress, v);
         if (!strcmp(key, "recipients"))
-            return set_str(&c->recipients, v);
+            return set_str(x, &c->recipients, v);
         if (!strcmp(key, "recipients_file"))
-            return set_str(&c->recipients_file, v);
+            return set_str(x, &c->recipients_file, v);
     } else if (!strncmp(section, "node ", 5) && section[5]) {
         const char *name = section + 5;
         struct bysu_node *n = NULL;
@@ -78,20 +117,23 @@ static int conf_handler(void *user, const char *section, const char *key, const 
                 snprintf(x->err, sizeof x->err, "more than %d nodes", BYSU_MAX_ITEMS);
                 return 0;
             }
-            n = &c->nodes[c->nnodes++];
-            n->name = strdup(name);
-            n->port = 22;
+            n = &c->nodes[c->nnodes];
+            if (!(n->name = strdup(name))) {
+                snprintf(x->err, sizeof x->err, "out of memory");
+                return 0;
+            }
+            c->nnodes++;
         }
         if (!strcmp(key, "host"))
-            return set_str(&n->host, v);
+            return set_str(x, &n->host, v);
         if (!strcmp(key, "user"))
-            return set_str(&n->user, v);
+            return set_str(x, &n->user, v);
         if (!strcmp(key, "identity"))
-            return set_str(&n->identity, v);
+            return set_str(x, &n->identity, v);
         if (!strcmp(key, "known_hosts"))
-            return set_str(&n->known_hosts, v);
+            return set_str(x, &n->known_hosts, v);
         if (!strcmp(key, "port"))
-            return set_int(x, &n->port, key, v);
+            return set_int(x, &n->port, 65535, v);
     } else if (!strncmp(section, "job ", 4) && section[4]) {
         const char *name = section + 4;
         struct bysu_job *j = NULL;
@@ -102,31 +144,43 @@ static int conf_handler(void *user, const char *section, const char *key, const 
             struct burry_err e2 = {0};
             if (catalog_check_name(name, &e2) < 0) {
                 snprintf(x->err, sizeof x->err, "job name: %.200s", e2.msg);
+                snprintf(x->bad_section, sizeof x->bad_section, "%s", section);
                 return 0;
             }
             if (c->njobs == BYSU_MAX_ITEMS) {
                 snprintf(x->err, sizeof x->err, "more than %d jobs", BYSU_MAX_ITEMS);
                 return 0;
             }
-            j = &c->jobs[c->njobs++];
-            j->name = strdup(name);
+            j = &c->jobs[c->njobs];
+            if (!(j->name = strdup(name))) {
+                snprintf(x->err, sizeof x->err, "out of memory");
+                return 0;
+            }
+            c->njobs++;
         }
         if (!strcmp(key, "node"))
-            return set_str(&j->node, v);
+            return set_str(x, &j->node, v);
         if (!strcmp(key, "snapshot"))
-            return set_str(&j->snapshot, v);
+            return set_str(x, &j->snapshot, v);
         if (!strcmp(key, "source"))
-            return set_str(&j->source, v);
+            return set_str(x, &j->source, v);
         if (!strcmp(key, "keep"))
-            return set_int(x, &j->keep, key, v);
+            return set_int(x, &j->keep, MAX_NUMBER, v);
         if (!strcmp(key, "timeout"))
-            return set_int(x, &j->timeout, key, v);
+            return set_int(x, &j->timeout, MAX_NUMBER, v);
+        if (!strcmp(key, "compress"))
+            return set_compress(x, &j->compress, v);
         if (!strcmp(key, "recipients"))
-            return set_str(&j->recipients, v);
+            return set_str(x, &j->recipients, v);
         if (!strcmp(key, "recipients_file"))
-            return set_str(&j->recipients_file, v);
+            return set_str(x, &j->recipients_file, v);
+    } else if (!*section) {
+        snprintf(x->err, sizeof x->err, "'%s' is outside any section", key);
+        return 0;
     } else {
-        snprintf(x->err, sizeof x->err, "unknown section '[%s]'", section);
+        snprintf(x->err, sizeof x->err, "unknown section '[%s]' (want [repository], [node NAME] or [job NAME])",
+                 section);
+        snprintf(x->bad_section, sizeof x->bad_section, "%s", section);
         return 0;
     }
     snprintf(x->err, sizeof x->err, "unknown key '%s' in [%s]", key, section);
@@ -138,44 +192,65 @@ int bysu_conf_load(const char *path, struct bysu_conf **out, struct burry_err *e
     struct bysu_conf *c = calloc(1, sizeof *c);
     struct conf_ctx x = {.c = c};
     int rc = 0;
-    if (!c)
+    if (!c || !(c->path = strdup(path))) {
+        free(c);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
-    c->path = strdup(path);
+    }
+    /* sections given twice first: inih would merge them silently */
+    if ((rc = bysu_ini_check_sections(path, e)) < 0)
+        goto out;
     int r = ini_parse(path, conf_handler, &x);
     if (r == -1) {
         rc = burry_errf(e, BURRY_EUSAGE, "cannot read '%s' (%s)", path, strerror(errno));
         goto out;
     }
     if (r) {
+        if (x.bad_section[0] && bysu_ini_section_line(path, x.bad_section) > 0)
+            r = bysu_ini_section_line(path, x.bad_section);
         rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: %s", path, r, x.err[0] ? x.err : "syntax error");
         goto out;
     }
     if (!c->repo_url) {
-        rc = burry_errf(e, BURRY_EUSAGE, "'%s': [repository] has no url", path);
+        int line = bysu_ini_section_line(path, "repository");
+        rc = line ? burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [repository] has no url", path, line)
+                  : burry_errf(e, BURRY_EUSAGE, "'%s': there is no [repository] section with a url", path);
         goto out;
     }
     if (!c->keep)
         c->keep = 7;
+    if (!c->compress)
+        c->compress = BYSU_COMPRESS_ZSTD;
+    for (int i = 0; i < c->nnodes; i++) {
+        struct bysu_node *n = &c->nodes[i];
+        if (!n->port)
+            n->port = 22;
+        if (!n->host) {
+            char sec[300];
+            snprintf(sec, sizeof sec, "node %s", n->name);
+            rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [node %s] has no host", path,
+                            bysu_ini_section_line(path, sec), n->name);
+            goto out;
+        }
+    }
     for (int i = 0; i < c->njobs; i++) {
         struct bysu_job *j = &c->jobs[i];
+        char sec[300];
+        snprintf(sec, sizeof sec, "job %s", j->name);
+        int line = bysu_ini_section_line(path, sec);
         if (!j->keep)
             j->keep = c->keep;
         if (!j->timeout)
             j->timeout = 3600;
-        /* a job's own recipients replace the repository's; "none" turns them off */
-        int own = j->recipients || j->recipients_file;
-        const char *list = own ? j->recipients : c->recipients;
-        const char *file = own ? j->recipients_file : c->recipients_file;
-        if (list && !strcmp(list, "none") && !(own && file))
-            list = file = NULL;
-        if ((rc = bysu_parse_recipients(list, file, &j->pks, &j->npks, e)) < 0) {
-            burry_err_prefix(e, "'%s': [job %s]", path, j->name);
-            rc = BURRY_EUSAGE;
+        if (!j->compress)
+            j->compress = c->compress;
+        if (!!j->source == !!j->node) {
+            rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [job %s] wants either node and snapshot or source%s",
+                            path, line, j->name, j->source ? ", not both" : "");
             goto out;
         }
-        if (!!j->source == !!j->node) {
-            rc = burry_errf(e, BURRY_EUSAGE, "'%s': [job %s] wants either node and snapshot or source",
-                            path, j->name);
+        if (j->source && j->snapshot) {
+            rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [job %s] has a source, so no snapshot", path, line,
+                            j->name);
             goto out;
         }
         if (j->node) {
@@ -183,17 +258,23 @@ int bysu_conf_load(const char *path, struct bysu_conf **out, struct burry_err *e
             for (int k = 0; k < c->nnodes; k++)
                 found |= !strcmp(c->nodes[k].name, j->node);
             if (!found || !j->snapshot) {
-                rc = burry_errf(e, BURRY_EUSAGE, "'%s': [job %s] %s", path, j->name,
+                rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [job %s] %s", path, line, j->name,
                                 !found ? "names a node that has no [node] section" : "has no snapshot");
                 goto out;
             }
         }
-    }
-    for (int i = 0; i < c->nnodes; i++)
-        if (!c->nodes[i].host) {
-            rc = burry_errf(e, BURRY_EUSAGE, "'%s': [node %s] has no host", path, c->nodes[i].name);
+        /* a job's own recipients replace the repository's; "none" turns them off */
+        int own = j->recipients || j->recipients_file;
+        const char *list = own ? j->recipients : c->recipients;
+        const char *file = own ? j->recipients_file : c->recipients_file;
+        if (list && !strcmp(list, "none") && !(own && file))
+            list = file = NULL;
+        if ((rc = bysu_parse_recipients(list, file, &j->pks, &j->npks, e)) < 0) {
+            burry_err_prefix(e, "'%s' line %d: [job %s]", path, line, j->name);
+            rc = BURRY_EUSAGE;
             goto out;
         }
+    }
 out:
     if (rc < 0)
         bysu_conf_free(c);
@@ -256,6 +337,26 @@ static void hex_of(EVP_MD_CTX *md, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", d[i]);
 }
 
+/* A reader thread moves ssh's output into a ring of PULL_RING bytes as soon
+ * as it arrives, so ssh never waits on a worker busy hashing and
+ * compressing (a blocked ssh piles the stream up in its own buffers, which
+ * costs it more than the pipe). Reads of up to PULL_READ bytes; the pipe is
+ * enlarged so ssh writes in large pieces. */
+#define PULL_RING (4 * 1024 * 1024)
+#define PULL_READ (256 * 1024)
+#define PIPE_SIZE (1024 * 1024)
+
+struct ring {
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* data arrived, or room was made */
+    char *buf;                  /* PULL_RING bytes */
+    size_t head, len;           /* unread bytes: len from head, wrapping */
+    size_t lent;                /* bytes at head handed out and not yet released */
+    int fd, eof, err, stop;
+};
+
 struct pull {
     const struct store_ops *ops;
     struct store_put *put;
@@ -264,14 +365,12 @@ struct pull {
     EVP_MD_CTX *zmd;           /* of the bytes stored */
     uint64_t zsize, raw;
     int node_enc;              /* the node sent an age file: stored as it came */
-    size_t pending;            /* bytes at the start of buf read but not yet passed on */
-    int holding;               /* reading the first bytes: keep them in buf */
     unsigned char head[4096];  /* node-encrypted: the start of the age file */
     size_t headlen;
     int fd;                    /* ssh's standard output */
     double deadline;
     int timed_out, interrupted;
-    char buf[65536];
+    struct ring ring;
     struct burry_err *e;
 };
 
@@ -299,8 +398,8 @@ static la_ssize_t z_write(struct archive *a, void *ctx, const void *buf, size_t 
     return (la_ssize_t)len;
 }
 
-/* Pass bytes read from the node on: to the compressor, or (node-encrypted)
- * straight into the repository. */
+/* Pass bytes read from the node on: to the compressor, or (node-encrypted,
+ * or compress = none) straight into the repository. */
 static int pull_sink(struct pull *p, const void *buf, size_t len)
 {
     p->raw += len;
@@ -317,67 +416,181 @@ static int pull_sink(struct pull *p, const void *buf, size_t len)
         }
         return 0;
     }
-    return archive_write_data(p->z, buf, len) == (la_ssize_t)len ? 0 : -1;
+    if (p->z)
+        return archive_write_data(p->z, buf, len) == (la_ssize_t)len ? 0 : -1;
+    /* compress = none: the tar as it came, encrypted here or not */
+    struct burry_err e2 = {0};
+    if ((p->age ? age_enc_write(p->age, buf, len, &e2) : store_raw(p, buf, len, &e2)) < 0) {
+        burry_errf(p->e, e2.code, "%s", e2.msg);
+        return -1;
+    }
+    return 0;
 }
 
-/* Read from ssh with the job's deadline; every byte read also goes to the
- * compressor, so the stored archive is exactly the stream the node sent. */
-static ssize_t pull_read(struct pull *p, struct archive *a)
+static void *ring_fill(void *arg)
 {
-    if (p->pending && !p->holding) {
-        size_t n = p->pending;
-        p->pending = 0;
-        if (pull_sink(p, p->buf, n) < 0) {
-            archive_set_error(a, EIO, "cannot store the stream");
-            return -1;
+    struct ring *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        if (r->len == PULL_RING) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
         }
-        return (ssize_t)n;
+        size_t tail = (r->head + r->len) % PULL_RING;
+        size_t room = PULL_RING - r->len;
+        if (room > PULL_RING - tail)
+            room = PULL_RING - tail;
+        if (room > PULL_READ)
+            room = PULL_READ;
+        pthread_mutex_unlock(&r->mu);
+        /* the poll bounds how long a stop can go unnoticed */
+        struct pollfd pf = {.fd = r->fd, .events = POLLIN};
+        ssize_t n = poll(&pf, 1, 250);
+        if (n > 0)
+            n = read(r->fd, r->buf + tail, room);
+        int err = n < 0 ? errno : 0;
+        pthread_mutex_lock(&r->mu);
+        if (n > 0) {
+            r->len += (size_t)n;
+        } else if (n == 0 && pf.revents) {
+            r->eof = 1;
+        } else if (n < 0 && err != EINTR) {
+            r->err = err;
+        } else {
+            continue;
+        }
+        pthread_cond_broadcast(&r->cv);
+        if (r->eof || r->err)
+            break;
     }
-    for (;;) {
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static int ring_start(struct ring *r, int fd)
+{
+    *r = (struct ring){.fd = fd};
+    if (!(r->buf = malloc(PULL_RING)))
+        return -1;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if (pthread_create(&r->thread, NULL, ring_fill, r) != 0)
+        return -1;
+    r->started = 1;
+    return 0;
+}
+
+/* Stop the reader thread (after ssh has exited or been killed, or at EOF)
+ * and free the ring. */
+static void ring_free(struct ring *r)
+{
+    if (r->started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        r->started = 0;
+    }
+    free(r->buf);
+    r->buf = NULL;
+}
+
+/* Wait until the ring holds at least want bytes, or the stream ended or
+ * failed, within the job's deadline. Called with r->mu held. */
+static int ring_wait(struct pull *p, size_t want, struct archive *a)
+{
+    struct ring *r = &p->ring;
+    while (r->len < want && !r->eof && !r->err) {
         if (burry_interrupted) {
             p->interrupted = 1;
             archive_set_error(a, EINTR, "interrupted");
             return -1;
         }
-        int ms = (int)((p->deadline - now_s()) * 1000);
-        if (ms <= 0) {
+        double left = p->deadline - now_s();
+        if (left <= 0) {
             p->timed_out = 1;
             archive_set_error(a, ETIMEDOUT, "timed out");
             return -1;
         }
-        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
-        int r = poll(&pf, 1, ms > 250 ? 250 : ms);
-        if (r < 0 && errno != EINTR) {
-            archive_set_error(a, errno, "poll: %s", strerror(errno));
-            return -1;
-        }
-        if (r <= 0)
-            continue;
-        size_t at = p->holding ? p->pending : 0;
-        ssize_t n = read(p->fd, p->buf + at, sizeof p->buf - at);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            archive_set_error(a, errno, "read: %s", strerror(errno));
-            return -1;
-        }
-        if (p->holding) {
-            p->pending += (size_t)n;
-            return n;
-        }
-        if (n > 0 && pull_sink(p, p->buf, (size_t)n) < 0) {
-            archive_set_error(a, EIO, "cannot store the stream");
-            return -1;
-        }
-        return n;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = (long)((left < 0.25 ? left : 0.25) * 1e9);
+        ts.tv_sec += (ts.tv_nsec + ns) / 1000000000L;
+        ts.tv_nsec = (ts.tv_nsec + ns) % 1000000000L;
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
+    if (r->len < want && r->err) {
+        archive_set_error(a, r->err, "read: %s", strerror(r->err));
+        return -1;
+    }
+    return 0;
+}
+
+/* The first bytes of the stream (up to want), left in the ring: *len is
+ * what there is, less than want only when the stream ended early. */
+static int pull_peek(struct pull *p, size_t want, const void **buf, size_t *len, struct archive *a)
+{
+    struct ring *r = &p->ring;
+    pthread_mutex_lock(&r->mu);
+    int rc = ring_wait(p, want, a);
+    *buf = r->buf + r->head;
+    *len = r->len < want ? r->len : want;
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+/* The next piece of the stream from ssh, with the job's deadline; every byte
+ * also goes to the compressor, so the stored archive is exactly the stream
+ * the node sent. *buf stays valid until the next call. */
+static ssize_t pull_read(struct pull *p, struct archive *a, const void **buf)
+{
+    struct ring *r = &p->ring;
+    pthread_mutex_lock(&r->mu);
+    if (r->lent) { /* the previous piece is done with */
+        r->head = (r->head + r->lent) % PULL_RING;
+        r->len -= r->lent;
+        r->lent = 0;
+        pthread_cond_broadcast(&r->cv);
+    }
+    if (ring_wait(p, 1, a) < 0) {
+        pthread_mutex_unlock(&r->mu);
+        return -1;
+    }
+    size_t n = r->len;
+    if (n > PULL_RING - r->head)
+        n = PULL_RING - r->head;
+    if (n > PULL_READ)
+        n = PULL_READ;
+    r->lent = n;
+    *buf = r->buf + r->head;
+    pthread_mutex_unlock(&r->mu);
+    if (n && pull_sink(p, *buf, n) < 0) {
+        archive_set_error(a, EIO, "cannot store the stream");
+        return -1;
+    }
+    return (ssize_t)n;
 }
 
 static la_ssize_t tar_read_cb(struct archive *a, void *ctx, const void **buf)
 {
-    struct pull *p = ctx;
-    *buf = p->buf;
-    return pull_read(p, a);
+    return pull_read(ctx, a, buf);
+}
+
+/* A path a snapshot may hold: relative, not empty, no ".." component. */
+static int clean_path(const char *path)
+{
+    if (!*path || *path == '/')
+        return 0;
+    for (const char *c = path; c; c = strchr(c, '/')) {
+        if (*c == '/')
+            c++;
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || !c[2]))
+            return 0;
+    }
+    return 1;
 }
 
 /* The stream's entries against MANIFEST.json: every regular file listed with
@@ -390,10 +603,13 @@ static int check_manifest(json_t *seen, json_t *m, struct burry_err *e)
     size_t i, nfiles = 0;
     json_t *f;
     json_array_foreach(files, i, f) {
+        const char *path = json_string_value(json_object_get(f, "path")) ?: "";
+        if (!clean_path(path))
+            return burry_errf(e, BURRY_EFAIL, "the manifest lists a path that is absolute, empty or has '..': '%s'",
+                              path);
         if (strcmp(json_string_value(json_object_get(f, "type")) ?: "", "file"))
             continue;
         nfiles++;
-        const char *path = json_string_value(json_object_get(f, "path")) ?: "";
         json_t *s = json_object_get(seen, path);
         if (!s)
             return burry_errf(e, BURRY_EFAIL, "'%s' is in the manifest but not in the stream", path);
@@ -401,9 +617,21 @@ static int check_manifest(json_t *seen, json_t *m, struct burry_err *e)
             json_integer_value(json_object_get(s, "size")) != json_integer_value(json_object_get(f, "size")))
             return burry_errf(e, BURRY_EFAIL, "checksum mismatch on '%s'", path);
     }
-    if (nfiles != json_object_size(seen))
+    if (nfiles != json_object_size(seen)) {
+        /* name a file the manifest does not list */
+        const char *path;
+        json_t *v;
+        json_object_foreach(seen, path, v) {
+            int listed = 0;
+            json_array_foreach(files, i, f)
+                listed |= !strcmp(json_string_value(json_object_get(f, "path")) ?: "", path) &&
+                          !strcmp(json_string_value(json_object_get(f, "type")) ?: "", "file");
+            if (!listed)
+                return burry_errf(e, BURRY_EFAIL, "'%s' is in the stream but not in the manifest", path);
+        }
         return burry_errf(e, BURRY_EFAIL, "the stream holds %zu files but the manifest lists %zu",
                           json_object_size(seen), nfiles);
+    }
     return 0;
 }
 
@@ -443,6 +671,14 @@ static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size
             goto out;
         }
         (*entries)++;
+        if (!clean_path(path)) {
+            rc = burry_errf(e, BURRY_EFAIL, "the stream holds a path that is absolute, empty or has '..': '%s'", path);
+            goto out;
+        }
+        if (json_object_get(seen, path)) {
+            rc = burry_errf(e, BURRY_EFAIL, "the stream holds '%s' twice", path);
+            goto out;
+        }
         int is_manifest = !strcmp(path, "MANIFEST.json");
         if (archive_entry_filetype(en) != AE_IFREG)
             continue;
@@ -495,6 +731,37 @@ static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size
 out:
     free(mtext);
     EVP_MD_CTX_free(md);
+    return rc;
+}
+
+int bysu_check_snapshot(const void *tar, size_t len, json_t **manifest, struct burry_err *e)
+{
+    struct archive *a = archive_read_new();
+    json_t *seen = json_object(), *m = NULL;
+    size_t entries = 0;
+    int rc;
+    if (!a || !seen) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+        goto out;
+    }
+    archive_read_support_format_tar(a);
+    if (archive_read_open_memory(a, tar, len) != ARCHIVE_OK) {
+        rc = burry_errf(e, BURRY_EFAIL, "not a tar (%s)", archive_error_string(a) ?: "empty");
+        goto out;
+    }
+    rc = read_entries(a, seen, &m, &entries, e);
+    if (rc < 0 && !e->code)
+        burry_errf(e, BURRY_EFAIL, "the tar is damaged (%s)", archive_error_string(a) ?: "unknown error");
+    if (rc == 0)
+        rc = check_manifest(seen, m, e);
+    if (rc == 0 && manifest) {
+        *manifest = m;
+        m = NULL; /* transferred */
+    }
+out:
+    archive_read_free(a);
+    json_decref(seen);
+    json_decref(m);
     return rc;
 }
 
@@ -564,6 +831,8 @@ static pid_t spawn_ssh(const struct bysu_node *n, const char *snapshot, int time
         _exit(127);
     }
     close(pfd[1]);
+    /* a pipe of 64 KiB makes ssh write in small pieces and loop far more often */
+    (void)fcntl(pfd[0], F_SETPIPE_SZ, PIPE_SIZE);
     *out_fd = pfd[0];
     return pid;
 }
@@ -620,21 +889,24 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
         rc = BURRY_EFAIL;
         goto out;
     }
+    if (ring_start(&p.ring, p.fd) < 0) {
+        rc = burry_errf(e, BURRY_EFAIL, "cannot start reading from ssh (out of memory or threads)");
+        goto out;
+    }
     int head_failed = 0;
     {
         struct archive *dummy = archive_read_new();
-        ssize_t hr = 0;
-        p.holding = 1;
-        while (p.pending < 64 && (hr = pull_read(&p, dummy)) > 0)
-            ;
-        p.holding = 0;
-        head_failed = hr < 0;
+        const void *h;
+        size_t hlen = 0;
+        head_failed = pull_peek(&p, 64, &h, &hlen, dummy) < 0;
+        p.node_enc = !head_failed && age_is_age(h, hlen);
         archive_read_free(dummy);
     }
-    p.node_enc = age_is_age(p.buf, p.pending);
 
-    if ((rc = catalog_put_new(p.ops, st, j->name, p.node_enc ? ".tar.age" : j->npks ? ".tar.zst.age" : ".tar.zst",
-                              id, created, &akey, &p.put, e)) < 0)
+    const char *suffix = p.node_enc                            ? ".tar.age"
+                         : j->compress == BYSU_COMPRESS_NONE ? (j->npks ? ".tar.age" : ".tar")
+                                                             : (j->npks ? ".tar.zst.age" : ".tar.zst");
+    if ((rc = catalog_put_new(p.ops, st, j->name, suffix, id, created, &akey, &p.put, e)) < 0)
         goto out;
     p.zmd = EVP_MD_CTX_new();
     if (!p.zmd || EVP_DigestInit_ex(p.zmd, EVP_sha256(), NULL) != 1) {
@@ -646,8 +918,11 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
             rc = BURRY_EFAIL;
             goto out;
         }
+    }
+    if (!p.node_enc && j->compress == BYSU_COMPRESS_ZSTD) {
         p.z = archive_write_new();
         if (!p.z || archive_write_add_filter_zstd(p.z) != ARCHIVE_OK || archive_write_set_format_raw(p.z) != ARCHIVE_OK ||
+            archive_write_set_bytes_per_block(p.z, PULL_READ) != ARCHIVE_OK ||
             archive_write_set_bytes_in_last_block(p.z, 1) != ARCHIVE_OK ||
             archive_write_open(p.z, &p, NULL, z_write, NULL) != ARCHIVE_OK) {
             rc = burry_errf(e, BURRY_EFAIL, "cannot set up zstd compression (%s)",
@@ -677,18 +952,20 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
     /* the rest of the stream (tar padding) belongs to the archive too */
     if (rc == 0) {
         struct archive *dummy = archive_read_new();
+        const void *b;
         ssize_t r;
-        while ((r = pull_read(&p, dummy)) > 0)
+        while ((r = pull_read(&p, dummy, &b)) > 0)
             ;
         if (r < 0)
             rc = BURRY_EFAIL;
         archive_read_free(dummy);
     }
-    /* ssh's exit status */
-    close(p.fd);
-    p.fd = -1;
+    /* ssh's exit status; a killed ssh also ends the reader thread's stream */
     if (rc < 0)
         kill(ssh, SIGTERM);
+    ring_free(&p.ring);
+    close(p.fd);
+    p.fd = -1;
     int ws;
     while (waitpid(ssh, &ws, 0) < 0 && errno == EINTR)
         ;
@@ -726,7 +1003,7 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
     } else {
         if ((rc = check_manifest(seen, manifest, e)) < 0)
             goto out;
-        if (archive_write_close(p.z) != ARCHIVE_OK) {
+        if (p.z && archive_write_close(p.z) != ARCHIVE_OK) {
             rc = burry_errf(e, BURRY_EFAIL, "cannot finish the compressed archive (%s)",
                             archive_error_string(p.z) ?: "");
             goto out;
@@ -769,10 +1046,11 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
     json_object_set_new(res, "bytes", json_integer((json_int_t)p.raw));
     rc = 0;
 out:
-    if (ssh > 0) {
+    if (ssh > 0)
         kill(ssh, SIGTERM);
+    ring_free(&p.ring);
+    if (ssh > 0)
         waitpid(ssh, NULL, 0);
-    }
     if (p.fd >= 0)
         close(p.fd);
     archive_write_free(p.z); /* may flush into p.put, so before the abort */
@@ -895,6 +1173,52 @@ static int take_lock(const struct bysu_conf *c, int *fd, struct burry_err *e)
     return 0;
 }
 
+/* Unix time of a snapshot ID ("20261121T083501.123Z-7f3a"), or -1. */
+static double id_time(const char *id)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    if (!id || sscanf(id, "%4d%2d%2dT%2d%2d%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                      &tm.tm_sec, &ms) != 7)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (double)t + ms / 1000.0;
+}
+
+/* "last_success" for every job of a run's report: now for a job that
+ * succeeded, the time of its newest published snapshot for one that failed
+ * (left out when it has none, or the repository cannot be read). */
+static void add_last_success(const struct burry_opts *o, const struct bysu_conf *c, json_t *jobs)
+{
+    const struct store_ops *ops = NULL;
+    struct store *st = NULL;
+    double now = (double)time(NULL);
+    size_t i;
+    json_t *j;
+    json_array_foreach(jobs, i, j) {
+        if (!strcmp(json_string_value(json_object_get(j, "result")) ?: "", "ok")) {
+            json_object_set_new(j, "last_success", json_real(now));
+            continue;
+        }
+        struct burry_err e2 = {0};
+        json_t *m = NULL;
+        if (!st && catalog_open_store(c->repo_url, o, &ops, &st, &e2) < 0) {
+            blog(&o->log, BLOG_WARN, "cannot read the repository for the last successes: %s", e2.msg);
+            return;
+        }
+        if (catalog_resolve(ops, st, "latest", json_string_value(json_object_get(j, "job")), &m, &e2) == 0) {
+            double t = id_time(json_string_value(json_object_get(m, "snapshot")));
+            if (t > 0)
+                json_object_set_new(j, "last_success", json_real(t));
+        }
+        json_decref(m);
+    }
+    if (st)
+        ops->close(st);
+}
+
 int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **names, int nnames,
              int parallel, json_t **out, struct burry_err *e)
 {
@@ -1014,6 +1338,7 @@ int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **names
             failed++;
         json_array_append_new(arr, r);
     }
+    add_last_success(o, c, arr);
     *out = json_pack("{s:o,s:i}", "jobs", arr, "failed", failed);
     free(results);
     free(slots);
@@ -1032,22 +1357,23 @@ int bysu_write_metrics(const json_t *report, const char *path, struct burry_err 
         {"bysu_job_success", "1 if the job's last run succeeded"},
         {"bysu_job_duration_seconds", "duration of the job's last run"},
         {"bysu_job_bytes", "uncompressed bytes of the job's last snapshot"},
-        {"bysu_job_last_success_timestamp_seconds", "unix time of the job's last success in this run"},
+        {"bysu_job_last_success_timestamp_seconds",
+         "unix time of the job's last success (this run's, else its newest snapshot's)"},
     };
     size_t i;
     json_t *j;
-    double now = (double)time(NULL);
     for (size_t m = 0; m < 4; m++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", help[m][0], help[m][1], help[m][0]);
         json_array_foreach(json_object_get(report, "jobs"), i, j) {
             const char *name = json_string_value(json_object_get(j, "job"));
             int ok = !strcmp(json_string_value(json_object_get(j, "result")) ?: "", "ok");
+            json_t *last = json_object_get(j, "last_success");
             double v = m == 0 ? ok
                        : m == 1 ? json_number_value(json_object_get(j, "seconds"))
                        : m == 2 ? (double)json_integer_value(json_object_get(j, "bytes"))
-                                : now;
-            if (m == 3 && !ok)
-                continue;
+                                : json_number_value(last);
+            if (m == 3 && !json_is_number(last))
+                continue; /* never succeeded: no sample rather than a zero */
             fprintf(f, "%s{job=\"%s\"} %.3f\n", help[m][0], name, v);
         }
     }

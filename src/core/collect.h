@@ -18,9 +18,14 @@ struct bysu_node {
     int port;
 };
 
+/* How the central side stores a node's tar: zstd-compressed (the default) or
+ * exactly as the node sent it. */
+enum bysu_compress { BYSU_COMPRESS_UNSET, BYSU_COMPRESS_ZSTD, BYSU_COMPRESS_NONE };
+
 struct bysu_job {
     char *name, *node, *snapshot, *source;
     int keep, timeout;
+    enum bysu_compress compress;
     char *recipients, *recipients_file;   /* as configured; override [repository] */
     unsigned char (*pks)[32];              /* resolved age recipients; none: plaintext */
     size_t npks;
@@ -30,6 +35,7 @@ struct bysu_conf {
     char *path;
     char *repo_url;
     int keep;
+    enum bysu_compress compress;
     char *recipients, *recipients_file;   /* [repository] defaults for every job */
     struct bysu_node nodes[BYSU_MAX_ITEMS];
     int nnodes;
@@ -44,12 +50,23 @@ const struct bysu_job *bysu_conf_job(const struct bysu_conf *c, const char *name
 
 /* Run the named jobs (all when njobs is 0), at most parallel at once. *out
  * receives {"jobs": [{"job", "result": "ok"|"failed", "seconds", "bytes",
- * "snapshot"?, "message"}...], "failed": N} whenever 0 is returned; the
+ * "snapshot"?, "message", "last_success"?}...], "failed": N} whenever 0 is
+ * returned ("last_success": unix time, now for a job that succeeded, else
+ * that of its newest snapshot in the repository, absent if it has none); the
  * run's own failures (lock held, bad job name) return a negative code. */
 int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **jobs, int njobs,
              int parallel, json_t **out, struct burry_err *e);
 
-/* A Prometheus textfile for a run report, written atomically to path. */
+/* The checks bysu run makes on a node's stream, on a whole uncompressed tar
+ * in memory: every regular file's size and SHA-256 as MANIFEST.json (the
+ * last entry) lists them, no file missing or unlisted, no entry twice, and
+ * no path that is absolute or has a ".." component. *manifest (when not
+ * NULL) receives the parsed manifest on success. */
+int bysu_check_snapshot(const void *tar, size_t len, json_t **manifest, struct burry_err *e);
+
+/* A Prometheus textfile for a run report, written atomically to path; a
+ * job's last success time is its "last_success", so a failed job keeps the
+ * time of its newest snapshot. */
 int bysu_write_metrics(const json_t *report, const char *path, struct burry_err *e);
 
 /* Copy the archive of snapshot ref (ID or "latest") of job to out_fd,
