@@ -13,7 +13,8 @@
 #
 # A script with the line "# needs: rgw" needs a real S3 server: when one is
 # selected, run.sh starts ONE radosgw (tests/lib/rgw.sh, ~15 s) for the whole
-# run, passes RGW_ENDPOINT, RGW_PORT, RGW_ACCESS_KEY and RGW_SECRET_KEY to the
+# run, passes RGW_ENDPOINT, RGW_PORT, RGW_ACCESS_KEY, RGW_SECRET_KEY and
+# RGW_CLUSTER_DIR (for rgw_gateway_start) to the
 # scripts and stops it at the end. Scripts run in parallel and once per
 # variant against that one server: they must use bucket names unique per
 # script and variant (BURRY_TEST_VARIANT is exported), and must not print
@@ -174,6 +175,7 @@ if [ $want_rgw -eq 1 ]; then
     rgw_started=$SECONDS
     if rgw_start "$RGW_DIR" >"$LOGDIR/rgw-start.log" 2>&1; then
         RGW_OK=1
+        export RGW_CLUSTER_DIR=$RGW_DIR   # for scripts that start a gateway of their own
         echo "radosgw for the S3 tests on $RGW_ENDPOINT (ready in $((SECONDS - rgw_started))s)"
     else
         echo "run.sh: radosgw did not start; scripts marked '# needs: rgw' fail:" >&2

@@ -214,6 +214,52 @@ expect_eq "no multipart upload is left open" 0 "$(open_uploads)"
 NCUT=$(rgw_py "print(len(s3.list_objects_v2(Bucket='$B', Prefix='cut/').get('Contents', [])))")
 expect_eq "no object was written under the failed backup's prefix" 0 "$NCUT"
 
+# --- the real radosgw process killed mid-upload: a gateway of our own on the
+# shared cluster, killed with SIGKILL once the multipart upload is open, and
+# started again while burry is aborting ------------------------------------
+if [ -n "${RGW_CLUSTER_DIR:-}" ]; then
+    zk_start big -Xmx2g || exit 1
+    PBIG=$ZK_PORT
+    zk_py "$PBIG" "$(printf 'import os\nfor i in range(100):\n    zk.create("/big/v%%03d" %% i, os.urandom(1000000), makepath=True)')"
+    GP=$(free_port)
+    if rgw_gateway_start "$RGW_CLUSTER_DIR" gw2 "$GP"; then
+        "$BURRY" backup "zk://127.0.0.1:$PBIG" "s3://$B/killed" --endpoint-url "http://127.0.0.1:$GP" \
+            --part-size 5 --name big -v >"$T_TMP/kill.out" 2>"$T_TMP/kill.err" &
+        BPID=$!
+        # kill the gateway as soon as the upload is open
+        rgw_py "
+import os, time
+for _ in range(2000):
+    if s3.list_multipart_uploads(Bucket='$B', Prefix='killed/').get('Uploads'):
+        os.kill($RGW_GW_PID, 9)
+        print('killed')
+        break
+    time.sleep(0.01)
+" >"$T_TMP/killer.out" 2>&1
+        expect_eq "the gateway was killed while the upload was open" killed "$(head -n 1 "$T_TMP/killer.out")"
+        wait "$RGW_GW_PID" 2>/dev/null
+        if wait_until 60 grep -q "aborting the multipart upload" "$T_TMP/kill.err"; then
+            rgw_gateway_start "$RGW_CLUSTER_DIR" gw2 "$GP" || not_ok "the gateway starts again"
+        else
+            not_ok "burry says it aborts the upload ($(grep -a burry: "$T_TMP/kill.err" | tail -2))"
+        fi
+        wait "$BPID"
+        RC=$?
+        kill "$RGW_GW_PID" 2>/dev/null
+        expect_eq "a backup whose radosgw was killed mid-upload exits 1" 1 "$RC"
+        expect_match "the kill is reported as an unreachable server" "cannot reach S3" "$(cat "$T_TMP/kill.err")"
+        expect_match "the upload was aborted once radosgw was back" "aborted the multipart upload" "$(cat "$T_TMP/kill.err")"
+        run_s3 ls "s3://$B/killed" "${EP[@]}" --json
+        expect_eq "nothing is listed after the killed backup" 0 "$(jget 'len(d["snapshots"])')"
+        expect_eq "no multipart upload is left open after the killed backup" 0 "$(open_uploads)"
+    else
+        not_ok "a second radosgw gateway starts"
+    fi
+    zk_stop big
+else
+    not_ok "RGW_CLUSTER_DIR is set by tests/run.sh (needed to start a gateway to kill)"
+fi
+
 # --- SIGINT during an upload -------------------------------------------------------
 proxy_start slow --fail 1000 --status 503 --match "partNumber=2&" || not_ok "fault proxy starts"
 "$BURRY" backup "zk://127.0.0.1:$PA" "s3://$B/int" --endpoint-url "http://127.0.0.1:$PROXY_PORT" \

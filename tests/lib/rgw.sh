@@ -4,6 +4,10 @@
 #                     (config, data, logs, sockets, PID files); exports
 #                     RGW_PORT, RGW_ENDPOINT, RGW_ACCESS_KEY, RGW_SECRET_KEY
 #   rgw_stop DIR      stops every daemon listed in DIR/pids (TERM, then KILL)
+#   rgw_gateway_start DIR NAME PORT   one more radosgw of that cluster on
+#                     PORT, its files in $T_TMP/NAME.*; sets RGW_GW_PID
+#                     (a test may kill it and start it again: the cluster
+#                     and its objects stay)
 #   rgw_py CODE       Python with `s3`, a boto3 client of that server
 #   rgw_aws ARGS...   Debian's /usr/bin/aws against that server
 # Needs nothing else from tests/lib. Start it once per test run (tests/run.sh
@@ -121,6 +125,9 @@ ms mon client mode = crc
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw enable usage log = false
 rgw max put size = 5368709120
+# deleted objects leave the RAM-backed OSD within seconds, not hours
+rgw gc obj min wait = 0
+rgw gc processor period = 5
 EOF
 
     # The keyring only names the monitor (auth is off, but mkfs wants one).
@@ -223,4 +230,20 @@ rgw_aws() {
         AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
         AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
         /usr/bin/aws --endpoint-url "$RGW_ENDPOINT" "$@"
+}
+
+rgw_gateway_start() {
+    local dir=$1 name=$2 port=$3 i
+    radosgw -c "$dir/ceph.conf" -n client.rgw --rgw-frontends "beast endpoint=127.0.0.1:$port" \
+        --pid-file "$T_TMP/$name.pid" --log-file "$T_TMP/$name.log" \
+        --admin-socket "$T_TMP/$name.asok" -f >>"$T_TMP/$name.out" 2>&1 &
+    RGW_GW_PID=$!
+    for i in $(seq 1 300); do
+        curl -s -m 1 -o /dev/null "http://127.0.0.1:$port/" && return 0
+        kill -0 "$RGW_GW_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "rgw: gateway $name did not answer on 127.0.0.1:$port" >&2
+    tail -5 "$T_TMP/$name.out" >&2
+    return 1
 }
