@@ -260,6 +260,30 @@ else
     not_ok "RGW_CLUSTER_DIR is set by tests/run.sh (needed to start a gateway to kill)"
 fi
 
+# --- TLS: verified by default, a private CA with --cacert ---------------------
+if [ -n "${RGW_CLUSTER_DIR:-}" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+        -addext "subjectAltName=IP:127.0.0.1" -keyout "$T_TMP/tls.key" -out "$T_TMP/tls.crt" \
+        >/dev/null 2>&1 || not_ok "make a test certificate"
+    TP=$(free_port)
+    radosgw -c "$RGW_CLUSTER_DIR/ceph.conf" -n client.rgw \
+        --rgw-frontends "beast ssl_endpoint=127.0.0.1:$TP ssl_certificate=$T_TMP/tls.crt ssl_private_key=$T_TMP/tls.key" \
+        --pid-file "$T_TMP/tls.pid" --log-file "$T_TMP/tls.log" --admin-socket "$T_TMP/tls.asok" \
+        -f >"$T_TMP/tls.out" 2>&1 &
+    TLS_PID=$!
+    wait_until 30 curl -s -m 1 -o /dev/null --cacert "$T_TMP/tls.crt" "https://127.0.0.1:$TP/" ||
+        not_ok "a TLS gateway starts"
+    run_s3 ls "s3://$B/daily" --endpoint-url "https://127.0.0.1:$TP"
+    expect_eq "a certificate from an unknown CA is refused (exit 1)" 1 "$RC"
+    expect_match "and the message says it is about the certificate" "certificate|SSL" "$ERR"
+    run_s3 ls "s3://$B/daily" --endpoint-url "https://127.0.0.1:$TP" --cacert "$T_TMP/tls.crt" --json
+    expect_eq "with --cacert the private CA is trusted" "0 1" "$RC $(jget 'len(d["snapshots"])')"
+    run_s3 verify "s3://$B/daily" --endpoint-url "https://127.0.0.1:$TP" --cacert "$T_TMP/tls.crt"
+    expect_eq "a snapshot verifies over TLS" 0 "$RC"
+    kill "$TLS_PID" 2>/dev/null
+    wait "$TLS_PID" 2>/dev/null
+fi
+
 # --- SIGINT during an upload -------------------------------------------------------
 proxy_start slow --fail 1000 --status 503 --match "partNumber=2&" || not_ok "fault proxy starts"
 "$BURRY" backup "zk://127.0.0.1:$PA" "s3://$B/int" --endpoint-url "http://127.0.0.1:$PROXY_PORT" \
