@@ -572,9 +572,45 @@ static int az_put_write(struct store_put *p, const void *buf, size_t len, struct
 
 /* Blocks that were never committed are invisible, cannot be deleted one by
  * one, and are discarded by Azure after a week: there is nothing to undo. */
+/* Uncommitted blocks are invisible, but would stay for a week: committing
+ * an empty block list (only where no blob exists) discards them, and the
+ * empty blob it makes is deleted at once. */
+static void discard_blocks(struct store_put *p)
+{
+    struct store *s = p->s;
+    static const char empty[] = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList></BlockList>";
+    struct az_req q = {.method = "PUT", .blob = p->key, .query = {"comp", "blocklist"},
+                       .ctype = "application/xml", .body = empty, .len = strlen(empty),
+                       .if_none_match = 1};
+    struct az_req d = {.method = "DELETE", .blob = p->key};
+    struct http_resp r;
+    struct burry_err e = {0};
+    int was = burry_interrupted;
+    burry_interrupted = 0; /* the clean-up itself must not be cut short */
+    int rc = az_call(s, s->h, &q, &r, &e);
+    if (rc == 0) {
+        int made = r.status == 201;
+        buf_free(&r.body);
+        if (made && az_call(s, s->h, &d, &r, &e) == 0)
+            buf_free(&r.body);
+        blog(&s->o->log, BLOG_INFO, "discarded the staged blocks of %s", p->key);
+    } else {
+        blog(&s->o->log, BLOG_WARN, "%s; the staged blocks of %s stay (invisible) until Azure "
+             "discards them after a week", e.msg, p->key);
+    }
+    burry_interrupted = was || burry_interrupted;
+}
+
 static void az_put_abort(struct store_put *p)
 {
-    put_free(p); /* stops the workers */
+    if (!p)
+        return;
+    int started = p->parts && parts_started(p->parts);
+    parts_free(p->parts); /* stops the workers first */
+    p->parts = NULL;
+    if (started)
+        discard_blocks(p);
+    put_free(p);
 }
 
 /* The answer to a conditional put that makes the blob visible. */
