@@ -861,9 +861,10 @@ static void legacy_target_free(struct legacy_target *t)
 static int legacy_parse_c(const char *arg, struct legacy_target *t)
 {
     char *copy = strdup(arg), *save = NULL;
-    int rc = 0, first = 1;
+    int rc = 0, first = 1, n = 0;
     t->ssl = 1;
     for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save), first = 0) {
+        n++;
         char *eq = strchr(tok, '=');
         if (!eq && first) {
             free(t->endpoint);
@@ -871,7 +872,8 @@ static int legacy_parse_c(const char *arg, struct legacy_target *t)
             continue;
         }
         if (!eq) {
-            rc = usage_error("-c: '%s' is not NAME=VALUE", tok);
+            /* not echoed: it may be a secret that lost its name */
+            rc = usage_error("-c: item %d is not NAME=VALUE", n);
             break;
         }
         *eq = 0;
