@@ -24,6 +24,9 @@ struct source {
     unsigned seed;
     int fanout, depth;
     size_t max_pending;
+    const char *big;     /* when set: every node's value is these big_len bytes */
+    size_t big_len;
+    int one_per_pump;    /* complete one request per pump: reads pile up */
 };
 
 static int depth_of(const char *p, size_t len)
@@ -57,6 +60,8 @@ static int t_pump(struct source *s, int timeout_ms, struct burry_err *e)
 {
     /* complete a random handful of requests, in random order */
     size_t k = s->nq ? 1 + (size_t)rand_r(&s->seed) % s->nq : 0;
+    if (s->one_per_pump && k)
+        k = 1;
     for (size_t j = 0; j < k && s->nq; j++) {
         size_t i = (size_t)rand_r(&s->seed) % s->nq;
         struct req r = s->q[i];
@@ -74,9 +79,9 @@ static int t_pump(struct source *s, int timeout_ms, struct burry_err *e)
         }
         struct src_read res = {
             .status = SRC_READ_OK,
-            .value = r.path,
-            .value_len = r.len,
-            .has_value = r.len % 2,
+            .value = s->big ? s->big : r.path,
+            .value_len = s->big ? s->big_len : r.len,
+            .has_value = s->big ? 1 : (int)(r.len % 2),
             .attrs = json_object(),
             .children = child,
             .child_len = clen,
@@ -115,6 +120,16 @@ static int sink(void *ctx, const struct bnode *n, struct burry_err *e)
     s->n++;
     if (n->has_value != (int)(n->path_len % 2) ||
         (n->has_value && (n->value_len != n->path_len || memcmp(n->value, n->path, n->path_len))))
+        s->value_ok = 0;
+    return 0;
+}
+
+static int big_sink(void *ctx, const struct bnode *n, struct burry_err *e)
+{
+    struct seen *s = ctx;
+    s->paths = realloc(s->paths, (s->n + 1) * sizeof *s->paths);
+    s->paths[s->n++] = strndup(n->path, n->path_len);
+    if (!n->has_value || n->value_len != (size_t)1 << 20)
         s->value_ok = 0;
     return 0;
 }
@@ -175,8 +190,36 @@ static void run(unsigned seed, int fanout, int depth, int window)
     json_decref(st.skipped_paths);
 }
 
+/* Values of 1 MiB in a flat tree of 16 children: the root's value sets the
+ * average, and then the walker keeps at most 8 MiB of values out, far
+ * fewer reads than its window of 1000 (or its slow start of 18). */
+static void run_big(void)
+{
+    size_t big_len = (size_t)1 << 20;
+    char *big = calloc(1, big_len);
+    struct source src = {.seed = 9, .fanout = 16, .depth = 1, .big = big, .big_len = big_len,
+                         .one_per_pump = 1};
+    struct burry_opts o;
+    burry_opts_init(&o);
+    o.window = 1000;
+    struct walk_stats st = {.skipped = json_object(), .skipped_paths = json_array()};
+    struct burry_err e = {0};
+    struct seen seen = {.value_ok = 1};
+    int rc = walk_run(&test_ops, &src, &o, big_sink, &seen, &st, &e);
+    T_CHECK(rc == 0 && st.nodes == 1 + 16 && seen.value_ok, "big values: every node, every value whole");
+    T_CHECK(src.max_pending <= 8, "big values: at most 8 reads of 1 MiB out at once (8 MiB), not all 16 children");
+    for (size_t i = 0; i < seen.n; i++)
+        free(seen.paths[i]);
+    free(seen.paths);
+    free(src.q);
+    free(big);
+    json_decref(st.skipped);
+    json_decref(st.skipped_paths);
+}
+
 int main(void)
 {
+    run_big();
     run(1, 3, 4, 1);
     run(2, 5, 3, 7);
     run(3, 10, 3, 1000);
