@@ -22,6 +22,7 @@
 
 #include "age.h"
 #include "agent.h"
+#include "digest.h"
 
 #define AGENT_MAX_SNAPSHOTS 256
 /* Large reads, tar blocks and pipe: fewer system calls and wake-ups per byte
@@ -320,15 +321,6 @@ static int run_sh(const char *cmd, int out_fd, int err_fd, int *status, struct b
     return 0;
 }
 
-static void hex_digest(EVP_MD_CTX *md, char hex[65])
-{
-    unsigned char d[32];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(md, d, &n);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
-}
-
 struct tarw {
     struct archive *a;
     json_t *files;
@@ -375,7 +367,7 @@ static int tar_body(struct tarw *t, const char *name, int fd, int64_t size)
         left -= n;
     }
     char hex[65];
-    hex_digest(md, hex);
+    sha256_final_hex(md, hex);
     json_array_append_new(t->files, json_pack("{s:s,s:s,s:I,s:s}", "path", name, "type", "file",
                                               "size", (json_int_t)size, "sha256", hex));
 out:

@@ -9,6 +9,7 @@
 #include "age.h"
 #include "burry.h"
 #include "buf.h"
+#include "digest.h"
 #include "catalog.h"
 #include "format.h"
 #include "names.h"
@@ -44,11 +45,7 @@ static int put_write(void *ctx, const void *buf, size_t len, struct burry_err *e
 
 static void put_sha256(struct put_ctx *p, char hex[65])
 {
-    unsigned char d[32];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(p->md, d, &n);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    sha256_final_hex(p->md, hex);
 }
 
 static int add_node(void *ctx, const struct bnode *n, struct burry_err *e)

@@ -26,6 +26,7 @@
 #include "age.h"
 #include "agent.h"
 #include "burry.h"
+#include "digest.h"
 #include "catalog.h"
 #include "collect.h"
 
@@ -326,15 +327,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void hex_of(EVP_MD_CTX *md, char hex[65])
-{
-    unsigned char d[32];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(md, d, &n);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
 }
 
 /* A reader thread moves ssh's output into a ring of PULL_RING bytes as soon
@@ -710,7 +702,7 @@ static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size
             }
         }
         char hex[65];
-        hex_of(md, hex);
+        sha256_final_hex(md, hex);
         if (is_manifest) {
             json_error_t je;
             *manifest = mtext ? json_loadb(mtext, mlen, 0, &je) : NULL;
@@ -1019,7 +1011,7 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
     archive_published = 1;
 
     char sha[65];
-    hex_of(p.zmd, sha);
+    sha256_final_hex(p.zmd, sha);
     json_t *side;
     if (p.node_enc || p.age) /* readable without the key: only what listing and pruning need */
         side = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s*,s:{s:s,s:I,s:s}}", "snapshot", id, "name", j->name, "service", "bysu", "created", created,
@@ -1472,7 +1464,7 @@ int bysu_get(const struct burry_opts *o, const struct bysu_conf *c, const char *
     const char *want = json_string_value(json_object_get(arch, "sha256"));
     if (want && !d) {
         char got[65];
-        hex_of(src.md, got);
+        sha256_final_hex(src.md, got);
         if (strcmp(got, want) || (json_is_integer(json_object_get(arch, "size")) &&
                                   (uint64_t)json_integer_value(json_object_get(arch, "size")) != src.size))
             rc = burry_errf(e, BURRY_EFAIL, "the archive of snapshot '%s' of '%s' does not match its manifest "
@@ -1544,7 +1536,7 @@ static int verify_stored(const struct store_ops *ops, struct store *st, const ch
         ;
     rc = n < 0 ? BURRY_EFAIL : 0;
     ops->get_close(src.g);
-    hex_of(src.md, got);
+    sha256_final_hex(src.md, got);
     EVP_MD_CTX_free(src.md);
     if (rc < 0)
         return rc;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "digest.h"
 #include "names.h"
 
 #define FORMAT_NAME "burry-snapshot"
@@ -20,7 +21,7 @@
 #define TREE_PREFIX "tree/"
 #define TREE_PREFIX_LEN 5
 #define SUFFIX_LEN 5 /* strlen(NAMES_META) == strlen(NAMES_DATA) */
-#define HEX_LEN 64
+#define HEX_LEN SHA256_HEX_LEN
 #define READ_CHUNK 65536
 #define TAR_BLOCK 512
 #define DISPLAY_MAX 200 /* bytes of a name shown in a message */
@@ -66,25 +67,6 @@ int fmt_compress_parse(const char *s, enum burry_compress *out)
     return BURRY_EUSAGE;
 }
 
-static void to_hex(const unsigned char *d, size_t n, char *hex)
-{
-    static const char dig[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        hex[2 * i] = dig[d[i] >> 4];
-        hex[2 * i + 1] = dig[d[i] & 15];
-    }
-    hex[2 * n] = 0;
-}
-
-static void sha256_hex(const void *p, size_t n, char hex[HEX_LEN + 1])
-{
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if (EVP_Digest(p, n, d, &dlen, EVP_sha256(), NULL) != 1)
-        dlen = 0;
-    to_hex(d, dlen, hex);
-}
-
 static EVP_MD_CTX *sha256_new(void)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -93,15 +75,6 @@ static EVP_MD_CTX *sha256_new(void)
         md = NULL;
     }
     return md;
-}
-
-static void sha256_end(EVP_MD_CTX *md, char hex[HEX_LEN + 1])
-{
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if (EVP_DigestFinal_ex(md, d, &dlen) != 1)
-        dlen = 0;
-    to_hex(d, dlen, hex);
 }
 
 /* One line of the nodes_sha256 text, as sha256sum prints it. */
@@ -367,7 +340,7 @@ int fmt_writer_finish(struct fmt_writer *w, json_t *manifest, struct burry_err *
     w->broken = 1; /* until the last step succeeds; the nodes digest is final now */
 
     char nodes_hex[HEX_LEN + 1];
-    sha256_end(w->nodes_md, nodes_hex);
+    sha256_final_hex(w->nodes_md, nodes_hex);
     int bad = 0;
     bad |= json_object_set_new(manifest, "format", json_string(FORMAT_NAME));
     bad |= json_object_set_new(manifest, "format_version", json_integer(FORMAT_VERSION));
@@ -393,7 +366,7 @@ int fmt_writer_finish(struct fmt_writer *w, json_t *manifest, struct burry_err *
         return rc;
     if (archive_write_close(w->a) != ARCHIVE_OK)
         return w_fail(w, e, MANIFEST_NAME);
-    sha256_end(w->archive_md, w->archive_hex);
+    sha256_final_hex(w->archive_md, w->archive_hex);
     w->broken = 0;
     w->finished = 1;
     return 0;
@@ -661,7 +634,7 @@ static int r_manifest(struct fmt_reader *r, struct archive_entry *ent, struct bu
         return r_fail(r, e, "archive entry '%s': byte count mismatch (expected %lld, got %llu)",
                       MANIFEST_NAME, (long long)bytes, (unsigned long long)r->bytes);
     char hex[HEX_LEN + 1];
-    sha256_end(r->nodes_md, hex);
+    sha256_final_hex(r->nodes_md, hex);
     if (strcmp(hex, nodes_sha) != 0)
         return r_fail(r, e,
                       "archive entry '%s': nodes_sha256 mismatch (expected %.12s.., got %.12s..)",
@@ -693,7 +666,7 @@ static int r_manifest(struct fmt_reader *r, struct archive_entry *ent, struct bu
                       "archive is damaged or truncated: %llu bytes is not a whole number of "
                       "%d-byte tar blocks",
                       (unsigned long long)r->archive_size, TAR_BLOCK);
-    sha256_end(r->archive_md, r->archive_hex);
+    sha256_final_hex(r->archive_md, r->archive_hex);
     r->state = R_DONE;
     return 0;
 }

@@ -1,0 +1,18 @@
+/* SHA-256 as lower-case hex, the form every checksum in manifests and
+ * object-store requests takes. */
+#ifndef BURRY_DIGEST_H
+#define BURRY_DIGEST_H
+
+#include <openssl/evp.h>
+#include <stddef.h>
+
+#define SHA256_HEX_LEN 64
+
+/* hex of the SHA-256 of n bytes at p. */
+void sha256_hex(const void *p, size_t n, char hex[SHA256_HEX_LEN + 1]);
+/* Finish md (a SHA-256 context) into hex. */
+void sha256_final_hex(EVP_MD_CTX *md, char hex[SHA256_HEX_LEN + 1]);
+/* n bytes as lower-case hex; hex needs 2n + 1 bytes. */
+void hex_encode(const unsigned char *d, size_t n, char *hex);
+
+#endif
