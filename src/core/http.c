@@ -19,7 +19,7 @@ struct http {
     struct buf *sink;
     int too_big;
     const char *want_header;      /* header to keep, or NULL */
-    char *header;                 /* where to keep it (256 bytes) */
+    char *header;                 /* where to keep it (HTTP_HEADER_MAX bytes) */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
@@ -43,7 +43,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
             v++;
         while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
             end--;
-        snprintf(h->header, 256, "%.*s", (int)(end - v), v);
+        snprintf(h->header, HTTP_HEADER_MAX, "%.*s", (int)(end - v), v);
     }
     return len;
 }

@@ -13,6 +13,8 @@
 
 struct http;
 
+#define HTTP_HEADER_MAX 256 /* longest response header value kept */
+
 struct http_req {
     const char *method;              /* "GET", "POST", "PUT", "DELETE" */
     const char *url;                 /* full URL */
@@ -31,7 +33,7 @@ struct http_req {
 struct http_resp {
     long status;                     /* HTTP status code */
     struct buf body;                 /* response body (initialised by http_do) */
-    char header[256];                /* value of req->want_header, or "" */
+    char header[HTTP_HEADER_MAX];    /* value of req->want_header, or "" */
 };
 
 /* A handle using opts->cacert/cert/key and opts->timeout_s. */

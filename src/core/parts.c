@@ -270,7 +270,7 @@ const void *parts_pending(const struct parts *p, size_t *len)
 
 int parts_finish(struct parts *p, struct burry_err *e)
 {
-    if (p->filling >= 0 && (p->bufs[p->filling].len || !p->started)) {
+    if (p->filling >= 0 && p->bufs[p->filling].len) {
         int rc = hand_off(p, e);
         if (rc < 0)
             return rc;

@@ -7,13 +7,13 @@
  * aborted. Objects are never overwritten: a put first checks the key is
  * free (snapshot keys carry a random suffix, so a race is not a concern). */
 #include <ctype.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "digest.h"
 #include "http.h"
 #include "objget.h"
 #include "parts.h"
@@ -91,15 +91,6 @@ static char *object_url(struct store *s, const char *key, const char *query)
         return NULL;
     }
     return buf_take(&b, NULL);
-}
-
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        sprintf(out + 2 * i, "%02x", md[i]);
 }
 
 /* One signed request with retries. body may be NULL. */
@@ -660,34 +651,14 @@ static int s3_remove(struct store *s, const char *key, struct burry_err *e)
     return rc;
 }
 
-const struct store_ops store_s3 = {
-    .scheme = "s3",
-    .open = s3_open,
-    .close = s3_close,
-    .describe = s3_describe,
-    .put_open = s3_put_open,
-    .put_write = s3_put_write,
-    .put_commit = s3_put_commit,
-    .put_abort = s3_put_abort,
-    .get_open = s3_get_open,
-    .get_read = s3_get_read,
-    .get_close = s3_get_close,
-    .list = s3_list,
-    .remove = s3_remove,
-};
+/* s3:// and gs:// differ only in how they open (keys, default endpoint). */
+#define S3_OPS(scheme_name, open_fn)                                                               \
+    {                                                                                              \
+        .scheme = scheme_name, .open = open_fn, .close = s3_close, .describe = s3_describe,        \
+        .put_open = s3_put_open, .put_write = s3_put_write, .put_commit = s3_put_commit,           \
+        .put_abort = s3_put_abort, .get_open = s3_get_open, .get_read = s3_get_read,               \
+        .get_close = s3_get_close, .list = s3_list, .remove = s3_remove,                           \
+    }
 
-const struct store_ops store_gs = {
-    .scheme = "gs",
-    .open = gs_open,
-    .close = s3_close,
-    .describe = s3_describe,
-    .put_open = s3_put_open,
-    .put_write = s3_put_write,
-    .put_commit = s3_put_commit,
-    .put_abort = s3_put_abort,
-    .get_open = s3_get_open,
-    .get_read = s3_get_read,
-    .get_close = s3_get_close,
-    .list = s3_list,
-    .remove = s3_remove,
-};
+const struct store_ops store_s3 = S3_OPS("s3", s3_open);
+const struct store_ops store_gs = S3_OPS("gs", gs_open);
