@@ -134,6 +134,28 @@ expect_eq "a snapshot uploaded by boto3 restores" 0 "$RC"
 zk_tree "$ZK_PORT" >"$T_TMP/c.tree"
 check "and equals the original tree" cmp -s "$T_TMP/a.tree" "$T_TMP/c.tree"
 
+# ... a damaged copy (one byte flipped) is refused before anything is written
+/usr/bin/python3 -c '
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 1
+open(sys.argv[2], "wb").write(b)' "$S/copied/$CID.tar.zst" "$T_TMP/damaged.tar.zst"
+rgw_py "
+s3.upload_file('$T_TMP/damaged.tar.zst', '$B', 'damaged/copied/$CID.tar.zst')
+s3.upload_file('$S/copied/$CID.json', '$B', 'damaged/copied/$CID.json')"
+run_s3 verify "s3://$B/damaged" "${EP[@]}" --snapshot "$CID" --name copied
+expect_eq "verify of a damaged archive in S3 fails (exit 1)" 1 "$RC"
+expect_match "and says the snapshot is damaged" "damaged|SHA-256|checksum" "$ERR"
+zk_start dst3 || exit 1
+run_s3 restore "zk://127.0.0.1:$ZK_PORT" "s3://$B/damaged" "${EP[@]}" --name copied
+expect_eq "restore of a damaged archive from S3 fails (exit 1)" 1 "$RC"
+expect_eq "and writes nothing (the root alone)" 1 "$(zk_tree "$ZK_PORT" | grep -vc '^"/zookeeper')"
+zk_stop dst3
+
+# --- an endpoint nothing listens on ---------------------------------------------
+run_s3 ls "s3://$B/daily" --endpoint-url "http://127.0.0.1:$(free_port)"
+expect_eq "an unreachable endpoint fails (exit 1)" 1 "$RC"
+expect_match "and names the endpoint it could not reach" "cannot reach S3 at http://127\.0\.0\.1:[0-9]+" "$ERR"
+
 # --- gs:// is the same code path with its own keys and default endpoint;
 # radosgw stands in for GCS's XML API (there is no GCS server here) ---------
 GS_ACCESS_KEY_ID=$RGW_ACCESS_KEY GS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_ACCESS_KEY_ID= \
