@@ -1,7 +1,10 @@
-/* etcd v3 source, spoken through etcd's JSON gateway (/v3/kv/range,
- * /v3/kv/txn, /v3/lease/..., /v3/auth/authenticate): a flat source whose
- * scan reads the key space page by page at one pinned revision, and whose
- * writes are batched into transactions (create-only: create_revision == 0). */
+/* etcd v3 source: a flat source whose scan reads the key space page by
+ * page at one pinned revision, and whose writes are batched into
+ * transactions (create-only: create_revision == 0). Backups read with the
+ * native gRPC Range call (grpc.h), because etcd's JSON gateway costs the
+ * server several times more CPU for the same answer; a member that does not
+ * answer gRPC is read through the gateway's /v3/kv/range. Everything else
+ * goes through the gateway (/v3/kv/txn, /v3/lease/..., /v3/auth/...). */
 #include "registry.h"
 
 #include <ctype.h>
@@ -13,6 +16,7 @@
 
 #include "buf.h"
 #include "catalog.h"
+#include "grpc.h"
 #include "http.h"
 #include "http_multi.h"
 
@@ -284,11 +288,13 @@ struct source {
     const struct burry_opts *o;
     struct etcdurl u;
     struct http *h;
+    struct grpc *g;            /* backup: the range reads */
     struct http_multi *hm;     /* create-only txns, made at the first pump */
     struct txn_slot fl[ETCD_INFLIGHT];
     const char *host;          /* the member in use, "host:port" */
     char base[300];            /* "http://host:port" */
     char *auth_hdr;            /* "Authorization: TOKEN", wiped at close */
+    char *token_hdr;           /* "token: TOKEN" for gRPC, wiped at close */
     char *version;             /* server version */
     long long rev;             /* revision the backup read at */
     enum src_write_mode mode;
@@ -319,10 +325,9 @@ static void etcd_close(struct source *s)
         s->qh = w->next;
         wop_free(w);
     }
-    if (s->auth_hdr) {
-        explicit_bzero(s->auth_hdr, strlen(s->auth_hdr));
-        free(s->auth_hdr);
-    }
+    str_wipe_free(s->auth_hdr);
+    str_wipe_free(s->token_hdr);
+    grpc_free(s->g);
     http_multi_free(s->hm);
     for (size_t i = 0; i < ETCD_INFLIGHT; i++)
         json_decref(s->fl[i].j);
@@ -391,14 +396,9 @@ static int call(struct source *s, const char *ep, const char *body, size_t len, 
     }
 }
 
-/* Check that an answer is a success, else describe the failure. */
-static int answer_ok(struct source *s, json_t *j, long status, const char *doing,
-                     struct burry_err *e)
+/* Describe why the server refused to do something (its message m). */
+static int refused(struct source *s, const char *m, const char *doing, struct burry_err *e)
 {
-    if (status == 200)
-        return 0;
-    char tmp[40];
-    const char *m = gw_msg(j, status, tmp, sizeof tmp);
     if (strstr(m, "user name is empty") || strstr(m, "invalid auth token"))
         return burry_errf(e, BURRY_EFAIL,
                           "etcd at %s refused to %s: it requires authentication (%s); give --user",
@@ -407,6 +407,16 @@ static int answer_ok(struct source *s, json_t *j, long status, const char *doing
         return burry_errf(e, BURRY_EFAIL, "etcd at %s refused to %s for user '%s': %s", s->host,
                           doing, s->o->user ? s->o->user : "", m);
     return burry_errf(e, BURRY_EFAIL, "etcd at %s failed to %s: %s", s->host, doing, m);
+}
+
+/* Check that an answer is a success, else describe the failure. */
+static int answer_ok(struct source *s, json_t *j, long status, const char *doing,
+                     struct burry_err *e)
+{
+    if (status == 200)
+        return 0;
+    char tmp[40];
+    return refused(s, gw_msg(j, status, tmp, sizeof tmp), doing, e);
 }
 
 static long long jnum(json_t *o, const char *name)
@@ -467,14 +477,12 @@ static int authenticate(struct source *s, struct burry_err *e)
         json_decref(j);
         return rc;
     }
-    if (s->auth_hdr) {
-        explicit_bzero(s->auth_hdr, strlen(s->auth_hdr));
-        free(s->auth_hdr);
-    }
-    if (asprintf(&s->auth_hdr, "Authorization: %s", tok) < 0)
-        s->auth_hdr = NULL;
+    str_wipe_free(s->auth_hdr);
+    str_wipe_free(s->token_hdr);
+    s->auth_hdr = str_printf("Authorization: %s", tok);
+    s->token_hdr = str_printf("token: %s", tok);
     json_decref(j);
-    return s->auth_hdr ? 0 : burry_errf(e, BURRY_EFAIL, "out of memory");
+    return s->auth_hdr && s->token_hdr ? 0 : burry_errf(e, BURRY_EFAIL, "out of memory");
 }
 
 /* Connect to the first member that answers; authenticate when asked. */
@@ -661,134 +669,281 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A backup's walk through the key range, shared by both ways of reading it. */
+struct scan {
+    src_emit_fn emit;
+    void *ctx;
+    char *from;                /* the next page starts here */
+    size_t from_len;
+    unsigned long long nodes, bytes;
+    size_t n, page_bytes;      /* keys and their size in the current page */
+    int more;                  /* the server has keys after this page */
+    struct buf path, key, val;
+};
+
+/* One key of a range answer. */
+struct kv {
+    const char *key, *val;
+    size_t klen, vlen;
+    long long crev, mrev, ver, lease;
+};
+
+/* Hand one key to the backup and remember where the next page starts. */
+static int scan_kv(struct source *s, struct scan *sc, const struct kv *kv, struct burry_err *e)
+{
+    long long ttl = 0;
+    json_t *attrs = json_pack("{s:I,s:I,s:I,s:I}", "create_revision", (json_int_t)kv->crev,
+                              "mod_revision", (json_int_t)kv->mrev, "version", (json_int_t)kv->ver,
+                              "lease", (json_int_t)kv->lease);
+    int rc = 0;
+    if (kv->lease && attrs) {
+        if ((rc = lease_ttl(s, kv->lease, &ttl, e)) < 0) {
+            json_decref(attrs);
+            return rc;
+        }
+        json_object_set_new(attrs, "lease_ttl", json_integer(ttl));
+    }
+    buf_reset(&sc->path);
+    char *nf = attrs ? realloc(sc->from, kv->klen + 1) : NULL;
+    if (nf)
+        sc->from = nf;
+    if (!nf || buf_putc(&sc->path, '/') < 0 || buf_append(&sc->path, kv->key, kv->klen) < 0) {
+        json_decref(attrs);
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    }
+    /* the next page starts right after this key */
+    memcpy(sc->from, kv->key, kv->klen);
+    sc->from[kv->klen] = 0;
+    sc->from_len = kv->klen + 1;
+    struct bnode nd = {.path = sc->path.p, .path_len = sc->path.len, .value = kv->val,
+                       .value_len = kv->vlen, .has_value = 1, .attrs = attrs};
+    rc = sc->emit(sc->ctx, &nd, e);
+    json_decref(attrs);
+    if (rc < 0)
+        return rc;
+    sc->nodes++;
+    sc->n++;
+    sc->bytes += kv->vlen;
+    sc->page_bytes += kv->klen + kv->vlen + 100;
+    return 0;
+}
+
+/* What reading one page may end in besides 0 and a fatal error. */
+#define RANGE_SMALLER 1 /* the answer would be too large: ask for fewer keys */
+#define RANGE_NO_GRPC 2 /* the member does not answer gRPC here: use the gateway */
+
+static int compacted(struct source *s, const char *m, struct burry_err *e)
+{
+    return burry_errf(e, BURRY_EFAIL,
+                      "etcd at %s compacted revision %lld while the backup was reading it (%s); "
+                      "nothing was published, run the backup again (it reads at a new revision) "
+                      "or compact less often",
+                      s->host, s->rev, m);
+}
+
+/* One page through the JSON gateway: POST /v3/kv/range. */
+static int range_gw(struct source *s, struct scan *sc, const char *end, size_t end_len,
+                    size_t limit, struct burry_err *e)
+{
+    buf_reset(&s->req);
+    if (buf_putc(&s->req, '{') < 0 || put_b64(&s->req, "key", sc->from, sc->from_len) < 0 ||
+        buf_putc(&s->req, ',') < 0 || put_b64(&s->req, "range_end", end, end_len) < 0 ||
+        buf_printf(&s->req, ",\"limit\":\"%zu\"", limit) < 0 ||
+        (s->rev && buf_printf(&s->req, ",\"revision\":\"%lld\"", s->rev) < 0) ||
+        buf_putc(&s->req, '}') < 0)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    json_t *j = NULL;
+    long status;
+    struct burry_err e2 = {0};
+    int rc = call(s, "/v3/kv/range", s->req.p, s->req.len, &j, &status, &e2);
+    if (rc < 0)
+        return strstr(e2.msg, "is larger than") && limit > 1 ? RANGE_SMALLER
+                                                             : burry_errf(e, rc, "%s", e2.msg);
+    if (status != 200) {
+        char tmp[40];
+        const char *m = gw_msg(j, status, tmp, sizeof tmp);
+        rc = strstr(m, "compacted") ? compacted(s, m, e)
+                                    : answer_ok(s, j, status, "read the key range", e);
+        json_decref(j);
+        return rc;
+    }
+    if (!s->rev)
+        s->rev = jnum(json_object_get(j, "header"), "revision");
+    json_t *kvs = json_object_get(j, "kvs");
+    size_t n = json_array_size(kvs);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_t *o = json_array_get(kvs, i);
+        if (decode_field(o, "key", &sc->key) < 0 || decode_field(o, "value", &sc->val) < 0) {
+            rc = burry_errf(e, BURRY_EFAIL, "etcd at %s sent a key or value that is not base64",
+                            s->host);
+            break;
+        }
+        struct kv kv = {.key = sc->key.p, .klen = sc->key.len, .val = sc->val.p,
+                        .vlen = sc->val.len, .crev = jnum(o, "create_revision"),
+                        .mrev = jnum(o, "mod_revision"), .ver = jnum(o, "version"),
+                        .lease = jnum(o, "lease")};
+        rc = scan_kv(s, sc, &kv, e);
+    }
+    sc->more = json_is_true(json_object_get(j, "more"));
+    json_decref(j);
+    return rc;
+}
+
+/* etcdserverpb.KeyValue */
+static int pb_kv(const unsigned char *p, size_t n, struct kv *kv)
+{
+    struct pb_reader r = {p, p + n};
+    struct pb_field f;
+    int more;
+    memset(kv, 0, sizeof *kv);
+    kv->key = kv->val = "";
+    while ((more = pb_next(&r, &f)) > 0) {
+        if (f.wire == PB_LEN && (f.num == 1 || f.num == 5)) {
+            *(f.num == 1 ? &kv->key : &kv->val) = (const char *)f.data;
+            *(f.num == 1 ? &kv->klen : &kv->vlen) = f.len;
+        } else if (f.wire == PB_VARINT && f.num >= 2 && f.num <= 6 && f.num != 5) {
+            long long v = (long long)f.v;
+            *(f.num == 2 ? &kv->crev : f.num == 3 ? &kv->mrev : f.num == 4 ? &kv->ver : &kv->lease) = v;
+        }
+    }
+    return more;
+}
+
+/* One page through etcd's native API: gRPC etcdserverpb.KV/Range, whose
+ * answer costs the server several times less than the gateway's JSON. */
+static int range_grpc(struct source *s, struct scan *sc, const char *end, size_t end_len,
+                      size_t limit, struct burry_err *e)
+{
+    /* RangeRequest: key 1, range_end 2, limit 3, revision 4 */
+    buf_reset(&s->req);
+    if (pb_put_bytes(&s->req, 1, sc->from, sc->from_len) < 0 ||
+        pb_put_bytes(&s->req, 2, end, end_len) < 0 || pb_put_varint(&s->req, 3, limit) < 0 ||
+        (s->rev && pb_put_varint(&s->req, 4, (uint64_t)s->rev) < 0))
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    struct grpc_reply rep;
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        const char *hdrs[2] = {s->token_hdr, NULL};
+        struct burry_err e2 = {0};
+        rc = grpc_call(s->g, "etcd", s->base, "/etcdserverpb.KV/Range", hdrs, s->req.p, s->req.len,
+                       ETCD_RESP_MAX, &rep, &e2);
+        if (rc < 0) {
+            if (strstr(e2.msg, "is larger than") && limit > 1)
+                return RANGE_SMALLER;
+            /* before the first page, any failure may just mean no gRPC here */
+            int fatal = s->rev || rc == BURRY_EINTR || strstr(e2.msg, "no answer from");
+            return fatal ? burry_errf(e, rc, "%s", e2.msg) : RANGE_NO_GRPC;
+        }
+        if (rep.status == GRPC_UNAUTHENTICATED && attempt == 0 && s->o->user &&
+            strstr(rep.msg, "invalid auth token")) {
+            buf_free(&rep.body);
+            if ((rc = authenticate(s, e)) < 0)
+                return rc;
+            continue;
+        }
+        break;
+    }
+    if (rep.status != GRPC_OK) {
+        buf_free(&rep.body);
+        if (rep.status < 0 || rep.status == GRPC_UNIMPLEMENTED)
+            return !s->rev ? RANGE_NO_GRPC
+                           : burry_errf(e, BURRY_EFAIL,
+                                        "etcd at %s stopped answering gRPC range requests (HTTP "
+                                        "status %ld)", s->host, rep.http);
+        if (rep.status == GRPC_RESOURCE_EXHAUSTED && limit > 1)
+            return RANGE_SMALLER;
+        char tmp[40];
+        snprintf(tmp, sizeof tmp, "gRPC status %d", rep.status);
+        const char *m = rep.msg[0] ? rep.msg : tmp;
+        return strstr(m, "compacted") ? compacted(s, m, e)
+                                      : refused(s, m, "read the key range", e);
+    }
+    /* RangeResponse: header 1 (revision 3), kvs 2, more 3 */
+    struct pb_reader r = {(const unsigned char *)rep.body.p,
+                          (const unsigned char *)rep.body.p + rep.body.len};
+    struct pb_field f;
+    int more;
+    sc->more = 0;
+    while (rc == 0 && (more = pb_next(&r, &f)) > 0) {
+        if (f.num == 1 && f.wire == PB_LEN && !s->rev) {
+            struct pb_reader h = {f.data, f.data + f.len};
+            struct pb_field hf;
+            while (pb_next(&h, &hf) > 0)
+                if (hf.num == 3 && hf.wire == PB_VARINT)
+                    s->rev = (long long)hf.v;
+        } else if (f.num == 2 && f.wire == PB_LEN) {
+            struct kv kv;
+            if (pb_kv(f.data, f.len, &kv) < 0)
+                more = -1;
+            else
+                rc = scan_kv(s, sc, &kv, e);
+        } else if (f.num == 3 && f.wire == PB_VARINT) {
+            sc->more = f.v != 0;
+        }
+        if (more < 0)
+            break;
+    }
+    buf_free(&rep.body);
+    if (rc == 0 && more < 0)
+        rc = burry_errf(e, BURRY_EFAIL, "etcd at %s sent a range answer that is not valid protobuf",
+                        s->host);
+    return rc;
+}
+
 static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry_err *e)
 {
     size_t plen = s->u.prefix_len;
-    char *end = malloc(plen + 1), *from = malloc(plen + 1);
-    size_t end_len, from_len = plen, limit = ETCD_PAGE_FIRST;
-    unsigned long long nodes = 0, bytes = 0;
-    struct buf key, val, path;
-    int rc = 0;
+    char *end = malloc(plen + 1);
+    size_t end_len, limit = ETCD_PAGE_FIRST;
+    struct scan sc = {.emit = emit, .ctx = ctx, .from = malloc(plen + 1), .from_len = plen};
+    int rc = 0, use_grpc = 1;
     double last = now_s();
 
-    buf_init(&key, 0);
-    buf_init(&val, 0);
-    buf_init(&path, 0);
-    if (!end || !from) {
+    buf_init(&sc.key, 0);
+    buf_init(&sc.val, 0);
+    buf_init(&sc.path, 0);
+    if (!end || !sc.from) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
     if (plen) {
-        memcpy(from, s->u.prefix, plen);
+        memcpy(sc.from, s->u.prefix, plen);
         end_len = prefix_end(s->u.prefix, plen, end);
     } else {
-        from[0] = end[0] = 0; /* from "\0" to the end: every key */
-        from_len = end_len = 1;
+        sc.from[0] = end[0] = 0; /* from "\0" to the end: every key */
+        sc.from_len = end_len = 1;
     }
     if (plen && end_len == 0) {
         end[0] = 0; /* range_end "\0": every key >= from */
         end_len = 1;
     }
     s->rev = 0;
+    if (!(s->g = grpc_new(s->o, e))) {
+        rc = e->code ? e->code : BURRY_EFAIL;
+        goto out;
+    }
     for (;;) {
-        buf_reset(&s->req);
-        if (buf_putc(&s->req, '{') < 0 || put_b64(&s->req, "key", from, from_len) < 0 ||
-            buf_putc(&s->req, ',') < 0 || put_b64(&s->req, "range_end", end, end_len) < 0 ||
-            buf_printf(&s->req, ",\"limit\":\"%zu\"", limit) < 0 ||
-            (s->rev && buf_printf(&s->req, ",\"revision\":\"%lld\"", s->rev) < 0) ||
-            buf_putc(&s->req, '}') < 0) {
-            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-            goto out;
+        sc.n = sc.page_bytes = 0;
+        rc = use_grpc ? range_grpc(s, &sc, end, end_len, limit, e)
+                      : range_gw(s, &sc, end, end_len, limit, e);
+        if (rc == RANGE_NO_GRPC) {
+            blog(&s->o->log, BLOG_INFO,
+                 "etcd at %s does not answer gRPC range requests; reading through its JSON gateway",
+                 s->host);
+            use_grpc = 0;
+            continue;
         }
-        json_t *j = NULL;
-        long status;
-        struct burry_err e2 = {0};
-        rc = call(s, "/v3/kv/range", s->req.p, s->req.len, &j, &status, &e2);
-        if (rc < 0 && strstr(e2.msg, "is larger than") && limit > 1) {
+        if (rc == RANGE_SMALLER) {
             limit /= 2; /* a page of huge values: ask for fewer keys */
             continue;
         }
-        if (rc < 0) {
-            rc = burry_errf(e, rc, "%s", e2.msg);
+        if (rc < 0)
             goto out;
-        }
-        if (status != 200) {
-            char tmp[40];
-            const char *m = gw_msg(j, status, tmp, sizeof tmp);
-            if (strstr(m, "compacted"))
-                rc = burry_errf(e, BURRY_EFAIL,
-                                "etcd at %s compacted revision %lld while the backup was reading it "
-                                "(%s); nothing was published, run the backup again (it reads at a new "
-                                "revision) or compact less often",
-                                s->host, s->rev, m);
-            else
-                rc = answer_ok(s, j, status, "read the key range", e);
-            json_decref(j);
-            goto out;
-        }
-        if (!s->rev)
-            s->rev = jnum(json_object_get(j, "header"), "revision");
-        json_t *kvs = json_object_get(j, "kvs");
-        size_t n = json_array_size(kvs), page_bytes = 0;
-        for (size_t i = 0; i < n; i++) {
-            json_t *kv = json_array_get(kvs, i);
-            if (decode_field(kv, "key", &key) < 0 || decode_field(kv, "value", &val) < 0) {
-                json_decref(j);
-                rc = burry_errf(e, BURRY_EFAIL, "etcd at %s sent a key or value that is not base64",
-                                s->host);
-                goto out;
-            }
-            long long lease = jnum(kv, "lease"), ttl = 0;
-            json_t *attrs = json_pack("{s:I,s:I,s:I,s:I}", "create_revision",
-                                      (json_int_t)jnum(kv, "create_revision"), "mod_revision",
-                                      (json_int_t)jnum(kv, "mod_revision"), "version",
-                                      (json_int_t)jnum(kv, "version"), "lease", (json_int_t)lease);
-            if (lease && attrs) {
-                if ((rc = lease_ttl(s, lease, &ttl, e)) < 0) {
-                    json_decref(attrs);
-                    json_decref(j);
-                    goto out;
-                }
-                json_object_set_new(attrs, "lease_ttl", json_integer(ttl));
-            }
-            buf_reset(&path);
-            if (!attrs || buf_putc(&path, '/') < 0 || buf_append(&path, key.p, key.len) < 0) {
-                json_decref(attrs);
-                json_decref(j);
-                rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-                goto out;
-            }
-            struct bnode nd = {.path = path.p, .path_len = path.len, .value = val.p,
-                               .value_len = val.len, .has_value = 1, .attrs = attrs};
-            rc = emit(ctx, &nd, e);
-            json_decref(attrs);
-            if (rc < 0) {
-                json_decref(j);
-                goto out;
-            }
-            nodes++;
-            bytes += val.len;
-            page_bytes += key.len + val.len + 100;
-            if (i + 1 == n) { /* continue right after the last key */
-                char *nf = realloc(from, key.len + 1);
-                if (!nf) {
-                    json_decref(j);
-                    rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-                    goto out;
-                }
-                from = nf;
-                memcpy(from, key.p, key.len);
-                from[key.len] = 0;
-                from_len = key.len + 1;
-            }
-        }
-        int more = json_is_true(json_object_get(j, "more"));
-        json_decref(j);
-        if (!more || n == 0)
+        if (!sc.more || sc.n == 0)
             break;
         /* pages of about ETCD_PAGE_BYTES: fewer round trips for small values,
          * bounded answers for large ones */
-        size_t want = ETCD_PAGE_BYTES / (page_bytes / n + 1);
+        size_t want = ETCD_PAGE_BYTES / (sc.page_bytes / sc.n + 1);
         limit = want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
         if (burry_interrupted) {
             rc = burry_errf(e, BURRY_EINTR, "interrupted");
@@ -796,28 +951,29 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
         }
         if (s->o->progress && now_s() - last >= 0.5) {
             last = now_s();
-            s->o->progress(s->o->progress_ctx, "reading", nodes, 0, bytes);
+            s->o->progress(s->o->progress_ctx, "reading", sc.nodes, 0, sc.bytes);
         }
     }
-    if (nodes == 0) {
+    if (sc.nodes == 0) {
         if (plen) {
-            show_bytes(s->u.prefix, plen, &val);
+            show_bytes(s->u.prefix, plen, &sc.val);
             blog(&s->o->log, BLOG_WARN,
-                 "no key in etcd at %s starts with '%s'; the snapshot is empty%s", s->host, val.p,
+                 "no key in etcd at %s starts with '%s'; the snapshot is empty%s", s->host, sc.val.p,
                  s->u.prefix[0] != '/' ? " (for keys starting with '/', write the prefix after a "
                                          "second '/': etcd://HOST:PORT//prefix)" : "");
         } else {
             blog(&s->o->log, BLOG_WARN, "etcd at %s holds no keys; the snapshot is empty", s->host);
         }
     }
-    blog(&s->o->log, BLOG_DEBUG, "read %llu keys at revision %lld", nodes, s->rev);
+    blog(&s->o->log, BLOG_DEBUG, "read %llu keys at revision %lld through %s", sc.nodes, s->rev,
+         use_grpc ? "gRPC" : "the JSON gateway");
     rc = 0;
 out:
     free(end);
-    free(from);
-    buf_free(&key);
-    buf_free(&val);
-    buf_free(&path);
+    free(sc.from);
+    buf_free(&sc.key);
+    buf_free(&sc.val);
+    buf_free(&sc.path);
     return rc;
 }
 

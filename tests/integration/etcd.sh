@@ -64,6 +64,31 @@ expect_eq "the manifest records the revision read" \
 run_burry verify "$S" --snapshot "$ID"
 expect_eq "verify accepts the archive (keys in byte order)" 0 "$RC"
 
+# --- the range is read through gRPC; a member reached only over HTTP/1.1
+# (tests/lib/faultproxy.py, a forwarding proxy in front of the real etcd,
+# refusing the HTTP/2 preface) is read through the JSON gateway instead ---
+run_burry backup "$SRC" "$S" -v --name via-grpc
+expect_eq "backup -v exits 0" 0 "$RC"
+expect_match "the key range is read through gRPC" "read $NKEYS keys at revision [0-9]+ through gRPC" "$ERR"
+rm -f "$T_TMP/proxy.port"
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy.port" "$PA" \
+    --match 'PRI * HTTP/2.0' --fail 1000 --status 505 --stats "$T_TMP/proxy.stats" 2>>"$T_TMP/proxy.log" &
+PROXY_PID=$!
+trap 'kill $PROXY_PID 2>/dev/null; t_cleanup' EXIT
+wait_until 10 test -s "$T_TMP/proxy.port" || not_ok "the fault proxy did not start"
+run_burry backup "etcd://127.0.0.1:$(cat "$T_TMP/proxy.port")" "$S" -v --json --name via-gw
+expect_eq "HTTP/1.1 only: backup exits 0 with every key" "0 $NKEYS" "$RC $(jget 'd["nodes"]')"
+expect_match "... saying it reads through the JSON gateway" \
+    "does not answer gRPC range requests; reading through its JSON gateway" "$ERR"
+expect_match "... after the proxy refused HTTP/2" 'injected=[1-9]' "$(cat "$T_TMP/proxy.stats")"
+kill $PROXY_PID 2>/dev/null
+for n in via-grpc via-gw; do
+    mkdir -p "$T_TMP/$n" && zstd -qdc "$S"/$n/*.tar.zst | tar -x -C "$T_TMP/$n"
+done
+# the remaining TTL of 'leased' may tick between the two reads
+check "both ways give the same tree" diff -r -x leased "$T_TMP/via-grpc/tree" "$T_TMP/via-gw/tree"
+check "... and both hold the same keys" test "$(cd "$T_TMP/via-grpc" && find tree | sort)" = "$(cd "$T_TMP/via-gw" && find tree | sort)"
+
 # --- round trip into an empty server (default limits: 'huge' cannot go in) ---
 run_burry restore "etcd://127.0.0.1:$PB" "$S" --json -v
 expect_eq "restore with a value too large for the target exits 1" 1 "$RC"
@@ -233,8 +258,9 @@ run_burry backup "etcd://127.0.0.1:$PU" "$S" --name auth
 expect_eq "no credentials on an auth-enabled server exits 1" 1 "$RC"
 expect_match "... saying authentication is needed" 'requires authentication.*--user' "$ERR"
 printf 's3cret-pw\n' >"$T_TMP/pw"
-run_burry backup "etcd://127.0.0.1:$PU" "$S" --user root --password-file "$T_TMP/pw" --name auth --json
+run_burry backup "etcd://127.0.0.1:$PU" "$S" --user root --password-file "$T_TMP/pw" --name auth --json -v
 expect_eq "right password from a file: backup exits 0" "0 1" "$RC $(jget 'd["nodes"]')"
+expect_match "... reading through gRPC with the token" 'read 1 keys at revision [0-9]+ through gRPC' "$ERR"
 expect_no_match "the password is not in the manifest" 's3cret' "$(cat "$S"/auth/*.json)"
 etcdctl3 "$PU" --user root:s3cret-pw del k >/dev/null
 ETCD_PASSWORD=s3cret-pw run_burry restore "etcd://127.0.0.1:$PU" "$S" --user root --name auth --json

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A fault injector for tests: a small HTTP/1.1 forwarding proxy placed in
-front of a REAL server (radosgw, azurite). It is not a fake server: every
+front of a REAL server (radosgw, azurite, etcd). It is not a fake server: every
 request it does not fail is passed through byte for byte (Host header
 unchanged, so signatures still verify) and the real server answers.
 
@@ -59,6 +59,24 @@ def relay_response(up, client, method):
     if method == b'HEAD' or status in (204, 304) or 100 <= status < 200:
         client.flush()
         return status >= 200 or relay_response(up, client, method)
+    if any(l.lower().startswith(b'transfer-encoding:') and b'chunked' in l.lower() for l in head):
+        while True:   # chunks, then the empty one and any trailers
+            size_line = up.readline(65537)
+            if not size_line:
+                return False
+            client.write(size_line)
+            n = int(size_line.split(b';')[0].strip(), 16)
+            if n == 0:
+                tail = read_head(up)
+                if tail is None:
+                    return False
+                client.write(b''.join(tail))
+                client.flush()
+                return True
+            chunk = up.read(n + 2)
+            if len(chunk) != n + 2:
+                return False
+            client.write(chunk)
     n = content_length(head)
     while n > 0:
         chunk = up.read(min(n, 1 << 20))
