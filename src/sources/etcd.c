@@ -8,6 +8,7 @@
 #include "registry.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -809,62 +810,119 @@ static int pb_kv(const unsigned char *p, size_t n, struct kv *kv)
     return more;
 }
 
-/* One page through etcd's native API: gRPC etcdserverpb.KV/Range, whose
- * answer costs the server several times less than the gateway's JSON. */
-static int range_grpc(struct source *s, struct scan *sc, const char *end, size_t end_len,
-                      size_t limit, struct burry_err *e)
-{
-    /* RangeRequest: key 1, range_end 2, limit 3, revision 4 */
-    buf_reset(&s->req);
-    if (pb_put_bytes(&s->req, 1, sc->from, sc->from_len) < 0 ||
-        pb_put_bytes(&s->req, 2, end, end_len) < 0 || pb_put_varint(&s->req, 3, limit) < 0 ||
-        (s->rev && pb_put_varint(&s->req, 4, (uint64_t)s->rev) < 0))
-        return burry_errf(e, BURRY_EFAIL, "out of memory");
+/* One gRPC Range request (etcdserverpb.KV/Range, etcd's native API, whose
+ * answer costs the server several times less than the gateway's JSON). The
+ * scan sends the request for the next page from a helper thread while it
+ * writes the current one, so the server's work overlaps with ours. A fetch
+ * touches nothing of the source but the gRPC handle and what it copied. */
+struct fetch {
+    struct grpc *g;
+    const char *base;
+    struct buf req;            /* RangeRequest */
+    char *token;               /* "token: ..." copy, wiped */
     struct grpc_reply rep;
-    int rc;
-    for (int attempt = 0;; attempt++) {
-        const char *hdrs[2] = {s->token_hdr, NULL};
-        struct burry_err e2 = {0};
-        rc = grpc_call(s->g, "etcd", s->base, "/etcdserverpb.KV/Range", hdrs, s->req.p, s->req.len,
-                       ETCD_RESP_MAX, &rep, &e2);
-        if (rc < 0) {
-            if (strstr(e2.msg, "is larger than") && limit > 1)
-                return RANGE_SMALLER;
-            /* before the first page, any failure may just mean no gRPC here */
-            int fatal = s->rev || rc == BURRY_EINTR || strstr(e2.msg, "no answer from");
-            return fatal ? burry_errf(e, rc, "%s", e2.msg) : RANGE_NO_GRPC;
-        }
-        if (rep.status == GRPC_UNAUTHENTICATED && attempt == 0 && s->o->user &&
-            strstr(rep.msg, "invalid auth token")) {
-            buf_free(&rep.body);
-            if ((rc = authenticate(s, e)) < 0)
-                return rc;
-            continue;
-        }
-        break;
-    }
-    if (rep.status != GRPC_OK) {
-        buf_free(&rep.body);
-        if (rep.status < 0 || rep.status == GRPC_UNIMPLEMENTED)
-            return !s->rev ? RANGE_NO_GRPC
-                           : burry_errf(e, BURRY_EFAIL,
-                                        "etcd at %s stopped answering gRPC range requests (HTTP "
-                                        "status %ld)", s->host, rep.http);
-        if (rep.status == GRPC_RESOURCE_EXHAUSTED && limit > 1)
+    int rc;                    /* grpc_call's result */
+    struct burry_err e;
+    pthread_t t;
+    int started, running;
+};
+
+/* Build the request for the keys from [from, from + from_len) (plus a NUL
+ * byte when after_nul: the first key after 'from') up to end. */
+static int fetch_prepare(struct fetch *f, struct source *s, const char *from, size_t from_len,
+                         int after_nul, const char *end, size_t end_len, size_t limit,
+                         struct burry_err *e)
+{
+    memset(f, 0, sizeof *f);
+    f->g = s->g;
+    f->base = s->base;
+    buf_init(&f->req, 0);
+    /* RangeRequest: key 1, range_end 2, limit 3, revision 4 */
+    struct buf key;
+    buf_init(&key, 0);
+    int bad = buf_append(&key, from, from_len) < 0 || (after_nul && buf_putc(&key, 0) < 0) ||
+              pb_put_bytes(&f->req, 1, key.p, key.len) < 0 ||
+              pb_put_bytes(&f->req, 2, end, end_len) < 0 || pb_put_varint(&f->req, 3, limit) < 0 ||
+              (s->rev && pb_put_varint(&f->req, 4, (uint64_t)s->rev) < 0) ||
+              (s->token_hdr && !(f->token = strdup(s->token_hdr)));
+    buf_free(&key);
+    return bad ? burry_errf(e, BURRY_EFAIL, "out of memory") : 0;
+}
+
+static void fetch_run(struct fetch *f)
+{
+    const char *hdrs[2] = {f->token, NULL};
+    f->rc = grpc_call(f->g, "etcd", f->base, "/etcdserverpb.KV/Range", hdrs, f->req.p, f->req.len,
+                      ETCD_RESP_MAX, &f->rep, &f->e);
+}
+
+static void *fetch_thread(void *arg)
+{
+    fetch_run(arg);
+    return NULL;
+}
+
+/* Wait for a fetch in a thread, then drop everything it holds. */
+static void fetch_free(struct fetch *f)
+{
+    if (f->running)
+        pthread_join(f->t, NULL);
+    f->running = 0;
+    if (f->started && f->rc == 0)
+        buf_free(&f->rep.body);
+    f->started = 0;
+    buf_free(&f->req);
+    str_wipe_free(f->token);
+    f->token = NULL;
+}
+
+/* What a fetched page says: 0 for keys to read, RANGE_SMALLER,
+ * RANGE_NO_GRPC (only before the first page), RANGE_AUTH (the token
+ * expired), or a fatal error. */
+#define RANGE_AUTH 3
+static int page_status(struct source *s, struct fetch *f, size_t limit, struct burry_err *e)
+{
+    if (f->rc < 0) {
+        if (strstr(f->e.msg, "is larger than") && limit > 1)
             return RANGE_SMALLER;
-        char tmp[40];
-        snprintf(tmp, sizeof tmp, "gRPC status %d", rep.status);
-        const char *m = rep.msg[0] ? rep.msg : tmp;
-        return strstr(m, "compacted") ? compacted(s, m, e)
-                                      : refused(s, m, "read the key range", e);
+        /* before the first page, any failure may just mean no gRPC here */
+        int fatal = s->rev || f->rc == BURRY_EINTR || strstr(f->e.msg, "no answer from");
+        return fatal ? burry_errf(e, f->rc, "%s", f->e.msg) : RANGE_NO_GRPC;
     }
-    /* RangeResponse: header 1 (revision 3), kvs 2, more 3 */
-    struct pb_reader r = {(const unsigned char *)rep.body.p,
-                          (const unsigned char *)rep.body.p + rep.body.len};
+    struct grpc_reply *r = &f->rep;
+    if (r->status == GRPC_OK)
+        return 0;
+    if (r->status < 0 || r->status == GRPC_UNIMPLEMENTED)
+        return !s->rev ? RANGE_NO_GRPC
+                       : burry_errf(e, BURRY_EFAIL,
+                                    "etcd at %s stopped answering gRPC range requests (HTTP status "
+                                    "%ld)", s->host, r->http);
+    if (r->status == GRPC_RESOURCE_EXHAUSTED && limit > 1)
+        return RANGE_SMALLER;
+    if (r->status == GRPC_UNAUTHENTICATED && s->o->user && strstr(r->msg, "invalid auth token"))
+        return RANGE_AUTH;
+    char tmp[40];
+    snprintf(tmp, sizeof tmp, "gRPC status %d", r->status);
+    const char *m = r->msg[0] ? r->msg : tmp;
+    return strstr(m, "compacted") ? compacted(s, m, e) : refused(s, m, "read the key range", e);
+}
+
+/* A look over a RangeResponse (header 1 with revision 3, kvs 2, more 3)
+ * before writing it: the revision, the last key, whether more follow. */
+struct page {
+    size_t n, bytes;
+    const char *last;
+    size_t last_len;
+    int more;
+};
+
+static int page_peek(struct source *s, const struct buf *body, struct page *pg, struct burry_err *e)
+{
+    struct pb_reader r = {(const unsigned char *)body->p, (const unsigned char *)body->p + body->len};
     struct pb_field f;
     int more;
-    sc->more = 0;
-    while (rc == 0 && (more = pb_next(&r, &f)) > 0) {
+    memset(pg, 0, sizeof *pg);
+    while ((more = pb_next(&r, &f)) > 0) {
         if (f.num == 1 && f.wire == PB_LEN && !s->rev) {
             struct pb_reader h = {f.data, f.data + f.len};
             struct pb_field hf;
@@ -874,30 +932,148 @@ static int range_grpc(struct source *s, struct scan *sc, const char *end, size_t
         } else if (f.num == 2 && f.wire == PB_LEN) {
             struct kv kv;
             if (pb_kv(f.data, f.len, &kv) < 0)
-                more = -1;
-            else
-                rc = scan_kv(s, sc, &kv, e);
+                break;
+            pg->n++;
+            pg->bytes += kv.klen + kv.vlen + 100;
+            pg->last = kv.key;
+            pg->last_len = kv.klen;
         } else if (f.num == 3 && f.wire == PB_VARINT) {
-            sc->more = f.v != 0;
+            pg->more = f.v != 0;
         }
-        if (more < 0)
-            break;
     }
-    buf_free(&rep.body);
-    if (rc == 0 && more < 0)
-        rc = burry_errf(e, BURRY_EFAIL, "etcd at %s sent a range answer that is not valid protobuf",
-                        s->host);
+    if (more != 0)
+        return burry_errf(e, BURRY_EFAIL,
+                          "etcd at %s sent a range answer that is not valid protobuf", s->host);
+    return 0;
+}
+
+/* Hand every key of a checked RangeResponse to the backup. */
+static int page_emit(struct source *s, struct scan *sc, const struct buf *body, struct burry_err *e)
+{
+    struct pb_reader r = {(const unsigned char *)body->p, (const unsigned char *)body->p + body->len};
+    struct pb_field f;
+    int rc = 0;
+    while (rc == 0 && pb_next(&r, &f) > 0) {
+        struct kv kv;
+        if (f.num == 2 && f.wire == PB_LEN && pb_kv(f.data, f.len, &kv) == 0)
+            rc = scan_kv(s, sc, &kv, e);
+    }
     return rc;
+}
+
+/* The whole range through gRPC, one page ahead. RANGE_NO_GRPC when the
+ * member does not answer gRPC at all (nothing was read then). */
+static int scan_grpc(struct source *s, struct scan *sc, const char *end, size_t end_len,
+                     struct burry_err *e)
+{
+    struct fetch cur, next = {0};
+    size_t limit = ETCD_PAGE_FIRST;
+    int rc, renewed = 0;
+    double last = now_s();
+
+    /* sc->from is where the page to ask for starts: the prefix, then the
+     * last key written plus a NUL byte */
+    rc = fetch_prepare(&cur, s, sc->from, sc->from_len, 0, end, end_len, limit, e);
+    for (;;) {
+        if (rc < 0)
+            break;
+        if (!cur.started) {
+            fetch_run(&cur);
+            cur.started = 1;
+        }
+        rc = page_status(s, &cur, limit, e);
+        if (rc == RANGE_AUTH && !renewed) {
+            renewed = 1; /* the token expired: a new one, and the same page again */
+            fetch_free(&cur);
+            rc = authenticate(s, e);
+            if (rc == 0)
+                rc = fetch_prepare(&cur, s, sc->from, sc->from_len, 0, end, end_len, limit, e);
+            continue;
+        }
+        if (rc == RANGE_SMALLER) {
+            limit /= 2; /* a page of huge values: ask for fewer keys */
+            fetch_free(&cur);
+            rc = fetch_prepare(&cur, s, sc->from, sc->from_len, 0, end, end_len, limit, e);
+            continue;
+        }
+        if (rc != 0)
+            break;
+        struct page pg;
+        if ((rc = page_peek(s, &cur.rep.body, &pg, e)) < 0)
+            break;
+        int more = pg.more && pg.n > 0;
+        if (more) {
+            /* pages of about ETCD_PAGE_BYTES: fewer round trips for small
+             * values, bounded answers for large ones */
+            size_t want = ETCD_PAGE_BYTES / (pg.bytes / pg.n + 1);
+            limit = want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN
+                    : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
+            if ((rc = fetch_prepare(&next, s, pg.last, pg.last_len, 1, end, end_len, limit, e)) < 0)
+                break;
+            next.started = 1;
+            next.running = pthread_create(&next.t, NULL, fetch_thread, &next) == 0;
+        }
+        rc = page_emit(s, sc, &cur.rep.body, e);
+        fetch_free(&cur);
+        if (rc < 0 || !more)
+            break;
+        if (next.running) {
+            pthread_join(next.t, NULL);
+            next.running = 0;
+        } else {
+            fetch_run(&next); /* no thread to be had: in turn */
+        }
+        cur = next;
+        memset(&next, 0, sizeof next);
+        if (burry_interrupted) {
+            rc = burry_errf(e, BURRY_EINTR, "interrupted");
+            break;
+        }
+        if (s->o->progress && now_s() - last >= 0.5) {
+            last = now_s();
+            s->o->progress(s->o->progress_ctx, "reading", sc->nodes, 0, sc->bytes);
+        }
+    }
+    fetch_free(&cur);
+    fetch_free(&next);
+    return rc;
+}
+
+/* The whole range through the JSON gateway, page after page. */
+static int scan_gw(struct source *s, struct scan *sc, const char *end, size_t end_len,
+                   struct burry_err *e)
+{
+    size_t limit = ETCD_PAGE_FIRST;
+    double last = now_s();
+    for (;;) {
+        sc->n = sc->page_bytes = 0;
+        int rc = range_gw(s, sc, end, end_len, limit, e);
+        if (rc == RANGE_SMALLER) {
+            limit /= 2; /* a page of huge values: ask for fewer keys */
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        if (!sc->more || sc->n == 0)
+            return 0;
+        size_t want = ETCD_PAGE_BYTES / (sc->page_bytes / sc->n + 1);
+        limit = want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
+        if (burry_interrupted)
+            return burry_errf(e, BURRY_EINTR, "interrupted");
+        if (s->o->progress && now_s() - last >= 0.5) {
+            last = now_s();
+            s->o->progress(s->o->progress_ctx, "reading", sc->nodes, 0, sc->bytes);
+        }
+    }
 }
 
 static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry_err *e)
 {
     size_t plen = s->u.prefix_len;
     char *end = malloc(plen + 1);
-    size_t end_len, limit = ETCD_PAGE_FIRST;
+    size_t end_len;
     struct scan sc = {.emit = emit, .ctx = ctx, .from = malloc(plen + 1), .from_len = plen};
     int rc = 0, use_grpc = 1;
-    double last = now_s();
 
     buf_init(&sc.key, 0);
     buf_init(&sc.val, 0);
@@ -922,38 +1098,16 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
         rc = e->code ? e->code : BURRY_EFAIL;
         goto out;
     }
-    for (;;) {
-        sc.n = sc.page_bytes = 0;
-        rc = use_grpc ? range_grpc(s, &sc, end, end_len, limit, e)
-                      : range_gw(s, &sc, end, end_len, limit, e);
-        if (rc == RANGE_NO_GRPC) {
-            blog(&s->o->log, BLOG_INFO,
-                 "etcd at %s does not answer gRPC range requests; reading through its JSON gateway",
-                 s->host);
-            use_grpc = 0;
-            continue;
-        }
-        if (rc == RANGE_SMALLER) {
-            limit /= 2; /* a page of huge values: ask for fewer keys */
-            continue;
-        }
-        if (rc < 0)
-            goto out;
-        if (!sc.more || sc.n == 0)
-            break;
-        /* pages of about ETCD_PAGE_BYTES: fewer round trips for small values,
-         * bounded answers for large ones */
-        size_t want = ETCD_PAGE_BYTES / (sc.page_bytes / sc.n + 1);
-        limit = want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
-        if (burry_interrupted) {
-            rc = burry_errf(e, BURRY_EINTR, "interrupted");
-            goto out;
-        }
-        if (s->o->progress && now_s() - last >= 0.5) {
-            last = now_s();
-            s->o->progress(s->o->progress_ctx, "reading", sc.nodes, 0, sc.bytes);
-        }
+    rc = scan_grpc(s, &sc, end, end_len, e);
+    if (rc == RANGE_NO_GRPC) {
+        blog(&s->o->log, BLOG_INFO,
+             "etcd at %s does not answer gRPC range requests; reading through its JSON gateway",
+             s->host);
+        use_grpc = 0;
+        rc = scan_gw(s, &sc, end, end_len, e);
     }
+    if (rc < 0)
+        goto out;
     if (sc.nodes == 0) {
         if (plen) {
             show_bytes(s->u.prefix, plen, &sc.val);
