@@ -124,6 +124,7 @@ static void usage_all(FILE *f)
             "         etcd://HOST:PORT[,HOST:PORT...][/prefix]  etcd v3\n"
             "         etcd2://HOST:PORT[/prefix]                etcd v2 keys API\n"
             "         consul://HOST:PORT[/prefix]               Consul KV\n"
+            "         etcd+https://, etcd2+https://, consul+https://  the same over TLS\n"
             "STORE    a directory or file:///path (default ./burry-snapshots)\n"
             "         s3://BUCKET[/prefix]      S3 or S3-compatible (AWS_ACCESS_KEY_ID,\n"
             "                                   AWS_SECRET_ACCESS_KEY, AWS_REGION)\n"

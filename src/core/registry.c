@@ -29,17 +29,35 @@ static size_t scheme_len(const char *url)
     return (size_t)(p - url);
 }
 
+const char *source_url_rest(const char *url, const char *scheme, int *https)
+{
+    size_t n = strlen(scheme);
+    *https = 0;
+    if (strncmp(url, scheme, n))
+        return NULL;
+    if (!strncmp(url + n, "://", 3))
+        return url + n + 3;
+    if (!strncmp(url + n, "+https://", 9)) {
+        *https = 1;
+        return url + n + 9;
+    }
+    return NULL;
+}
+
 const struct source_ops *registry_source(const char *url, struct burry_err *e)
 {
     size_t n = scheme_len(url);
-    for (size_t i = 0; n && i < sizeof sources / sizeof sources[0]; i++)
-        if (strlen(sources[i]->scheme) == n && !strncmp(url, sources[i]->scheme, n)) {
+    for (size_t i = 0; n && i < sizeof sources / sizeof sources[0]; i++) {
+        size_t sl = strlen(sources[i]->scheme);
+        int tls_form = sources[i]->https_form && n == sl + 6 && !strncmp(url + sl, "+https", 6);
+        if ((sl == n || tls_form) && !strncmp(url, sources[i]->scheme, sl)) {
             if (!sources[i]->describe || !sources[i]->default_name || !sources[i]->write_submit) {
                 burry_errf(e, BURRY_EUSAGE, "'%.*s' is not supported by this burry yet", (int)n, url);
                 return NULL;
             }
             return sources[i];
         }
+    }
     if (!n) {
         burry_errf(e, BURRY_EUSAGE, "'%s' is not a service URL (expected zk://, etcd://, etcd2:// or consul://HOST:PORT...)", url);
         return NULL;

@@ -72,6 +72,7 @@ typedef int (*src_emit_fn)(void *ctx, const struct bnode *n, struct burry_err *e
 
 struct source_ops {
     const char *scheme;      /* URL scheme: "zk" */
+    int https_form;          /* "SCHEME+https://" is the same service over TLS */
     const char *service;     /* service name in manifests: "zookeeper" */
 
     /* url is the full user URL; secrets come from opts, never from the URL
@@ -114,5 +115,10 @@ struct source_ops {
     /* Number of submitted requests whose callbacks have not run yet. */
     size_t (*pending)(struct source *s);
 };
+
+/* The part of url after "SCHEME://", or after "SCHEME+https://" with
+ * *https set (the TLS form of an HTTP-speaking service); NULL when url
+ * starts with neither. */
+const char *source_url_rest(const char *url, const char *scheme, int *https);
 
 #endif

@@ -24,6 +24,7 @@ struct consul_url {
     char *host;   /* "127.0.0.1" or "[::1]" */
     char *port;
     char *prefix; /* key prefix without trailing '/', "" for all */
+    int https;    /* consul+https:// */
 };
 
 /* One queued write; callbacks run in pump() in submit order. */
@@ -70,9 +71,10 @@ static void url_free(struct consul_url *u)
 static int url_parse(const char *url, struct consul_url *u, struct burry_err *e)
 {
     memset(u, 0, sizeof *u);
-    if (strncmp(url, "consul://", 9))
+    const char *a = source_url_rest(url, "consul", &u->https);
+    if (!a)
         return burry_errf(e, BURRY_EUSAGE, "'%s' is not a Consul URL (consul://HOST:PORT[/prefix])", url);
-    const char *a = url + 9, *slash = strchr(a, '/');
+    const char *slash = strchr(a, '/');
     size_t alen = slash ? (size_t)(slash - a) : strlen(a);
     if (memchr(a, '@', alen))
         return burry_errf(e, BURRY_EUSAGE,
@@ -201,7 +203,7 @@ static int consul_open(struct source **out, const char *url, const struct burry_
     buf_init(&s->tmp, 0);
     if ((rc = url_parse(url, &s->u, e)) < 0)
         goto fail;
-    int tls = o->cacert || o->cert;
+    int tls = s->u.https || o->cacert || o->cert;
     if (asprintf(&s->base, "%s://%s:%s", tls ? "https" : "http", s->u.host, s->u.port) < 0 ||
         asprintf(&s->hostport, "%s:%s", s->u.host, s->u.port) < 0) {
         s->base = s->hostport = NULL;
@@ -242,7 +244,8 @@ static char *consul_describe(const char *url)
     if (url_parse(url, &u, &e) < 0)
         return strdup("consul://(invalid address)");
     char *r = NULL;
-    if (asprintf(&r, "consul://%s:%s%s%s", u.host, u.port, *u.prefix ? "/" : "", u.prefix) < 0)
+    if (asprintf(&r, "consul%s://%s:%s%s%s", u.https ? "+https" : "", u.host, u.port,
+                 *u.prefix ? "/" : "", u.prefix) < 0)
         r = NULL;
     url_free(&u);
     return r;
@@ -804,6 +807,7 @@ static size_t consul_pending(struct source *s)
 
 const struct source_ops source_consul = {
     .scheme = "consul",
+    .https_form = 1,
     .service = "consul",
     .open = consul_open,
     .close = consul_close,

@@ -43,6 +43,7 @@ struct etcdurl {
     size_t nhosts;
     char *prefix;      /* key prefix bytes (may hold NUL), NULL when none */
     size_t prefix_len;
+    int https;         /* etcd+https:// */
 };
 
 static void etcdurl_free(struct etcdurl *u)
@@ -122,11 +123,11 @@ static int etcdurl_parse(const char *url, struct etcdurl *u, struct burry_err *e
     char whybuf[160];
     const char *why = NULL;
     memset(u, 0, sizeof *u);
-    if (strncmp(url, "etcd://", 7) != 0) {
+    const char *auth = source_url_rest(url, "etcd", &u->https);
+    if (!auth) {
         why = "expected etcd://HOST:PORT[,HOST:PORT...][/prefix]";
         goto out;
     }
-    const char *auth = url + 7;
     const char *slash = strchr(auth, '/');
     const char *aend = slash ? slash : auth + strlen(auth);
     if (memchr(auth, '@', (size_t)(aend - auth)))
@@ -503,7 +504,7 @@ static int etcd_open(struct source **out, const char *url, const struct burry_op
         rc = e->code ? e->code : BURRY_EFAIL;
         goto fail;
     }
-    const char *scheme = (o->cacert || o->cert) ? "https" : "http";
+    const char *scheme = (s->u.https || o->cacert || o->cert) ? "https" : "http";
     for (size_t i = 0; i < s->u.nhosts; i++) {
         struct burry_err e2 = {0};
         json_t *j = NULL;
@@ -542,14 +543,13 @@ static char *etcd_describe(const char *url)
 {
     /* open() refuses credentials in the URL; cut them here too in case
      * describe() sees a URL open() refused */
-    if (strncmp(url, "etcd://", 7) == 0) {
-        const char *a = url + 7;
+    int https;
+    const char *a = source_url_rest(url, "etcd", &https);
+    if (a) {
         const char *slash = strchr(a, '/');
         const char *at = memchr(a, '@', slash ? (size_t)(slash - a) : strlen(a));
-        if (at) {
-            char *r = NULL;
-            return asprintf(&r, "etcd://%s", at + 1) < 0 ? NULL : r;
-        }
+        if (at)
+            return str_printf("%.*s%s", (int)(a - url), url, at + 1);
     }
     return strdup(url);
 }
@@ -1636,6 +1636,7 @@ static size_t etcd_pending(struct source *s)
 
 const struct source_ops source_etcd = {
     .scheme = "etcd",
+    .https_form = 1,
     .service = "etcd",
     .open = etcd_open,
     .close = etcd_close,

@@ -33,6 +33,7 @@ struct e2url {
     char *port;
     char *shown;     /* "HOST:PORT" as given */
     char *prefix;    /* "/a/b" without trailing '/', or NULL for the root */
+    int https;       /* etcd2+https:// */
 };
 
 enum phase { PH_PRESET, PH_CREATE, PH_TYPE, PH_GET, PH_SET };
@@ -112,9 +113,9 @@ static const char *path_problem(const char *p, size_t n)
 static int e2url_parse(const char *url, struct e2url *u, struct burry_err *e)
 {
     memset(u, 0, sizeof *u);
-    if (strncmp(url, "etcd2://", 8))
+    const char *a = source_url_rest(url, "etcd2", &u->https);
+    if (!a)
         return burry_errf(e, BURRY_EUSAGE, "'%s' is not an etcd2:// URL", url);
-    const char *a = url + 8;
     size_t alen = strcspn(a, "/");
     if (memchr(a, '@', alen))
         return burry_errf(e, BURRY_EUSAGE,
@@ -183,9 +184,9 @@ static int url_escape(struct buf *b, const char *p, size_t n, int keep_slash)
     return 0;
 }
 
-static int tls(const struct burry_opts *o)
+static int tls(const struct source *s)
 {
-    return o->cacert || o->cert || o->key;
+    return s->u.https || s->o->cacert || s->o->cert || s->o->key;
 }
 
 /* ---- answers ---------------------------------------------------------- */
@@ -235,7 +236,7 @@ static int simple_get(struct source *s, const char *path, struct http_resp *r, s
 {
     struct buf url;
     buf_init(&url, 0);
-    if (buf_printf(&url, "%s://%s%s", tls(s->o) ? "https" : "http", s->u.shown, path) < 0) {
+    if (buf_printf(&url, "%s://%s%s", tls(s) ? "https" : "http", s->u.shown, path) < 0) {
         buf_free(&url);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
@@ -260,7 +261,7 @@ static int etcd2_open(struct source **out, const char *url, const struct burry_o
     s->o = o;
     if ((rc = e2url_parse(url, &s->u, e)) < 0)
         goto fail;
-    if (buf_printf(&b, "%s://%s/v2/keys", tls(o) ? "https" : "http", s->u.shown) < 0 ||
+    if (buf_printf(&b, "%s://%s/v2/keys", tls(s) ? "https" : "http", s->u.shown) < 0 ||
         (s->u.prefix && url_escape(&b, s->u.prefix, strlen(s->u.prefix), 1) < 0)) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto fail;
@@ -359,19 +360,13 @@ static void etcd2_close(struct source *s)
 static char *etcd2_describe(const char *url)
 {
     /* open() refuses a "user@" part; cut it here too in case it is there */
-    if (!strncmp(url, "etcd2://", 8)) {
-        const char *a = url + 8;
+    int https;
+    const char *a = source_url_rest(url, "etcd2", &https);
+    if (a) {
         size_t alen = strcspn(a, "/");
         const char *at = memchr(a, '@', alen);
-        if (at) {
-            struct buf b;
-            buf_init(&b, 0);
-            if (buf_puts(&b, "etcd2://") < 0 || buf_puts(&b, at + 1) < 0) {
-                buf_free(&b);
-                return NULL;
-            }
-            return buf_take(&b, NULL);
-        }
+        if (at)
+            return str_printf("%.*s%s", (int)(a - url), url, at + 1);
     }
     return strdup(url);
 }
@@ -941,6 +936,7 @@ static size_t etcd2_pending(struct source *s)
 
 const struct source_ops source_etcd2 = {
     .scheme = "etcd2",
+    .https_form = 1,
     .service = "etcd2",
     .open = etcd2_open,
     .close = etcd2_close,

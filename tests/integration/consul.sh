@@ -194,6 +194,29 @@ expect_match "token restore: flags back" 'Flags +5' "$(CONSUL_HTTP_TOKEN=$TOK co
 expect_no_match "token never in any output" "$TOK" "$OUT$ERR"
 consul_stop acl
 
+# --- TLS: consul+https:// with a private CA --------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$T_TMP/tls.key" -out "$T_TMP/tls.crt" \
+    >/dev/null 2>&1 || not_ok "make a test certificate"
+HP=$(free_port)
+consul_start tls "$(printf 'ports { https = %s }\ncert_file = "%s"\nkey_file = "%s"\n' \
+    "$HP" "$T_TMP/tls.crt" "$T_TMP/tls.key")" || not_ok "consul with TLS starts"
+printf '"tls/a"\t%s\t7\n' "$(printf secure | base64)" | kv_load "$CONSUL_PORT"
+run_burry backup "consul+https://127.0.0.1:$HP" "$S" --name tls
+expect_eq "consul+https://: a certificate from an unknown CA is refused (exit 1)" 1 "$RC"
+expect_match "... saying it is about the certificate" "certificate|SSL" "$ERR"
+run_burry backup "consul+https://127.0.0.1:$HP" "$S" --name tls --cacert "$T_TMP/tls.crt" --json
+expect_eq "consul+https:// with --cacert: the backup exits 0 with the key" "0 1" "$RC $(jget 'd["nodes"]')"
+TID=$(jget 'd["snapshot"]')
+expect_eq "... the manifest names the https form" "consul+https://127.0.0.1:$HP" \
+    "$(json_get "$(cat "$S"/tls/"$TID".json)" 'd["source"]')"
+curl -s -X DELETE "http://127.0.0.1:$CONSUL_PORT/v1/kv/tls/a" >/dev/null
+run_burry restore "consul+https://127.0.0.1:$HP" "$S" --name tls --cacert "$T_TMP/tls.crt" --json
+expect_eq "restore over TLS creates the key" "0 1" "$RC $(jget 'd["created"]')"
+expect_eq "... with its value and flags" "secure 7" \
+    "$(curl -s "http://127.0.0.1:$CONSUL_PORT/v1/kv/tls/a" | /usr/bin/python3 -c \
+        'import base64,json,sys; d=json.load(sys.stdin)[0]; print(base64.b64decode(d["Value"]).decode(), d["Flags"])')"
+
 # --- legacy flags ----------------------------------------------------------------
 mkdir -p "$T_TMP/legacy"
 (cd "$T_TMP/legacy" && run_burry -e "127.0.0.1:$PA" -i consul -t local && printf '%s\n%s\n%s\n' "$RC" "$OUT" "$ERR" >out.txt)

@@ -4,7 +4,8 @@
 # with --with-leases, create-only / --overwrite / --dry-run / --path /
 # --into, prefix backups, a point-in-time read, an empty key space, wrong
 # credentials, a value too large for the target, and a server that goes
-# away mid-restore. Checked through the JSON gateway and etcdctl.
+# away mid-restore, TLS with a private CA, and the gRPC read with its
+# fallback to the JSON gateway. Checked through the gateway and etcdctl.
 set -u; . "$(dirname "$0")/../lib/lib.sh"; . "$(dirname "$0")/../lib/etcd.sh"; t_tmpdir
 
 etcd_start src --max-request-bytes 4194304 || exit 1
@@ -266,6 +267,35 @@ etcdctl3 "$PU" --user root:s3cret-pw del k >/dev/null
 ETCD_PASSWORD=s3cret-pw run_burry restore "etcd://127.0.0.1:$PU" "$S" --user root --name auth --json
 expect_eq "restore with ETCD_PASSWORD creates the key" "0 1" "$RC $(jget 'd["created"]')"
 expect_eq "... checked with etcdctl" v "$(etcdctl3 "$PU" --user root:s3cret-pw get k --print-value-only)"
+
+# --- TLS: a private CA with --cacert; gRPC then goes over TLS (ALPN h2) ---
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$T_TMP/tls.key" -out "$T_TMP/tls.crt" \
+    >/dev/null 2>&1 || not_ok "make a test certificate"
+ETCD_TLS_CERT=$T_TMP/tls.crt ETCD_TLS_KEY=$T_TMP/tls.key etcd_start tls || exit 1
+PT=$ETCD_PORT
+curl -s --cacert "$T_TMP/tls.crt" -X POST "https://127.0.0.1:$PT/v3/kv/put" \
+    -d '{"key":"dGxzL2E=","value":"c2VjdXJl"}' >/dev/null || not_ok "put a key over TLS"
+run_burry backup "etcd+https://127.0.0.1:$PT" "$S" --name tls
+expect_eq "etcd+https://: a certificate from an unknown CA is refused (exit 1)" 1 "$RC"
+expect_match "... saying it is about the certificate" "certificate|SSL" "$ERR"
+run_burry backup "etcd://127.0.0.1:$PT" "$S" --name tls
+expect_eq "etcd:// without TLS options speaks plain HTTP to it and fails (exit 1)" 1 "$RC"
+run_burry backup "etcd+https://127.0.0.1:$PT" "$S" --name tls --cacert "$T_TMP/tls.crt" --json -v
+expect_eq "etcd+https:// with --cacert: the backup exits 0 with the key" "0 1" "$RC $(jget 'd["nodes"]')"
+expect_match "... read through gRPC over TLS" 'read 1 keys at revision [0-9]+ through gRPC' "$ERR"
+expect_eq "... the manifest names the https form" "etcd+https://127.0.0.1:$PT" \
+    "$(json_get "$(cat "$S"/tls/*.json)" 'd["source"]')"
+run_burry backup "etcd://127.0.0.1:$PT" "$S" --name tls --cacert "$T_TMP/tls.crt" --json
+expect_eq "etcd:// with --cacert speaks TLS too" "0 1" "$RC $(jget 'd["nodes"]')"
+run_burry backup "etcd2+https://127.0.0.1:$PT/tls" "$S" --name tls2 --cacert "$T_TMP/tls.crt" --json
+expect_eq "etcd2+https:// (the v2 API over TLS) exits 0" 0 "$RC"
+curl -s --cacert "$T_TMP/tls.crt" -X POST "https://127.0.0.1:$PT/v3/kv/deleterange" \
+    -d '{"key":"dGxzL2E="}' >/dev/null
+run_burry restore "etcd://127.0.0.1:$PT" "$S" --name tls --cacert "$T_TMP/tls.crt" --json
+expect_eq "restore over TLS creates the key" "0 1" "$RC $(jget 'd["created"]')"
+expect_eq "... checked over TLS" "secure" "$(ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$PT" \
+    --cacert "$T_TMP/tls.crt" get tls/a --print-value-only)"
 
 # --- malformed URLs ---
 run_burry backup "etcd://user:pw@127.0.0.1:$PA" "$S"

@@ -1,7 +1,9 @@
 # Start and stop real etcd servers (Debian's etcd-server 3.4) for tests.
 #   etcd_start NAME [EXTRA_ETCD_FLAGS...]  starts a server in $T_TMP/etcd-NAME on free
 #                                          loopback ports with the v2 API enabled;
-#                                          sets ETCD_PORT and ETCD_PORT_<NAME>
+#                                          sets ETCD_PORT and ETCD_PORT_<NAME>; with
+#                                          ETCD_TLS_CERT and ETCD_TLS_KEY set, clients
+#                                          speak https (the cert is its own CA)
 #   etcd_stop NAME                          stops it by PID
 #   etcd_stop_all                           stops every server this script started
 #   etcd_restart NAME                       starts a stopped server again (same ports, data)
@@ -12,12 +14,16 @@ ETCD_PIDS=""
 
 etcd_start() {
     local name=$1; shift
-    local dir="$T_TMP/etcd-$name" port peer pid i
+    local dir="$T_TMP/etcd-$name" port peer pid i scheme=http tls=()
     mkdir -p "$dir"
     port=$(free_port)
     peer=$(free_port)
-    ETCD_UNSUPPORTED_ARCH= etcd --name "$name" --data-dir "$dir/data" \
-        --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+    if [ -n "${ETCD_TLS_CERT:-}" ]; then
+        scheme=https
+        tls=(--cert-file "$ETCD_TLS_CERT" --key-file "$ETCD_TLS_KEY")
+    fi
+    ETCD_UNSUPPORTED_ARCH= etcd --name "$name" --data-dir "$dir/data" "${tls[@]}" \
+        --listen-client-urls "$scheme://127.0.0.1:$port" --advertise-client-urls "$scheme://127.0.0.1:$port" \
         --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
         --initial-cluster "$name=http://127.0.0.1:$peer" --initial-cluster-state new \
         --enable-v2 "$@" >"$dir/out.log" 2>&1 &
@@ -26,7 +32,8 @@ etcd_start() {
     eval "ETCD_PID_$name=$pid"
     echo "peer=$peer" >"$dir/ports"
     for i in $(seq 1 100); do
-        if curl -s --max-time 1 "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"health":"true"'; then
+        if curl -s --max-time 1 ${ETCD_TLS_CERT:+--cacert "$ETCD_TLS_CERT"} "$scheme://127.0.0.1:$port/health" 2>/dev/null |
+            grep -q '"health":"true"'; then
             ETCD_PORT=$port
             eval "ETCD_PORT_$name=$port"
             return 0
