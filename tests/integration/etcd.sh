@@ -83,6 +83,36 @@ expect_match "... saying it reads through the JSON gateway" \
     "does not answer gRPC range requests; reading through its JSON gateway" "$ERR"
 expect_match "... after the proxy refused HTTP/2" 'injected=[1-9]' "$(cat "$T_TMP/proxy.stats")"
 kill $PROXY_PID 2>/dev/null
+
+# --- compaction passing the backup's revision: it fails clearly and
+# publishes nothing. Through the proxy, which refuses gRPC and holds every
+# range page for 1.5 s: the server compacts while the second page waits ---
+etcd_start cmp || exit 1
+PK=$ETCD_PORT
+etcd_py "$PK" "kv.load((b'c/%03d' % i, b'v') for i in range(40))" || not_ok "load 40 keys"
+rm -f "$T_TMP/proxy2.port"
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy2.port" "$PK" \
+    --match 'PRI * HTTP/2.0' --fail 1000 --status 505 --delay 1.5 --delay-match /v3/kv/range \
+    --stats "$T_TMP/proxy2.stats" 2>>"$T_TMP/proxy.log" &
+PROXY_PID=$!
+wait_until 10 test -s "$T_TMP/proxy2.port" || not_ok "the fault proxy did not start"
+"$BURRY" backup "etcd://127.0.0.1:$(cat "$T_TMP/proxy2.port")" "$T_TMP/cmp" --name cmp \
+    >"$T_TMP/cmp.out" 2>"$T_TMP/cmp.err" &
+BPID=$!
+second_page() { grep -q 'delayed=2' "$T_TMP/proxy2.stats" 2>/dev/null; }
+check "the backup asks for its second page" wait_until 20 second_page
+etcdctl3 "$PK" put c/new v >/dev/null
+etcdctl3 "$PK" compact "$(etcd_py "$PK" "print(kv.put(b'c/newer', b'v'))")" >/dev/null ||
+    not_ok "compact the server"
+wait "$BPID"
+expect_eq "compaction past the backup's revision: exit 1" 1 "$?"
+expect_match "... saying the revision was compacted and nothing was published" \
+    "compacted revision [0-9]+ while the backup was reading it.*nothing was published" "$(cat "$T_TMP/cmp.err")"
+run_burry ls "$T_TMP/cmp" --json
+expect_eq "... and no snapshot is listed" "0 0" "$RC $(jget 'len(d["snapshots"])')"
+check "... nor any file left behind" test -z "$(find "$T_TMP/cmp" -type f 2>/dev/null)"
+kill $PROXY_PID 2>/dev/null
+etcd_stop cmp
 for n in via-grpc via-gw; do
     mkdir -p "$T_TMP/$n" && zstd -qdc "$S"/$n/*.tar.zst | tar -x -C "$T_TMP/$n"
 done

@@ -6,23 +6,27 @@ unchanged, so signatures still verify) and the real server answers.
 
   faultproxy.py PORTFILE UPSTREAM_PORT [--port P] [--fail N] [--match TEXT]
                 [--status CODE] [--die-at N] [--stats FILE]
+                [--delay SECONDS --delay-match TEXT]
 
 The first N requests whose request line contains TEXT get CODE (default 503)
 with an S3/Azure-style XML error body instead of being forwarded. With
 --die-at N the proxy exits at once, dropping every connection, when the Nth
 request containing TEXT arrives: to the client the server is gone in the
-middle of its work. The proxy listens on port P (default: any free one),
+middle of its work. With --delay, every request whose request line holds
+the --delay-match text waits that long before it is passed on: a slow
+server, giving a test time to act between two requests. The proxy listens on port P (default: any free one),
 writes that port to PORTFILE, and after every request writes
-"requests=R injected=I" to the stats file.
+"requests=R injected=I delayed=D" to the stats file.
 """
 import argparse
 import os
 import socket
 import sys
 import threading
+import time
 
 lock = threading.Lock()
-counts = {'requests': 0, 'injected': 0}
+counts = {'requests': 0, 'injected': 0, 'delayed': 0}
 
 
 def read_head(f):
@@ -47,7 +51,8 @@ def content_length(head):
 def write_stats(path):
     if path:
         with open(path, 'w') as f:
-            f.write('requests=%d injected=%d\n' % (counts['requests'], counts['injected']))
+            f.write('requests=%d injected=%d delayed=%d\n'
+                    % (counts['requests'], counts['injected'], counts['delayed']))
 
 
 def relay_response(up, client, method):
@@ -129,6 +134,11 @@ def serve(conn, args):
                              b'Content-Length: %d\r\n\r\n' % (args.status, len(msg)) + msg)
                 client.flush()
                 continue
+            if args.delay and args.delay_match.encode() in head[0]:
+                with lock:
+                    counts['delayed'] += 1
+                    write_stats(args.stats)
+                time.sleep(args.delay)
             if up is None:
                 up_sock = socket.create_connection(('127.0.0.1', args.upstream))
                 up = up_sock.makefile('rwb')
@@ -156,6 +166,8 @@ def main():
     p.add_argument('--stats', default='')
     p.add_argument('--port', type=int, default=0)
     p.add_argument('--die-at', type=int, default=0)
+    p.add_argument('--delay', type=float, default=0)
+    p.add_argument('--delay-match', default='')
     args = p.parse_args()
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
