@@ -28,3 +28,14 @@ void sha256_final_hex(EVP_MD_CTX *md, char hex[SHA256_HEX_LEN + 1])
         dlen = 0;
     hex_encode(d, dlen, hex);
 }
+
+int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}

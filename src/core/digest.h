@@ -14,5 +14,7 @@ void sha256_hex(const void *p, size_t n, char hex[SHA256_HEX_LEN + 1]);
 void sha256_final_hex(EVP_MD_CTX *md, char hex[SHA256_HEX_LEN + 1]);
 /* n bytes as lower-case hex; hex needs 2n + 1 bytes. */
 void hex_encode(const unsigned char *d, size_t n, char *hex);
+/* The value of one hex digit (either case), or -1. */
+int hex_value(int c);
 
 #endif

@@ -12,11 +12,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "digest.h"
 #include "http.h"
 #include "http_intern.h"
 
 struct grpc {
-    CURL *c;
+    struct http *h;       /* the connection */
+    CURL *c;              /* its easy handle */
     const struct burry_opts *o;
     struct grpc_reply *r; /* the answer being received */
     int is_grpc;          /* content-type application/grpc seen */
@@ -25,17 +27,16 @@ struct grpc {
 
 struct grpc *grpc_new(const struct burry_opts *o, struct burry_err *e)
 {
-    /* http_new initialises libcurl once for the whole program */
-    struct http *h = http_new(o, e);
-    if (!h)
-        return NULL;
-    http_free(h);
     struct grpc *g = calloc(1, sizeof *g);
-    if (!g || !(g->c = curl_easy_init())) {
-        free(g);
+    if (!g) {
         burry_errf(e, BURRY_EFAIL, "out of memory");
         return NULL;
     }
+    if (!(g->h = http_new(o, e))) {
+        free(g);
+        return NULL;
+    }
+    g->c = http_easy(g->h);
     g->o = o;
     return g;
 }
@@ -44,7 +45,7 @@ void grpc_free(struct grpc *g)
 {
     if (!g)
         return;
-    curl_easy_cleanup(g->c);
+    http_free(g->h);
     free(g);
 }
 
@@ -58,25 +59,14 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
     return size * n;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* grpc-message is percent-encoded; keep it printable. */
 static void decode_msg(const char *v, size_t n, char *out, size_t outlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < n && o + 1 < outlen; i++) {
         int c = (unsigned char)v[i];
-        if (c == '%' && i + 2 < n && hexval(v[i + 1]) >= 0 && hexval(v[i + 2]) >= 0) {
-            c = hexval(v[i + 1]) * 16 + hexval(v[i + 2]);
+        if (c == '%' && i + 2 < n && hex_value(v[i + 1]) >= 0 && hex_value(v[i + 2]) >= 0) {
+            c = hex_value(v[i + 1]) * 16 + hex_value(v[i + 2]);
             i += 2;
         }
         out[o++] = (c >= 0x20 && c != 0x7f) ? (char)c : '?';

@@ -82,6 +82,11 @@ void http_free(struct http *h)
     free(h);
 }
 
+CURL *http_easy(struct http *h)
+{
+    return h->c;
+}
+
 void http_shown_url(const char *url, char *out, size_t len)
 {
     const char *s = strstr(url, "://");

@@ -12,6 +12,10 @@
  * http(s) only, no redirects, headers, method and body (the body pointer is
  * used as is, so it must live until the transfer ends). The response body
  * goes to sink(ctx). */
+/* The easy handle of a handle from http_new, for a caller that speaks its
+ * own protocol on the same set-up (grpc.c). */
+CURL *http_easy(struct http *h);
+
 void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char *method,
                 struct curl_slist *hdrs, const void *body, size_t body_len,
                 size_t (*sink)(char *, size_t, size_t, void *), void *ctx);

@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "catalog.h"
+#include "digest.h"
 #include "grpc.h"
 #include "http.h"
 #include "http_multi.h"
@@ -59,17 +60,6 @@ static int host_char(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            c == '.' || c == '-' || c == '_';
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
 }
 
 /* Check one "host:port" item [a, b); NULL or why it is malformed. */
@@ -165,8 +155,8 @@ static int etcdurl_parse(const char *url, struct etcdurl *u, struct burry_err *e
         }
         for (size_t i = 0; i < n; i++) {
             if (p[i] == '%') {
-                int hi = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
-                int lo = hi >= 0 ? hexval((unsigned char)p[i + 2]) : -1;
+                int hi = i + 2 < n ? hex_value((unsigned char)p[i + 1]) : -1;
+                int lo = hi >= 0 ? hex_value((unsigned char)p[i + 2]) : -1;
                 if (lo < 0) {
                     why = "a '%' in the prefix must be followed by two hex digits";
                     goto out;
