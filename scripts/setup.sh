@@ -10,7 +10,7 @@ set -u
 PACKAGES=(
     gcc make pkg-config
     libarchive-dev libjansson-dev libssl-dev libzstd-dev libzookeeper-st-dev
-    libcurl4-openssl-dev libinih-dev
+    libcurl4-openssl-dev libinih-dev libyajl-dev
     zookeeper default-jre-headless etcd-server etcd-client
     python3 python3-kazoo
     radosgw ceph-mon ceph-osd ceph-common awscli python3-boto3

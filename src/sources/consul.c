@@ -1,5 +1,6 @@
 /* Consul KV source (consul://HOST:PORT[/prefix]): a backup is one consistent
- * recursive read of the prefix, emitted in key byte order; a restore sends
+ * recursive read of the prefix, parsed as a stream of JSON events (yajl: the
+ * answer can hold millions of keys), emitted in key byte order; a restore sends
  * the nodes in /v1/txn transactions of at most 64 operations ("cas" with
  * Index 0 creates only absent keys), a value too big for a transaction
  * body alone through PUT /v1/kv. Sessions and locks are recorded, not restored. */
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 #include "buf.h"
 #include "catalog.h"
@@ -326,17 +328,191 @@ static int unexpected(struct source *s, const char *doing, const struct http_res
 
 /* ---- backup --------------------------------------------------------------- */
 
+/* One entry of the recursive read. Strings live in the parse's arena and
+ * are named by offset (the arena moves as it grows). */
 struct kv_ent {
-    const char *key;
-    size_t klen;
-    json_t *obj;
+    size_t key, klen;          /* the key */
+    size_t val, vlen;          /* the value as base64 */
+    size_t sess, slen;         /* the session holding the lock */
+    int has_val, has_sess;
+    long long flags, create, modify, lock;
 };
 
-static int ent_cmp(const void *a, const void *b)
+/* The answer read as a stream of JSON events (yajl): an array of flat
+ * objects. Far cheaper than building a tree of the whole answer. */
+struct kv_parse {
+    struct buf arena;          /* keys, values, sessions */
+    struct kv_ent *ents;
+    size_t n, cap;
+    int depth;                 /* 1 inside the array, 2 inside an entry */
+    int has_key;
+    enum { F_OTHER, F_KEY, F_VALUE, F_SESSION, F_FLAGS, F_CREATE, F_MODIFY, F_LOCK } field;
+    const char *bad;           /* why the answer is not a key listing */
+};
+
+static int p_scalar(void *ctx);
+
+static int p_str(void *ctx, const unsigned char *v, size_t n)
+{
+    struct kv_parse *p = ctx;
+    if (p->depth != 2)
+        return p->depth ? 1 : p_scalar(ctx);
+    struct kv_ent *x = &p->ents[p->n];
+    size_t off = p->arena.len;
+    if (p->field != F_KEY && p->field != F_VALUE && p->field != F_SESSION)
+        return 1;
+    if (buf_append(&p->arena, v, n) < 0) {
+        p->bad = "out of memory";
+        return 0;
+    }
+    if (p->field == F_KEY) {
+        x->key = off, x->klen = n, p->has_key = 1;
+    } else if (p->field == F_VALUE) {
+        x->val = off, x->vlen = n, x->has_val = 1;
+    } else {
+        x->sess = off, x->slen = n, x->has_sess = 1;
+    }
+    return 1;
+}
+
+static int p_int(void *ctx, long long v)
+{
+    struct kv_parse *p = ctx;
+    if (p->depth != 2)
+        return p->depth ? 1 : p_scalar(ctx);
+    struct kv_ent *x = &p->ents[p->n];
+    switch (p->field) {
+    case F_FLAGS: x->flags = v; break;
+    case F_CREATE: x->create = v; break;
+    case F_MODIFY: x->modify = v; break;
+    case F_LOCK: x->lock = v; break;
+    default: break;
+    }
+    return 1;
+}
+
+static int p_key(void *ctx, const unsigned char *k, size_t n)
+{
+    struct kv_parse *p = ctx;
+    static const struct { const char *name; int f; } fields[] = {
+        {"Key", F_KEY},       {"Value", F_VALUE},        {"Session", F_SESSION},
+        {"Flags", F_FLAGS},   {"CreateIndex", F_CREATE}, {"ModifyIndex", F_MODIFY},
+        {"LockIndex", F_LOCK},
+    };
+    p->field = F_OTHER;
+    for (size_t i = 0; p->depth == 2 && i < sizeof fields / sizeof fields[0]; i++)
+        if (strlen(fields[i].name) == n && !memcmp(fields[i].name, k, n))
+            p->field = fields[i].f;
+    return 1;
+}
+
+static int p_start_map(void *ctx)
+{
+    struct kv_parse *p = ctx;
+    if (p->depth == 0) {
+        p->bad = "not a JSON array";
+        return 0;
+    }
+    if (++p->depth == 2) { /* a new entry */
+        if (p->n == p->cap) {
+            size_t cap = p->cap ? p->cap * 2 : 1024;
+            struct kv_ent *e = realloc(p->ents, cap * sizeof *e);
+            if (!e) {
+                p->bad = "out of memory";
+                return 0;
+            }
+            p->ents = e, p->cap = cap;
+        }
+        memset(&p->ents[p->n], 0, sizeof p->ents[p->n]);
+        p->has_key = 0;
+    }
+    p->field = F_OTHER;
+    return 1;
+}
+
+static int p_end_map(void *ctx)
+{
+    struct kv_parse *p = ctx;
+    if (p->depth-- == 2) {
+        if (!p->has_key) {
+            p->bad = "an entry without a key";
+            return 0;
+        }
+        p->n++;
+    }
+    return 1;
+}
+
+static int p_start_array(void *ctx)
+{
+    struct kv_parse *p = ctx;
+    p->depth++;
+    return 1;
+}
+
+static int p_end_array(void *ctx)
+{
+    struct kv_parse *p = ctx;
+    p->depth--;
+    return 1;
+}
+
+static int p_scalar(void *ctx)
+{
+    struct kv_parse *p = ctx;
+    if (p->depth == 0) {
+        p->bad = "not a JSON array";
+        return 0;
+    }
+    return 1;
+}
+
+static int p_bool(void *ctx, int v)
+{
+    return p_scalar(ctx);
+}
+
+static int p_double(void *ctx, double v)
+{
+    return p_scalar(ctx);
+}
+
+static const yajl_callbacks kv_events = {
+    .yajl_null = p_scalar,          .yajl_boolean = p_bool,        .yajl_integer = p_int,
+    .yajl_double = p_double,        .yajl_string = p_str,          .yajl_start_map = p_start_map,
+    .yajl_map_key = p_key,          .yajl_end_map = p_end_map,     .yajl_start_array = p_start_array,
+    .yajl_end_array = p_end_array,
+};
+
+/* Read a recursive-read answer into p (entries as the server sent them). */
+static int parse_listing(struct source *s, const struct buf *body, struct kv_parse *p,
+                         struct burry_err *e)
+{
+    yajl_handle h = yajl_alloc(&kv_events, NULL, p);
+    if (!h)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    yajl_status st = yajl_parse(h, (const unsigned char *)body->p, body->len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    int rc = 0;
+    if (st != yajl_status_ok) {
+        unsigned char *why = p->bad ? NULL : yajl_get_error(h, 0, NULL, 0);
+        rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable key listing (%s)",
+                        s->hostport, p->bad ? p->bad : why ? (const char *)why : "invalid JSON");
+        if (why)
+            yajl_free_error(h, why);
+    }
+    yajl_free(h);
+    return rc;
+}
+
+/* Key byte order; arena is the parse's arena. */
+static int ent_cmp(const void *a, const void *b, void *arena)
 {
     const struct kv_ent *x = a, *y = b;
+    const char *ar = arena;
     size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
+    int c = memcmp(ar + x->key, ar + y->key, n);
     return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
@@ -350,12 +526,12 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
 {
     struct buf url;
     struct http_resp r = {0};
-    json_t *root = NULL;
-    struct kv_ent *ents = NULL;
+    struct kv_parse p = {0};
     int rc;
     size_t plen = strlen(s->u.prefix);
 
     buf_init(&url, 0);
+    buf_init(&p.arena, CONSUL_MAX_READ);
     if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 ||
         put_escaped(&url, s->u.prefix, plen) < 0 || buf_puts(&url, "?recurse=true&consistent") < 0) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -375,72 +551,57 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         rc = unexpected(s, "a recursive read", &r, e);
         goto out;
     }
-    json_error_t je;
-    root = json_loadb(r.body.p, r.body.len, JSON_ALLOW_NUL, &je);
+    rc = parse_listing(s, &r.body, &p, e);
     buf_free(&r.body);
-    if (!json_is_array(root)) {
-        rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable key listing (%s)", s->hostport,
-                        root ? "not a JSON array" : je.text);
+    if (rc < 0)
         goto out;
-    }
-    size_t n = json_array_size(root), m = 0;
-    ents = calloc(n ? n : 1, sizeof *ents);
-    if (!ents) {
-        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-        goto out;
-    }
+    /* the prefix names a folder: "app" covers "app" and "app/...", not "apple" */
+    size_t m = 0;
     long long maxidx = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_array_get(root, i);
-        json_t *k = json_object_get(o, "Key");
-        if (!json_is_string(k)) {
-            rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent a key listing entry without a key", s->hostport);
-            goto out;
-        }
-        const char *key = json_string_value(k);
-        size_t klen = json_string_length(k);
-        /* the prefix names a folder: "app" covers "app" and "app/...", not "apple" */
-        if (plen && !(klen >= plen && !memcmp(key, s->u.prefix, plen) && (klen == plen || key[plen] == '/')))
+    for (size_t i = 0; i < p.n; i++) {
+        struct kv_ent *x = &p.ents[i];
+        const char *key = p.arena.p + x->key;
+        if (plen && !(x->klen >= plen && !memcmp(key, s->u.prefix, plen) &&
+                      (x->klen == plen || key[plen] == '/')))
             continue;
-        if (jint(o, "ModifyIndex") > maxidx)
-            maxidx = jint(o, "ModifyIndex");
-        ents[m++] = (struct kv_ent){key, klen, o};
+        if (x->modify > maxidx)
+            maxidx = x->modify;
+        p.ents[m++] = *x;
     }
-    qsort(ents, m, sizeof *ents, ent_cmp);
+    qsort_r(p.ents, m, sizeof *p.ents, ent_cmp, p.arena.p);
     s->index = maxidx;
     if (m == 0)
         blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
              plen ? " under '" : "", s->u.prefix, plen ? "'" : "");
 
     for (size_t i = 0; i < m; i++) {
-        struct kv_ent *x = &ents[i];
-        if (i && ent_cmp(&ents[i - 1], x) == 0) {
+        struct kv_ent *x = &p.ents[i];
+        const char *key = p.arena.p + x->key;
+        if (i && ent_cmp(&p.ents[i - 1], x, p.arena.p) == 0) {
             rc = burry_errf(e, BURRY_EFAIL, "Consul at %s listed a key twice", s->hostport);
             goto out;
         }
         buf_reset(&url); /* the canonical path */
         if (plen) {
-            rc = buf_append(&url, x->key + plen, x->klen - plen);
+            rc = buf_append(&url, key + plen, x->klen - plen);
         } else {
             rc = buf_putc(&url, '/');
             if (rc == 0)
-                rc = buf_append(&url, x->key, x->klen);
+                rc = buf_append(&url, key, x->klen);
         }
-        json_t *v = json_object_get(x->obj, "Value");
         buf_reset(&s->tmp);
-        if (rc == 0 && json_is_string(v))
-            rc = b64_decode(json_string_value(v), json_string_length(v), &s->tmp);
+        if (rc == 0 && x->has_val)
+            rc = b64_decode(p.arena.p + x->val, x->vlen, &s->tmp);
         if (rc < 0) {
             rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value for key '%.*s'",
-                            s->hostport, (int)x->klen, x->key);
+                            s->hostport, (int)x->klen, key);
             goto out;
         }
-        json_t *sess = json_object_get(x->obj, "Session");
-        json_t *attrs = json_pack("{s:I,s:I,s:I,s:I,s:O}", "flags", (json_int_t)jint(x->obj, "Flags"),
-                                  "create_index", (json_int_t)jint(x->obj, "CreateIndex"), "modify_index",
-                                  (json_int_t)jint(x->obj, "ModifyIndex"), "lock_index",
-                                  (json_int_t)jint(x->obj, "LockIndex"), "session",
-                                  json_is_string(sess) ? sess : json_null());
+        json_t *attrs = json_pack("{s:I,s:I,s:I,s:I,s:o}", "flags", (json_int_t)x->flags,
+                                  "create_index", (json_int_t)x->create, "modify_index",
+                                  (json_int_t)x->modify, "lock_index", (json_int_t)x->lock, "session",
+                                  x->has_sess ? json_stringn(p.arena.p + x->sess, x->slen)
+                                              : json_null());
         if (!attrs) {
             rc = burry_errf(e, BURRY_EFAIL, "out of memory");
             goto out;
@@ -452,7 +613,6 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         json_decref(attrs);
         if (rc < 0)
             goto out;
-        json_object_del(x->obj, "Value"); /* give memory back as we go */
         if (burry_interrupted) {
             rc = burry_errf(e, BURRY_EINTR, "interrupted");
             goto out;
@@ -460,8 +620,8 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     }
     rc = 0;
 out:
-    free(ents);
-    json_decref(root);
+    free(p.ents);
+    buf_free(&p.arena);
     buf_free(&r.body);
     buf_free(&url);
     return rc;
