@@ -119,6 +119,14 @@ run_bysu get -c "$C" dir latest -o "$T_TMP/dir.tar.zst"
 expect_eq "bysu get exits 0" 0 "$RC"
 mkdir -p "$T_TMP/x"
 check "the archive extracts with stock tar --zstd" tar --zstd -xf "$T_TMP/dir.tar.zst" -C "$T_TMP/x"
+# zstd level 1 (see bysu.conf(5)): its frame asks for a 512 KiB window to
+# decompress, where libarchive's default level 3 asks for 2 MiB
+expect_eq "the archive is compressed at zstd level 1 (a 512 KiB window)" 524288 "$(python3 -c '
+import sys
+h = open(sys.argv[1], "rb").read(6)
+assert h[:4] == bytes.fromhex("28b52ffd") and not h[4] & 0x20, "not a streamed zstd frame"
+e, m = h[5] >> 3, h[5] & 7
+print((1 << (10 + e)) + ((1 << (10 + e)) // 8) * m)' "$T_TMP/dir.tar.zst")"
 check "a top-level file equals the original" cmp "$D/a.txt" "$T_TMP/x/files${D}/a.txt"
 check "a file in a subdirectory equals the original" cmp "$D/sub/blob.bin" "$T_TMP/x/files${D}/sub/blob.bin"
 expect_eq "a symlink pointing outside is kept as a symlink" "$T_TMP/outside/secret" "$(readlink "$T_TMP/x/files${D}/escape")"
