@@ -8,6 +8,9 @@
 
 #define SHA256_HEX_LEN 64
 
+/* SHA-256 for EVP_DigestInit_ex and friends, fetched once per process
+ * (thread-safe); never NULL. */
+const EVP_MD *sha256_md(void);
 /* hex of the SHA-256 of n bytes at p. */
 void sha256_hex(const void *p, size_t n, char hex[SHA256_HEX_LEN + 1]);
 /* Finish md (a SHA-256 context) into hex. */

@@ -70,7 +70,7 @@ int fmt_compress_parse(const char *s, enum burry_compress *out)
 static EVP_MD_CTX *sha256_new(void)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (md && EVP_DigestInit_ex(md, sha256_md(), NULL) != 1) {
         EVP_MD_CTX_free(md);
         md = NULL;
     }
