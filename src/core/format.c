@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "digest.h"
+#include "jsonout.h"
 #include "names.h"
 
 #define FORMAT_NAME "burry-snapshot"
@@ -112,6 +113,7 @@ struct fmt_writer {
     char archive_hex[HEX_LEN + 1];
     struct buf name; /* archive name of the entry being written */
     struct buf prev; /* node path of the previous node */
+    struct buf meta; /* @meta of the node being written */
     struct buf msg;  /* scratch for names in messages */
     int broken;      /* a write failed: the stream is unusable */
     int finished;
@@ -196,6 +198,7 @@ struct fmt_writer *fmt_writer_new(enum burry_compress c, fmt_write_fn out, void 
     w->ctx = ctx;
     buf_init(&w->name, 0);
     buf_init(&w->prev, 0);
+    buf_init(&w->meta, 0);
     buf_init(&w->msg, 0);
     w->archive_md = sha256_new();
     w->nodes_md = sha256_new();
@@ -272,36 +275,31 @@ int fmt_writer_add(struct fmt_writer *w, const struct bnode *n, struct burry_err
                           "cannot name node '%s' in the archive: not a canonical path or too long",
                           SHOWN());
 
-    /* @meta: one line of compact JSON with sorted keys. */
-    char hex[HEX_LEN + 1];
-    json_t *m = json_object();
-    int bad = !m;
-    if (!bad)
-        bad |= json_object_set_new(m, "attrs", n->attrs ? json_incref(n->attrs) : json_object());
+    /* @meta: one line of compact JSON with sorted keys, as
+     * json_dumps(JSON_COMPACT | JSON_SORT_KEYS) would write the object
+     * {"attrs": ..., "sha256": ..., "size": ...}. */
+    struct buf *m = &w->meta;
+    buf_reset(m);
+    int bad = buf_puts(m, "{\"attrs\":") < 0 ||
+              (n->attrs ? jsonout_compact(m, n->attrs) : buf_puts(m, "{}")) < 0;
     if (!bad && n->has_value) {
+        char hex[HEX_LEN + 1];
         sha256_hex(vlen ? n->value : "", vlen, hex);
-        bad |= json_object_set_new(m, "sha256", json_string(hex));
-        bad |= json_object_set_new(m, "size", json_integer((json_int_t)vlen));
+        bad = buf_printf(m, ",\"sha256\":\"%s\",\"size\":%zu}", hex, vlen) < 0;
     } else if (!bad) {
-        bad |= json_object_set_new(m, "sha256", json_null());
-        bad |= json_object_set_new(m, "size", json_null());
+        bad = buf_puts(m, ",\"sha256\":null,\"size\":null}") < 0;
     }
-    char *txt = bad ? NULL : json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(m);
-    if (!txt)
+    if (bad)
         return burry_errf(e, BURRY_EFAIL, "cannot encode the metadata of node '%s'", SHOWN());
-    size_t tlen = strlen(txt);
-    if (tlen + 1 > FORMAT_MAX_META) {
-        free(txt);
+    if (m->len + 1 > FORMAT_MAX_META)
         return burry_errf(e, BURRY_EFAIL,
                           "metadata of node '%s' is %zu bytes, more than the %zu allowed", SHOWN(),
-                          tlen + 1, FORMAT_MAX_META);
-    }
-    txt[tlen] = '\n'; /* replaces the NUL: the entry is not a C string */
-    int rc = w_entry(w, w->name.p, txt, tlen + 1, e);
+                          m->len + 1, FORMAT_MAX_META);
+    if (buf_putc(m, '\n') < 0)
+        return burry_errf(e, BURRY_EFAIL, "cannot encode the metadata of node '%s'", SHOWN());
+    int rc = w_entry(w, w->name.p, m->p, m->len, e);
     if (rc == 0)
-        nodes_line(w->nodes_md, txt, tlen + 1, w->name.p);
-    free(txt);
+        nodes_line(w->nodes_md, m->p, m->len, w->name.p);
     if (rc < 0)
         return rc;
 
@@ -390,6 +388,7 @@ void fmt_writer_free(struct fmt_writer *w)
     EVP_MD_CTX_free(w->nodes_md);
     buf_free(&w->name);
     buf_free(&w->prev);
+    buf_free(&w->meta);
     buf_free(&w->msg);
     free(w);
 }
