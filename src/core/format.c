@@ -103,6 +103,7 @@ static const char *show(struct buf *b, const char *p, size_t n)
 
 struct fmt_writer {
     struct archive *a;
+    struct archive_entry *ent; /* reused for every entry (w_entry) */
     enum burry_compress compress;
     fmt_write_fn out;
     void *ctx;
@@ -151,12 +152,9 @@ static int w_fail(struct fmt_writer *w, struct burry_err *e, const char *what)
 static int w_entry(struct fmt_writer *w, const char *name, const void *data, size_t len,
                    struct burry_err *e)
 {
-    struct archive_entry *ent = archive_entry_new();
-    if (!ent) {
-        w->broken = 1;
-        return burry_errf(e, BURRY_EFAIL, "cannot write archive entry '%s': out of memory", name);
-    }
-    /* Fixed owner, mode and time: the same nodes give the same bytes. */
+    /* One entry object for the whole archive; every field is set again
+     * here. Fixed owner, mode and time: the same nodes give the same bytes. */
+    struct archive_entry *ent = w->ent;
     archive_entry_set_pathname(ent, name);
     archive_entry_set_filetype(ent, AE_IFREG);
     archive_entry_set_perm(ent, 0644);
@@ -165,24 +163,17 @@ static int w_entry(struct fmt_writer *w, const char *name, const void *data, siz
     archive_entry_set_mtime(ent, 0, 0);
     archive_entry_set_size(ent, (la_int64_t)len);
 
-    int rc = 0;
-    if (archive_write_header(w->a, ent) != ARCHIVE_OK) {
-        rc = w_fail(w, e, name);
-        goto out;
-    }
+    if (archive_write_header(w->a, ent) != ARCHIVE_OK)
+        return w_fail(w, e, name);
     const char *p = data;
     while (len > 0) {
         la_ssize_t k = archive_write_data(w->a, p, len);
-        if (k <= 0) {
-            rc = w_fail(w, e, name);
-            goto out;
-        }
+        if (k <= 0)
+            return w_fail(w, e, name);
         p += k;
         len -= (size_t)k;
     }
-out:
-    archive_entry_free(ent);
-    return rc;
+    return 0;
 }
 
 struct fmt_writer *fmt_writer_new(enum burry_compress c, fmt_write_fn out, void *ctx,
@@ -203,7 +194,8 @@ struct fmt_writer *fmt_writer_new(enum burry_compress c, fmt_write_fn out, void 
     w->archive_md = sha256_new();
     w->nodes_md = sha256_new();
     w->a = archive_write_new();
-    if (!w->archive_md || !w->nodes_md || !w->a) {
+    w->ent = archive_entry_new();
+    if (!w->archive_md || !w->nodes_md || !w->a || !w->ent) {
         burry_errf(e, BURRY_EFAIL, "cannot create archive writer: out of memory");
         goto fail;
     }
@@ -384,6 +376,7 @@ void fmt_writer_free(struct fmt_writer *w)
         }
         archive_write_free(w->a);
     }
+    archive_entry_free(w->ent);
     EVP_MD_CTX_free(w->archive_md);
     EVP_MD_CTX_free(w->nodes_md);
     buf_free(&w->name);
