@@ -16,6 +16,7 @@
 #include "digest.h"
 #include "jsonout.h"
 #include "names.h"
+#include "tar.h"
 
 #define FORMAT_NAME "burry-snapshot"
 #define MANIFEST_NAME "manifest.json"
@@ -24,7 +25,6 @@
 #define SUFFIX_LEN 5 /* strlen(NAMES_META) == strlen(NAMES_DATA) */
 #define HEX_LEN SHA256_HEX_LEN
 #define READ_CHUNK 65536
-#define TAR_BLOCK 512
 #define DISPLAY_MAX 200 /* bytes of a name shown in a message */
 
 /* ---- shared helpers ---- */
@@ -101,9 +101,15 @@ static const char *show(struct buf *b, const char *p, size_t n)
 
 /* ---- writer ---- */
 
+/* The tar stream is one "raw" entry of w->a, which only compresses and
+ * hands on what it is given: w_entry writes the ustar headers (tar.h), data
+ * and padding itself. An entry whose name needs a pax extended header goes
+ * through w->pax, libarchive's pax_restricted writer, whose output joins
+ * the same stream; both give the same bytes for the same entry. */
 struct fmt_writer {
-    struct archive *a;
-    struct archive_entry *ent; /* reused for every entry (w_entry) */
+    struct archive *a;         /* raw format, compression, output to w_write */
+    struct archive *pax;       /* tar format only, output to w_pax_write */
+    struct archive_entry *ent; /* reused for every entry written via pax */
     enum burry_compress compress;
     fmt_write_fn out;
     void *ctx;
@@ -137,23 +143,58 @@ static la_ssize_t w_write(struct archive *a, void *cd, const void *p, size_t n)
     return (la_ssize_t)n;
 }
 
-/* A libarchive call failed: the cause is the output callback's error if it
- * reported one, else libarchive's message. */
-static int w_fail(struct fmt_writer *w, struct burry_err *e, const char *what)
+/* A libarchive call on a (w->a or w->pax) failed: the cause is the output
+ * callback's error if it reported one, else libarchive's message. */
+static int w_fail(struct fmt_writer *w, struct archive *a, struct burry_err *e, const char *what)
 {
     w->broken = 1;
     if (w->out_err.code)
         return burry_errf(e, w->out_err.code, "%s", w->out_err.msg);
-    const char *why = archive_error_string(w->a);
+    const char *why = archive_error_string(a);
     return burry_errf(e, BURRY_EFAIL, "cannot write archive entry '%s': %s", what,
                       why ? why : "unknown libarchive error");
+}
+
+/* n bytes of the tar stream, into the compressor. */
+static int w_out(struct fmt_writer *w, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        la_ssize_t k = archive_write_data(w->a, p, n);
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static la_ssize_t w_pax_write(struct archive *pax, void *cd, const void *p, size_t n)
+{
+    struct fmt_writer *w = cd;
+    if (w->discard)
+        return (la_ssize_t)n;
+    if (w_out(w, p, n) < 0) {
+        const char *why = archive_error_string(w->a);
+        archive_set_error(pax, EIO, "%s", why ? why : "output failed");
+        return -1;
+    }
+    return (la_ssize_t)n;
 }
 
 static int w_entry(struct fmt_writer *w, const char *name, const void *data, size_t len,
                    struct burry_err *e)
 {
-    /* One entry object for the whole archive; every field is set again
-     * here. Fixed owner, mode and time: the same nodes give the same bytes. */
+    static const char zeros[TAR_BLOCK];
+    char h[TAR_BLOCK];
+    if (tar_header(h, name, strlen(name), len) == 0) {
+        if (w_out(w, h, sizeof h) < 0 || w_out(w, data, len) < 0 ||
+            w_out(w, zeros, -len % TAR_BLOCK) < 0)
+            return w_fail(w, w->a, e, name);
+        return 0;
+    }
+
+    /* Fixed owner, mode and time: the same nodes give the same bytes. */
     struct archive_entry *ent = w->ent;
     archive_entry_set_pathname(ent, name);
     archive_entry_set_filetype(ent, AE_IFREG);
@@ -162,17 +203,19 @@ static int w_entry(struct fmt_writer *w, const char *name, const void *data, siz
     archive_entry_set_gid(ent, 0);
     archive_entry_set_mtime(ent, 0, 0);
     archive_entry_set_size(ent, (la_int64_t)len);
-
-    if (archive_write_header(w->a, ent) != ARCHIVE_OK)
-        return w_fail(w, e, name);
+    if (archive_write_header(w->pax, ent) != ARCHIVE_OK)
+        return w_fail(w, w->pax, e, name);
     const char *p = data;
     while (len > 0) {
-        la_ssize_t k = archive_write_data(w->a, p, len);
+        la_ssize_t k = archive_write_data(w->pax, p, len);
         if (k <= 0)
-            return w_fail(w, e, name);
+            return w_fail(w, w->pax, e, name);
         p += k;
         len -= (size_t)k;
     }
+    /* the padding, now, so that nothing of this entry comes later */
+    if (archive_write_finish_entry(w->pax) != ARCHIVE_OK)
+        return w_fail(w, w->pax, e, name);
     return 0;
 }
 
@@ -194,13 +237,27 @@ struct fmt_writer *fmt_writer_new(enum burry_compress c, fmt_write_fn out, void 
     w->archive_md = sha256_new();
     w->nodes_md = sha256_new();
     w->a = archive_write_new();
+    w->pax = archive_write_new();
     w->ent = archive_entry_new();
-    if (!w->archive_md || !w->nodes_md || !w->a || !w->ent) {
+    if (!w->archive_md || !w->nodes_md || !w->a || !w->pax || !w->ent) {
         burry_errf(e, BURRY_EFAIL, "cannot create archive writer: out of memory");
         goto fail;
     }
 
-    int rc = archive_write_set_format_pax_restricted(w->a);
+    /* The pax writer passes every byte on at once (no blocking). */
+    int rc = archive_write_set_format_pax_restricted(w->pax);
+    if (rc == ARCHIVE_OK)
+        rc = archive_write_set_bytes_per_block(w->pax, 0);
+    if (rc == ARCHIVE_OK)
+        rc = archive_write_open(w->pax, w, NULL, w_pax_write, NULL);
+    if (rc != ARCHIVE_OK) {
+        const char *why = archive_error_string(w->pax);
+        burry_errf(e, BURRY_EFAIL, "cannot create a tar writer: %s",
+                   why ? why : "unknown libarchive error");
+        goto fail;
+    }
+
+    rc = archive_write_set_format_raw(w->a);
     if (rc == ARCHIVE_OK) {
         switch (c) {
         case BURRY_COMPRESS_ZSTD:
@@ -226,6 +283,10 @@ struct fmt_writer *fmt_writer_new(enum burry_compress c, fmt_write_fn out, void 
         rc = archive_write_set_bytes_in_last_block(w->a, 1);
     if (rc == ARCHIVE_OK)
         rc = archive_write_open(w->a, w, NULL, w_write, NULL);
+    if (rc == ARCHIVE_OK) { /* the one raw entry: the whole tar stream */
+        archive_entry_set_filetype(w->ent, AE_IFREG);
+        rc = archive_write_header(w->a, w->ent);
+    }
     if (rc != ARCHIVE_OK) {
         const char *why = archive_error_string(w->a);
         burry_errf(e, BURRY_EFAIL, "cannot create a '%s' archive writer: %s", fmt_compress_name(c),
@@ -354,8 +415,9 @@ int fmt_writer_finish(struct fmt_writer *w, json_t *manifest, struct burry_err *
     free(txt);
     if (rc < 0)
         return rc;
-    if (archive_write_close(w->a) != ARCHIVE_OK)
-        return w_fail(w, e, MANIFEST_NAME);
+    static const char end_marker[2 * TAR_BLOCK];
+    if (w_out(w, end_marker, sizeof end_marker) < 0 || archive_write_close(w->a) != ARCHIVE_OK)
+        return w_fail(w, w->a, e, MANIFEST_NAME);
     sha256_final_hex(w->archive_md, w->archive_hex);
     w->broken = 0;
     w->finished = 1;
@@ -366,6 +428,12 @@ void fmt_writer_free(struct fmt_writer *w)
 {
     if (!w)
         return;
+    if (w->pax) {
+        /* its end-of-archive marker is not wanted: the stream has its own */
+        w->discard = 1;
+        archive_write_free(w->pax);
+        w->discard = 0;
+    }
     if (w->a) {
         /* An unfinished archive must not get a valid-looking trailer, so its
          * last bytes are dropped; closing still runs because libarchive
