@@ -124,7 +124,7 @@ struct fmt_writer {
     struct buf msg;  /* scratch for names in messages */
     int broken;      /* a write failed: the stream is unusable */
     int finished;
-    int discard; /* drop output: closing an unfinished archive */
+    int discard; /* drop output: closing an unfinished archive or w->pax */
 };
 
 static la_ssize_t w_write(struct archive *a, void *cd, const void *p, size_t n)
@@ -189,7 +189,7 @@ static int w_entry(struct fmt_writer *w, const char *name, const void *data, siz
     char h[TAR_BLOCK];
     if (tar_header(h, name, strlen(name), len) == 0) {
         if (w_out(w, h, sizeof h) < 0 || w_out(w, data, len) < 0 ||
-            w_out(w, zeros, -len % TAR_BLOCK) < 0)
+            w_out(w, zeros, (TAR_BLOCK - len % TAR_BLOCK) % TAR_BLOCK) < 0)
             return w_fail(w, w->a, e, name);
         return 0;
     }
