@@ -827,13 +827,17 @@ static int fetch_prepare(struct fetch *f, struct source *s, const char *from, si
     f->g = s->g;
     f->base = s->base;
     buf_init(&f->req, 0);
-    /* RangeRequest: key 1, range_end 2, limit 3, revision 4 */
+    /* RangeRequest: key 1, range_end 2, limit 3, revision 4, serializable 7.
+     * Once the revision is pinned, the member that served it has applied
+     * it: a serializable read at that revision gives the same keys without
+     * a round of the cluster's consensus per page. */
     struct buf key;
     buf_init(&key, 0);
     int bad = buf_append(&key, from, from_len) < 0 || (after_nul && buf_putc(&key, 0) < 0) ||
               pb_put_bytes(&f->req, 1, key.p, key.len) < 0 ||
               pb_put_bytes(&f->req, 2, end, end_len) < 0 || pb_put_varint(&f->req, 3, limit) < 0 ||
               (s->rev && pb_put_varint(&f->req, 4, (uint64_t)s->rev) < 0) ||
+              (s->rev && pb_put_varint(&f->req, 7, 1) < 0) ||
               (s->token_hdr && !(f->token = strdup(s->token_hdr)));
     buf_free(&key);
     return bad ? burry_errf(e, BURRY_EFAIL, "out of memory") : 0;
