@@ -262,6 +262,17 @@ struct fmt_writer *fmt_writer_new(enum burry_compress c, fmt_write_fn out, void 
         switch (c) {
         case BURRY_COMPRESS_ZSTD:
             rc = archive_write_add_filter_zstd(w->a);
+            /* Level 1, not libarchive's 3: on snapshot tars (mostly headers
+             * and zero padding) it is faster and as small or smaller (100k
+             * etcd keys: 5.5 MB against 6.4 MB). One worker thread compresses
+             * while this one formats the next entries; the output is still
+             * one ordinary zstd frame. Without threads in libzstd, it
+             * compresses here. */
+            if (rc == ARCHIVE_OK)
+                rc = archive_write_set_filter_option(w->a, "zstd", "compression-level", "1");
+            if (rc == ARCHIVE_OK &&
+                archive_write_set_filter_option(w->a, "zstd", "threads", "1") != ARCHIVE_OK)
+                archive_clear_error(w->a);
             break;
         case BURRY_COMPRESS_GZIP:
             rc = archive_write_add_filter_gzip(w->a);
