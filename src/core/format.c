@@ -106,6 +106,8 @@ static const char *show(struct buf *b, const char *p, size_t n)
  * and padding itself. An entry whose name needs a pax extended header goes
  * through w->pax, libarchive's pax_restricted writer, whose output joins
  * the same stream; both give the same bytes for the same entry. */
+#define STAGE_SIZE (64 * 1024)
+
 struct fmt_writer {
     struct archive *a;         /* raw format, compression, output to w_write */
     struct archive *pax;       /* tar format only, output to w_pax_write */
@@ -125,6 +127,10 @@ struct fmt_writer {
     int broken;      /* a write failed: the stream is unusable */
     int finished;
     int discard; /* drop output: closing an unfinished archive or w->pax */
+    /* tar bytes gathered for the compressor: one call per STAGE_SIZE, not
+     * three per entry (each call costs the zstd worker handoff a lock) */
+    char stage[STAGE_SIZE];
+    size_t staged;
 };
 
 static la_ssize_t w_write(struct archive *a, void *cd, const void *p, size_t n)
@@ -156,9 +162,8 @@ static int w_fail(struct fmt_writer *w, struct archive *a, struct burry_err *e, 
 }
 
 /* n bytes of the tar stream, into the compressor. */
-static int w_out(struct fmt_writer *w, const void *data, size_t n)
+static int w_data(struct fmt_writer *w, const char *p, size_t n)
 {
-    const char *p = data;
     while (n > 0) {
         la_ssize_t k = archive_write_data(w->a, p, n);
         if (k <= 0)
@@ -166,6 +171,26 @@ static int w_out(struct fmt_writer *w, const void *data, size_t n)
         p += k;
         n -= (size_t)k;
     }
+    return 0;
+}
+
+/* Hand the staged bytes to the compressor. */
+static int w_flush(struct fmt_writer *w)
+{
+    size_t n = w->staged;
+    w->staged = 0;
+    return w_data(w, w->stage, n);
+}
+
+/* The next bytes of the tar stream. */
+static int w_out(struct fmt_writer *w, const void *data, size_t n)
+{
+    if (w->staged + n > STAGE_SIZE && w_flush(w) < 0)
+        return -1;
+    if (n >= STAGE_SIZE)
+        return w_data(w, data, n);
+    memcpy(w->stage + w->staged, data, n);
+    w->staged += n;
     return 0;
 }
 
@@ -427,7 +452,8 @@ int fmt_writer_finish(struct fmt_writer *w, json_t *manifest, struct burry_err *
     if (rc < 0)
         return rc;
     static const char end_marker[2 * TAR_BLOCK];
-    if (w_out(w, end_marker, sizeof end_marker) < 0 || archive_write_close(w->a) != ARCHIVE_OK)
+    if (w_out(w, end_marker, sizeof end_marker) < 0 || w_flush(w) < 0 ||
+        archive_write_close(w->a) != ARCHIVE_OK)
         return w_fail(w, w->a, e, MANIFEST_NAME);
     sha256_final_hex(w->archive_md, w->archive_hex);
     w->broken = 0;
