@@ -147,7 +147,6 @@ int grpc_call(struct grpc *g, const char *what, const char *base, const char *pa
               struct grpc_reply *reply, struct burry_err *e)
 {
     char url[512], shown[512];
-    int tmo = g->o->timeout_s > 0 ? g->o->timeout_s : 10;
     snprintf(url, sizeof url, "%s%s", base, path);
     http_shown_url(url, shown, sizeof shown);
 
@@ -196,15 +195,7 @@ int grpc_call(struct grpc *g, const char *what, const char *base, const char *pa
     }
     if (cc != CURLE_OK) {
         buf_free(&reply->body);
-        if (g->too_big)
-            return burry_errf(e, BURRY_EFAIL, "answer of %s at %s is larger than %zu bytes", what,
-                              shown, max_reply);
-        if (cc == CURLE_OPERATION_TIMEDOUT)
-            return burry_errf(e, BURRY_EFAIL, "no answer from %s at %s within %ds", what, shown, tmo);
-        if (cc == CURLE_ABORTED_BY_CALLBACK)
-            return burry_errf(e, BURRY_EINTR, "interrupted while talking to %s at %s", what, shown);
-        return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)", what, shown,
-                          curl_easy_strerror(cc));
+        return http_failed(cc, g->too_big, max_reply, what, shown, g->o, e);
     }
     if (!g->is_grpc)
         reply->status = -1; /* an answer, but not from a gRPC service */

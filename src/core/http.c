@@ -82,6 +82,21 @@ void http_free(struct http *h)
     free(h);
 }
 
+int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const char *shown,
+                const struct burry_opts *o, struct burry_err *e)
+{
+    int tmo = o->timeout_s > 0 ? o->timeout_s : 10;
+    if (too_big)
+        return burry_errf(e, BURRY_EFAIL, "answer of %s at %s is larger than %zu bytes", what, shown,
+                          max);
+    if (cc == CURLE_OPERATION_TIMEDOUT)
+        return burry_errf(e, BURRY_EFAIL, "no answer from %s at %s within %ds", what, shown, tmo);
+    if (cc == CURLE_ABORTED_BY_CALLBACK)
+        return burry_errf(e, BURRY_EINTR, "interrupted while talking to %s at %s", what, shown);
+    return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)", what, shown,
+                      curl_easy_strerror(cc));
+}
+
 CURL *http_easy(struct http *h)
 {
     return h->c;
@@ -144,7 +159,6 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     CURL *c = h->c;
     struct curl_slist *hdrs = NULL;
     char shown[512];
-    int tmo = h->o->timeout_s > 0 ? h->o->timeout_s : 10;
 
     buf_init(&resp->body, r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX);
     resp->status = 0;
@@ -179,15 +193,8 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     http_shown_url(r->url, shown, sizeof shown);
     if (cc != CURLE_OK) {
         buf_free(&resp->body);
-        if (h->too_big)
-            return burry_errf(e, BURRY_EFAIL, "answer of %s at %s is larger than %zu bytes", what, shown,
-                              r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX);
-        if (cc == CURLE_OPERATION_TIMEDOUT)
-            return burry_errf(e, BURRY_EFAIL, "no answer from %s at %s within %ds", what, shown, tmo);
-        if (cc == CURLE_ABORTED_BY_CALLBACK)
-            return burry_errf(e, BURRY_EINTR, "interrupted while talking to %s at %s", what, shown);
-        return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)", what, shown,
-                          curl_easy_strerror(cc));
+        return http_failed(cc, h->too_big, r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX, what,
+                           shown, h->o, e);
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     if (!resp->body.p)
