@@ -93,8 +93,13 @@ int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const ch
         return burry_errf(e, BURRY_EFAIL, "no answer from %s at %s within %ds", what, shown, tmo);
     if (cc == CURLE_ABORTED_BY_CALLBACK)
         return burry_errf(e, BURRY_EINTR, "interrupted while talking to %s at %s", what, shown);
-    return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)", what, shown,
-                      curl_easy_strerror(cc));
+    /* a server that wants a client certificate drops a TLS 1.3 connection
+     * without one only after the handshake, as a failed receive */
+    int no_cert = !strncmp(shown, "https:", 6) && !o->cert &&
+                  (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_SSL_CONNECT_ERROR);
+    return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)%s", what, shown,
+                      curl_easy_strerror(cc),
+                      no_cert ? "; if it asks for a client certificate, give --cert and --key" : "");
 }
 
 CURL *http_easy(struct http *h)

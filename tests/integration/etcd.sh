@@ -327,6 +327,42 @@ expect_eq "restore over TLS creates the key" "0 1" "$RC $(jget 'd["created"]')"
 expect_eq "... checked over TLS" "secure" "$(ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$PT" \
     --cacert "$T_TMP/tls.crt" get tls/a --print-value-only)"
 
+# --- mutual TLS, as Kubernetes runs etcd: a CA signs the server's and the
+# client's certificates; --cert/--key present the client's ---
+mkcert() { # NAME CN [EXTRA openssl x509 args...]: a key and a certificate signed by ca
+    local n=$1 cn=$2; shift 2
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$T_TMP/$n.key" \
+        -out "$T_TMP/$n.csr" >/dev/null 2>&1 &&
+        openssl x509 -req -in "$T_TMP/$n.csr" -CA "$T_TMP/ca.crt" -CAkey "$T_TMP/ca.key" \
+            -CAcreateserial -days 2 -out "$T_TMP/$n.crt" "$@" >/dev/null 2>&1
+}
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=burry test CA" \
+    -keyout "$T_TMP/ca.key" -out "$T_TMP/ca.crt" >/dev/null 2>&1 || not_ok "make a test CA"
+printf 'subjectAltName=IP:127.0.0.1\n' >"$T_TMP/san.ext"
+mkcert server 127.0.0.1 -extfile "$T_TMP/san.ext" || not_ok "make the server certificate"
+mkcert client root || not_ok "make the client certificate"
+ETCD_TLS_CERT=$T_TMP/server.crt ETCD_TLS_KEY=$T_TMP/server.key ETCD_TLS_CA=$T_TMP/ca.crt \
+    ETCD_TLS_CLIENT_CA=$T_TMP/ca.crt ETCD_TLS_CLIENT_CERT=$T_TMP/client.crt \
+    ETCD_TLS_CLIENT_KEY=$T_TMP/client.key etcd_start mtls || exit 1
+PM=$ETCD_PORT
+curl -s --cacert "$T_TMP/ca.crt" --cert "$T_TMP/client.crt" --key "$T_TMP/client.key" \
+    -X POST "https://127.0.0.1:$PM/v3/kv/put" -d '{"key":"bS9h","value":"bXV0dWFs"}' >/dev/null ||
+    not_ok "put a key over mutual TLS"
+run_burry backup "etcd+https://127.0.0.1:$PM" "$S" --name mtls --cacert "$T_TMP/ca.crt"
+expect_eq "mutual TLS without a client certificate: exit 1" 1 "$RC"
+expect_match "... and the message names the server and the missing certificate" \
+    "etcd at https://127.0.0.1:$PM.*give --cert and --key" "$ERR"
+run_burry backup "etcd+https://127.0.0.1:$PM" "$S" --name mtls --cacert "$T_TMP/ca.crt" \
+    --cert "$T_TMP/client.crt" --key "$T_TMP/client.key" --json -v
+expect_eq "with --cert/--key: the backup exits 0 with the key" "0 1" "$RC $(jget 'd["nodes"]')"
+expect_match "... read through gRPC with the client certificate" 'read 1 keys at revision [0-9]+ through gRPC' "$ERR"
+MID=$(jget 'd["snapshot"]')
+run_burry restore "etcd+https://127.0.0.1:$PM" "$S" --name mtls --snapshot "$MID" --cacert "$T_TMP/ca.crt" \
+    --cert "$T_TMP/client.crt" --key "$T_TMP/client.key" --into /copy --json
+expect_eq "... and the restore over mutual TLS creates it elsewhere" "0 1" "$RC $(jget 'd["created"]')"
+expect_eq "... checked with etcdctl" "mutual" "$(ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$PM" \
+    --cacert "$T_TMP/ca.crt" --cert "$T_TMP/client.crt" --key "$T_TMP/client.key" get /copy/m/a --print-value-only)"
+
 # --- malformed URLs ---
 run_burry backup "etcd://user:pw@127.0.0.1:$PA" "$S"
 expect_eq "credentials in the URL: usage error" 2 "$RC"

@@ -3,7 +3,10 @@
 #                                          loopback ports with the v2 API enabled;
 #                                          sets ETCD_PORT and ETCD_PORT_<NAME>; with
 #                                          ETCD_TLS_CERT and ETCD_TLS_KEY set, clients
-#                                          speak https (the cert is its own CA)
+#                                          speak https (trusting ETCD_TLS_CA, default
+#                                          the cert itself); with ETCD_TLS_CLIENT_CA
+#                                          too, clients need a certificate it signed
+#                                          (the check uses ETCD_TLS_CLIENT_CERT/_KEY)
 #   etcd_stop NAME                          stops it by PID
 #   etcd_stop_all                           stops every server this script started
 #   etcd_restart NAME                       starts a stopped server again (same ports, data)
@@ -18,9 +21,15 @@ etcd_start() {
     mkdir -p "$dir"
     port=$(free_port)
     peer=$(free_port)
+    local check=()
     if [ -n "${ETCD_TLS_CERT:-}" ]; then
         scheme=https
         tls=(--cert-file "$ETCD_TLS_CERT" --key-file "$ETCD_TLS_KEY")
+        check=(--cacert "${ETCD_TLS_CA:-$ETCD_TLS_CERT}")
+    fi
+    if [ -n "${ETCD_TLS_CLIENT_CA:-}" ]; then
+        tls+=(--client-cert-auth --trusted-ca-file "$ETCD_TLS_CLIENT_CA")
+        check+=(--cert "$ETCD_TLS_CLIENT_CERT" --key "$ETCD_TLS_CLIENT_KEY")
     fi
     ETCD_UNSUPPORTED_ARCH= etcd --name "$name" --data-dir "$dir/data" "${tls[@]}" \
         --listen-client-urls "$scheme://127.0.0.1:$port" --advertise-client-urls "$scheme://127.0.0.1:$port" \
@@ -32,7 +41,7 @@ etcd_start() {
     eval "ETCD_PID_$name=$pid"
     echo "peer=$peer" >"$dir/ports"
     for i in $(seq 1 100); do
-        if curl -s --max-time 1 ${ETCD_TLS_CERT:+--cacert "$ETCD_TLS_CERT"} "$scheme://127.0.0.1:$port/health" 2>/dev/null |
+        if curl -s --max-time 1 "${check[@]}" "$scheme://127.0.0.1:$port/health" 2>/dev/null |
             grep -q '"health":"true"'; then
             ETCD_PORT=$port
             eval "ETCD_PORT_$name=$port"
