@@ -18,6 +18,8 @@ struct http {
     const struct burry_opts *o;
     struct buf *sink;
     int too_big;
+    const struct http_req *req;   /* the request in flight */
+    int stream_stopped;           /* its stream callback said stop */
     const char *want_header;      /* header to keep, or NULL */
     char *header;                 /* where to keep it (HTTP_HEADER_MAX bytes) */
 };
@@ -25,6 +27,17 @@ struct http {
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
 {
     struct http *h = ctx;
+    if (h->req->stream) {
+        long status = 0;
+        curl_easy_getinfo(h->c, CURLINFO_RESPONSE_CODE, &status);
+        if (status == 200) {
+            if (h->req->stream(h->req->stream_ctx, p, size * n) < 0) {
+                h->stream_stopped = 1;
+                return 0;
+            }
+            return size * n;
+        }
+    }
     if (buf_append(h->sink, p, size * n) < 0) {
         h->too_big = 1;
         return 0;
@@ -169,6 +182,8 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     resp->status = 0;
     h->sink = &resp->body;
     h->too_big = 0;
+    h->req = r;
+    h->stream_stopped = 0;
     for (const char *const *p = r->headers; p && *p; p++)
         hdrs = curl_slist_append(hdrs, *p);
     /* no "Expect: 100-continue" wait; but an empty "Expect:" would be
@@ -198,6 +213,8 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     http_shown_url(r->url, shown, sizeof shown);
     if (cc != CURLE_OK) {
         buf_free(&resp->body);
+        if (h->stream_stopped)
+            return burry_errf(e, BURRY_EFAIL, "stopped reading the answer of %s at %s", what, shown);
         return http_failed(cc, h->too_big, r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX, what,
                            shown, h->o, e);
     }

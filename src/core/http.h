@@ -28,6 +28,11 @@ struct http_req {
     const char *aws_sigv4;
     const char *userpwd;
     const char *want_header;
+    /* When set, the body of a 200 answer goes to stream(stream_ctx, p, n)
+     * as it arrives instead of into resp->body (other answers are kept
+     * there as usual); stream returns -1 to stop, and http_do then fails. */
+    int (*stream)(void *stream_ctx, const char *p, size_t n);
+    void *stream_ctx;
 };
 
 struct http_resp {

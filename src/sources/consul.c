@@ -348,6 +348,8 @@ struct kv_parse {
     int has_key;
     enum { F_OTHER, F_KEY, F_VALUE, F_SESSION, F_FLAGS, F_CREATE, F_MODIFY, F_LOCK } field;
     const char *bad;           /* why the answer is not a key listing */
+    yajl_handle yajl;
+    int failed;                /* the parser refused the answer */
 };
 
 static int p_scalar(void *ctx);
@@ -362,7 +364,8 @@ static int p_str(void *ctx, const unsigned char *v, size_t n)
     if (p->field != F_KEY && p->field != F_VALUE && p->field != F_SESSION)
         return 1;
     if (buf_append(&p->arena, v, n) < 0) {
-        p->bad = "out of memory";
+        p->bad = p->arena.len + n > CONSUL_MAX_READ ? "more than 1 GiB of keys and values"
+                                                    : "out of memory";
         return 0;
     }
     if (p->field == F_KEY) {
@@ -484,25 +487,27 @@ static const yajl_callbacks kv_events = {
     .yajl_end_array = p_end_array,
 };
 
-/* Read a recursive-read answer into p (entries as the server sent them). */
-static int parse_listing(struct source *s, const struct buf *body, struct kv_parse *p,
-                         struct burry_err *e)
+/* The answer's bytes as they arrive (http_req.stream), into p->yajl. */
+static int parse_chunk(void *ctx, const char *b, size_t n)
 {
-    yajl_handle h = yajl_alloc(&kv_events, NULL, p);
-    if (!h)
-        return burry_errf(e, BURRY_EFAIL, "out of memory");
-    yajl_status st = yajl_parse(h, (const unsigned char *)body->p, body->len);
+    struct kv_parse *p = ctx;
+    if (yajl_parse(p->yajl, (const unsigned char *)b, n) == yajl_status_ok)
+        return 0;
+    p->failed = 1;
+    return -1;
+}
+
+/* After the last chunk: 0 when the answer was a whole key listing. */
+static int parse_done(struct source *s, struct kv_parse *p, int stopped, struct burry_err *e)
+{
+    yajl_status st = stopped ? yajl_status_error : yajl_complete_parse(p->yajl);
     if (st == yajl_status_ok)
-        st = yajl_complete_parse(h);
-    int rc = 0;
-    if (st != yajl_status_ok) {
-        unsigned char *why = p->bad ? NULL : yajl_get_error(h, 0, NULL, 0);
-        rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable key listing (%s)",
+        return 0;
+    unsigned char *why = p->bad ? NULL : yajl_get_error(p->yajl, 0, NULL, 0);
+    int rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable key listing (%s)",
                         s->hostport, p->bad ? p->bad : why ? (const char *)why : "invalid JSON");
-        if (why)
-            yajl_free_error(h, why);
-    }
-    yajl_free(h);
+    if (why)
+        yajl_free_error(p->yajl, why);
     return rc;
 }
 
@@ -537,9 +542,18 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
-    struct http_req req = {.method = "GET", .url = url.p, .headers = s->hdrs, .max_resp = CONSUL_MAX_READ};
-    if ((rc = http_do(s->h, "Consul", &req, &r, e)) < 0)
+    /* the answer goes through the parser as it arrives: never held whole */
+    if (!(p.yajl = yajl_alloc(&kv_events, NULL, &p))) {
+        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
+    }
+    struct http_req req = {.method = "GET", .url = url.p, .headers = s->hdrs,
+                           .max_resp = CONSUL_MAX_READ, .stream = parse_chunk, .stream_ctx = &p};
+    struct burry_err e2 = {0};
+    if ((rc = http_do(s->h, "Consul", &req, &r, &e2)) < 0) {
+        rc = p.failed ? parse_done(s, &p, 1, e) : burry_errf(e, rc, "%s", e2.msg);
+        goto out;
+    }
     if (r.status == 404) {
         blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
              plen ? " under '" : "", s->u.prefix, plen ? "'" : "");
@@ -551,9 +565,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         rc = unexpected(s, "a recursive read", &r, e);
         goto out;
     }
-    rc = parse_listing(s, &r.body, &p, e);
-    buf_free(&r.body);
-    if (rc < 0)
+    if ((rc = parse_done(s, &p, 0, e)) < 0)
         goto out;
     /* the prefix names a folder: "app" covers "app" and "app/...", not "apple" */
     size_t m = 0;
@@ -620,6 +632,8 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     }
     rc = 0;
 out:
+    if (p.yajl)
+        yajl_free(p.yajl);
     free(p.ents);
     buf_free(&p.arena);
     buf_free(&r.body);
