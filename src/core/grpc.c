@@ -94,7 +94,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
      * answer that carries a message is OK (errors come without one). */
     const unsigned char *b = (const unsigned char *)g->r->body.p;
     size_t len = g->r->body.len;
-    if (g->is_grpc && len >= 5 && len - 5 >= ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4])) {
+    if (g->is_grpc && len >= 5 &&
+        len - 5 >= ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4])) {
         g->whole = 1;
         return 0;
     }
