@@ -67,7 +67,9 @@ enum src_write_outcome {
 
 typedef void (*src_write_cb)(void *ctx, void *token, enum src_write_outcome out, const char *msg);
 
-/* Flat sources (etcd v3, Consul) emit nodes in archive order through this. */
+/* Flat sources (etcd v3, Consul) emit nodes in archive order through this.
+ * The node and all it points to (attrs too) are the source's, valid only
+ * during the call: a source may reuse them for the next node. */
 typedef int (*src_emit_fn)(void *ctx, const struct bnode *n, struct burry_err *e);
 
 struct source_ops {

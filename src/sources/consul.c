@@ -532,6 +532,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     struct buf url;
     struct http_resp r = {0};
     struct kv_parse p = {0};
+    json_t *attrs = NULL;      /* every key's attributes, set anew for each */
     int rc;
     size_t plen = strlen(s->u.prefix);
 
@@ -609,21 +610,26 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
                             s->hostport, (int)x->klen, key);
             goto out;
         }
-        json_t *attrs = json_pack("{s:I,s:I,s:I,s:I,s:o}", "flags", (json_int_t)x->flags,
-                                  "create_index", (json_int_t)x->create, "modify_index",
-                                  (json_int_t)x->modify, "lock_index", (json_int_t)x->lock, "session",
-                                  x->has_sess ? json_stringn(p.arena.p + x->sess, x->slen)
-                                              : json_null());
-        if (!attrs) {
+        /* one object for every key, set anew (the sink reads it during
+         * the call only) */
+        if (!attrs)
+            attrs = json_pack("{s:I,s:I,s:I,s:I,s:n}", "flags", (json_int_t)0, "create_index",
+                              (json_int_t)0, "modify_index", (json_int_t)0, "lock_index",
+                              (json_int_t)0, "session");
+        if (!attrs || json_object_set_new(attrs, "session",
+                                          x->has_sess ? json_stringn(p.arena.p + x->sess, x->slen)
+                                                      : json_null()) < 0) {
             rc = burry_errf(e, BURRY_EFAIL, "out of memory");
             goto out;
         }
+        json_integer_set(json_object_get(attrs, "flags"), x->flags);
+        json_integer_set(json_object_get(attrs, "create_index"), x->create);
+        json_integer_set(json_object_get(attrs, "modify_index"), x->modify);
+        json_integer_set(json_object_get(attrs, "lock_index"), x->lock);
         struct bnode nd = {.path = url.p ? url.p : "", .path_len = url.len,
                            .value = s->tmp.p ? s->tmp.p : "", .value_len = s->tmp.len,
                            .has_value = 1, .attrs = attrs};
-        rc = emit(ctx, &nd, e);
-        json_decref(attrs);
-        if (rc < 0)
+        if ((rc = emit(ctx, &nd, e)) < 0)
             goto out;
         if (burry_interrupted) {
             rc = burry_errf(e, BURRY_EINTR, "interrupted");
@@ -632,6 +638,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     }
     rc = 0;
 out:
+    json_decref(attrs);
     if (p.yajl)
         yajl_free(p.yajl);
     free(p.ents);

@@ -670,6 +670,7 @@ struct scan {
     size_t n, page_bytes;      /* keys and their size in the current page */
     int more;                  /* the server has keys after this page */
     struct buf path, key, val;
+    json_t *attrs;             /* every key's attributes, set anew for each */
 };
 
 /* One key of a range answer. */
@@ -683,34 +684,38 @@ struct kv {
 static int scan_kv(struct source *s, struct scan *sc, const struct kv *kv, struct burry_err *e)
 {
     long long ttl = 0;
-    json_t *attrs = json_pack("{s:I,s:I,s:I,s:I}", "create_revision", (json_int_t)kv->crev,
-                              "mod_revision", (json_int_t)kv->mrev, "version", (json_int_t)kv->ver,
-                              "lease", (json_int_t)kv->lease);
     int rc = 0;
-    if (kv->lease && attrs) {
-        if ((rc = lease_ttl(s, kv->lease, &ttl, e)) < 0) {
-            json_decref(attrs);
+    json_t *attrs = sc->attrs;
+    if (!attrs)
+        attrs = sc->attrs = json_pack("{s:I,s:I,s:I,s:I}", "create_revision", (json_int_t)0,
+                                      "mod_revision", (json_int_t)0, "version", (json_int_t)0,
+                                      "lease", (json_int_t)0);
+    if (!attrs)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    json_integer_set(json_object_get(attrs, "create_revision"), kv->crev);
+    json_integer_set(json_object_get(attrs, "mod_revision"), kv->mrev);
+    json_integer_set(json_object_get(attrs, "version"), kv->ver);
+    json_integer_set(json_object_get(attrs, "lease"), kv->lease);
+    json_object_del(attrs, "lease_ttl");
+    if (kv->lease) {
+        if ((rc = lease_ttl(s, kv->lease, &ttl, e)) < 0)
             return rc;
-        }
-        json_object_set_new(attrs, "lease_ttl", json_integer(ttl));
+        if (json_object_set_new(attrs, "lease_ttl", json_integer(ttl)) < 0)
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
     buf_reset(&sc->path);
-    char *nf = attrs ? realloc(sc->from, kv->klen + 1) : NULL;
+    char *nf = realloc(sc->from, kv->klen + 1);
     if (nf)
         sc->from = nf;
-    if (!nf || buf_putc(&sc->path, '/') < 0 || buf_append(&sc->path, kv->key, kv->klen) < 0) {
-        json_decref(attrs);
+    if (!nf || buf_putc(&sc->path, '/') < 0 || buf_append(&sc->path, kv->key, kv->klen) < 0)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
-    }
     /* the next page starts right after this key */
     memcpy(sc->from, kv->key, kv->klen);
     sc->from[kv->klen] = 0;
     sc->from_len = kv->klen + 1;
     struct bnode nd = {.path = sc->path.p, .path_len = sc->path.len, .value = kv->val,
                        .value_len = kv->vlen, .has_value = 1, .attrs = attrs};
-    rc = sc->emit(sc->ctx, &nd, e);
-    json_decref(attrs);
-    if (rc < 0)
+    if ((rc = sc->emit(sc->ctx, &nd, e)) < 0)
         return rc;
     sc->nodes++;
     sc->n++;
@@ -1119,6 +1124,7 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
 out:
     free(end);
     free(sc.from);
+    json_decref(sc.attrs);
     buf_free(&sc.key);
     buf_free(&sc.val);
     buf_free(&sc.path);
