@@ -12,6 +12,10 @@
  * http(s) only, no redirects, headers, method and body (the body pointer is
  * used as is, so it must live until the transfer ends). The response body
  * goes to sink(ctx). */
+void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char *method,
+                struct curl_slist *hdrs, const void *body, size_t body_len,
+                size_t (*sink)(char *, size_t, size_t, void *), void *ctx);
+
 /* The error for a transfer that ended in cc (not CURLE_OK): too_big when
  * the body outgrew max bytes; what names the service, shown the URL. */
 int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const char *shown,
@@ -20,9 +24,5 @@ int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const ch
 /* The easy handle of a handle from http_new, for a caller that speaks its
  * own protocol on the same set-up (grpc.c). */
 CURL *http_easy(struct http *h);
-
-void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char *method,
-                struct curl_slist *hdrs, const void *body, size_t body_len,
-                size_t (*sink)(char *, size_t, size_t, void *), void *ctx);
 
 #endif

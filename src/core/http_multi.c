@@ -129,11 +129,6 @@ size_t http_multi_room(const struct http_multi *m)
     return m->nslots - m->busy;
 }
 
-static int hm_timeout(const struct http_multi *m)
-{
-    return m->o->timeout_s > 0 ? m->o->timeout_s : 10;
-}
-
 int http_multi_submit(struct http_multi *m, const char *what, const struct http_req *r,
                       http_multi_cb cb, void *ctx, struct burry_err *e)
 {
@@ -217,18 +212,7 @@ static int hm_finish(struct http_multi *m)
         if (cc != CURLE_OK) {
             buf_free(&resp.body);
             buf_init(&resp.body, 0);
-            if (sl->too_big)
-                rc = burry_errf(&err, BURRY_EFAIL, "answer of %s at %s is larger than %zu bytes",
-                                sl->what, shown, sl->max_resp);
-            else if (cc == CURLE_OPERATION_TIMEDOUT)
-                rc = burry_errf(&err, BURRY_EFAIL, "no answer from %s at %s within %ds", sl->what,
-                                shown, hm_timeout(m));
-            else if (cc == CURLE_ABORTED_BY_CALLBACK)
-                rc = burry_errf(&err, BURRY_EINTR, "interrupted while talking to %s at %s", sl->what,
-                                shown);
-            else
-                rc = burry_errf(&err, BURRY_EFAIL, "cannot reach %s at %s (%s)", sl->what, shown,
-                                curl_easy_strerror(cc));
+            rc = http_failed(cc, sl->too_big, sl->max_resp, sl->what, shown, m->o, &err);
         } else {
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
             if (!resp.body.p)
