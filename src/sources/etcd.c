@@ -680,7 +680,38 @@ struct kv {
     long long crev, mrev, ver, lease;
 };
 
-/* Hand one key to the backup and remember where the next page starts. */
+/* Keys to ask for after a page of n keys and about bytes bytes: pages of
+ * about ETCD_PAGE_BYTES, so fewer round trips for small values and bounded
+ * answers for large ones. */
+static size_t page_limit(size_t bytes, size_t n)
+{
+    size_t want = ETCD_PAGE_BYTES / (bytes / n + 1);
+    return want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
+}
+
+/* Report progress at most twice a second. */
+static void scan_progress(struct source *s, const struct scan *sc, double *last)
+{
+    if (s->o->progress && now_s() - *last >= 0.5) {
+        *last = now_s();
+        s->o->progress(s->o->progress_ctx, "reading", sc->nodes, 0, sc->bytes);
+    }
+}
+
+/* The next page starts right after key (the last key of a page). */
+static int scan_next_from(struct scan *sc, const char *key, size_t klen, struct burry_err *e)
+{
+    char *nf = realloc(sc->from, klen + 1);
+    if (!nf)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    sc->from = nf;
+    memcpy(sc->from, key, klen);
+    sc->from[klen] = 0;
+    sc->from_len = klen + 1;
+    return 0;
+}
+
+/* Hand one key to the backup. */
 static int scan_kv(struct source *s, struct scan *sc, const struct kv *kv, struct burry_err *e)
 {
     long long ttl = 0;
@@ -704,15 +735,8 @@ static int scan_kv(struct source *s, struct scan *sc, const struct kv *kv, struc
             return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
     buf_reset(&sc->path);
-    char *nf = realloc(sc->from, kv->klen + 1);
-    if (nf)
-        sc->from = nf;
-    if (!nf || buf_putc(&sc->path, '/') < 0 || buf_append(&sc->path, kv->key, kv->klen) < 0)
+    if (buf_putc(&sc->path, '/') < 0 || buf_append(&sc->path, kv->key, kv->klen) < 0)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
-    /* the next page starts right after this key */
-    memcpy(sc->from, kv->key, kv->klen);
-    sc->from[kv->klen] = 0;
-    sc->from_len = kv->klen + 1;
     struct bnode nd = {.path = sc->path.p, .path_len = sc->path.len, .value = kv->val,
                        .value_len = kv->vlen, .has_value = 1, .attrs = attrs};
     if ((rc = sc->emit(sc->ctx, &nd, e)) < 0)
@@ -780,6 +804,8 @@ static int range_gw(struct source *s, struct scan *sc, const char *end, size_t e
                         .lease = jnum(o, "lease")};
         rc = scan_kv(s, sc, &kv, e);
     }
+    if (rc == 0 && n > 0)
+        rc = scan_next_from(sc, sc->key.p, sc->key.len, e);
     sc->more = json_is_true(json_object_get(j, "more"));
     json_decref(j);
     return rc;
@@ -877,9 +903,10 @@ static void fetch_free(struct fetch *f)
 
 /* What a fetched page says: 0 for keys to read, RANGE_SMALLER,
  * RANGE_NO_GRPC (only before the first page), RANGE_AUTH (the token
- * expired), or a fatal error. */
+ * expired, and may_renew), or a fatal error. */
 #define RANGE_AUTH 3
-static int page_status(struct source *s, struct fetch *f, size_t limit, struct burry_err *e)
+static int page_status(struct source *s, struct fetch *f, size_t limit, int may_renew,
+                       struct burry_err *e)
 {
     if (f->rc < 0) {
         if (strstr(f->e.msg, "is larger than") && limit > 1)
@@ -898,7 +925,8 @@ static int page_status(struct source *s, struct fetch *f, size_t limit, struct b
                                     "%ld)", s->host, r->http);
     if (r->status == GRPC_RESOURCE_EXHAUSTED && limit > 1)
         return RANGE_SMALLER;
-    if (r->status == GRPC_UNAUTHENTICATED && s->o->user && strstr(r->msg, "invalid auth token"))
+    if (r->status == GRPC_UNAUTHENTICATED && may_renew && s->o->user &&
+        strstr(r->msg, "invalid auth token"))
         return RANGE_AUTH;
     char tmp[40];
     snprintf(tmp, sizeof tmp, "gRPC status %d", r->status);
@@ -980,8 +1008,8 @@ static int scan_grpc(struct source *s, struct scan *sc, const char *end, size_t 
             fetch_run(&cur);
             cur.started = 1;
         }
-        rc = page_status(s, &cur, limit, e);
-        if (rc == RANGE_AUTH && !renewed) {
+        rc = page_status(s, &cur, limit, !renewed, e);
+        if (rc == RANGE_AUTH) {
             renewed = 1; /* the token expired: a new one, and the same page again */
             fetch_free(&cur);
             rc = authenticate(s, e);
@@ -1002,17 +1030,15 @@ static int scan_grpc(struct source *s, struct scan *sc, const char *end, size_t 
             break;
         int more = pg.more && pg.n > 0;
         if (more) {
-            /* pages of about ETCD_PAGE_BYTES: fewer round trips for small
-             * values, bounded answers for large ones */
-            size_t want = ETCD_PAGE_BYTES / (pg.bytes / pg.n + 1);
-            limit = want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN
-                    : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
+            limit = page_limit(pg.bytes, pg.n);
             if ((rc = fetch_prepare(&next, s, pg.last, pg.last_len, 1, end, end_len, limit, e)) < 0)
                 break;
             next.started = 1;
             next.running = pthread_create(&next.t, NULL, fetch_thread, &next) == 0;
         }
         rc = page_emit(s, sc, &cur.rep.body, e);
+        if (rc == 0 && pg.n > 0) /* where a page asked again must start */
+            rc = scan_next_from(sc, pg.last, pg.last_len, e);
         fetch_free(&cur);
         if (rc < 0 || !more)
             break;
@@ -1028,10 +1054,7 @@ static int scan_grpc(struct source *s, struct scan *sc, const char *end, size_t 
             rc = burry_errf(e, BURRY_EINTR, "interrupted");
             break;
         }
-        if (s->o->progress && now_s() - last >= 0.5) {
-            last = now_s();
-            s->o->progress(s->o->progress_ctx, "reading", sc->nodes, 0, sc->bytes);
-        }
+        scan_progress(s, sc, &last);
     }
     fetch_free(&cur);
     fetch_free(&next);
@@ -1055,14 +1078,10 @@ static int scan_gw(struct source *s, struct scan *sc, const char *end, size_t en
             return rc;
         if (!sc->more || sc->n == 0)
             return 0;
-        size_t want = ETCD_PAGE_BYTES / (sc->page_bytes / sc->n + 1);
-        limit = want < ETCD_PAGE_MIN ? ETCD_PAGE_MIN : want > ETCD_PAGE_MAX ? ETCD_PAGE_MAX : want;
+        limit = page_limit(sc->page_bytes, sc->n);
         if (burry_interrupted)
             return burry_errf(e, BURRY_EINTR, "interrupted");
-        if (s->o->progress && now_s() - last >= 0.5) {
-            last = now_s();
-            s->o->progress(s->o->progress_ctx, "reading", sc->nodes, 0, sc->bytes);
-        }
+        scan_progress(s, sc, &last);
     }
 }
 
