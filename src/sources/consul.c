@@ -527,6 +527,13 @@ static long long jint(json_t *o, const char *k)
     return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
 }
 
+static void warn_empty(struct source *s)
+{
+    const char *pre = s->u.prefix;
+    blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
+         *pre ? " under '" : "", pre, *pre ? "'" : "");
+}
+
 static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry_err *e)
 {
     struct buf url;
@@ -556,8 +563,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         goto out;
     }
     if (r.status == 404) {
-        blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
-             plen ? " under '" : "", s->u.prefix, plen ? "'" : "");
+        warn_empty(s);
         s->index = 0;
         rc = 0;
         goto out;
@@ -584,8 +590,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     qsort_r(p.ents, m, sizeof *p.ents, ent_cmp, p.arena.p);
     s->index = maxidx;
     if (m == 0)
-        blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
-             plen ? " under '" : "", s->u.prefix, plen ? "'" : "");
+        warn_empty(s);
 
     for (size_t i = 0; i < m; i++) {
         struct kv_ent *x = &p.ents[i];
