@@ -71,8 +71,7 @@ done
 NODES=$(json_get "$(cat "$T_TMP/b.json")" 'd["nodes"]')
 echo "backup of $NODES keys: burry $best_burry s, curl $best_curl s, ratio $(ratio "$best_burry" "$best_curl")x (target <= 1.5x)"
 # on a noisy machine the ratio of each pair (run one after the other) says more
-echo "  ratio of each pair: ${pairs[*]}; median $(printf '%s\n' "${pairs[@]}" | sort -n |
-    awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')x"
+echo "  ratio of each pair: ${pairs[*]}; median $(median "${pairs[@]}")x"
 peak=$( { /usr/bin/time -f '%M' "$BURRY" backup "consul://127.0.0.1:$PA" "$T_TMP/store" -q >/dev/null; } 2>&1 | tail -1)
 echo "backup peak memory: $((peak / 1024)) MB"
 

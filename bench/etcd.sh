@@ -67,8 +67,7 @@ echo "  runs: etcdctl ${ref[*]}; burry ${mine[*]}"
 # on a noisy machine the ratio of each pair (run one after the other) says more
 pairs=()
 for i in "${!ref[@]}"; do pairs+=("$(calc "${mine[$i]} / ${ref[$i]}")"); done
-echo "  ratio of each pair: ${pairs[*]}; median $(printf '%s\n' "${pairs[@]}" | sort -n |
-    awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')x"
+echo "  ratio of each pair: ${pairs[*]}; median $(median "${pairs[@]}")x"
 
 # restore: an archive of the first 10,000 keys into a fresh empty server each time
 etcd_py "$PB" "kv.load((b'restore/key-%05d' % i, b'%0100d' % i) for i in range($RCOUNT))" ||

@@ -60,6 +60,12 @@ t_cleanup() {
 t_done() { [ "$T_FAILED" -eq 0 ]; }
 
 # A TCP port nothing listens on right now.
+# median NUMBER...: the median of the numbers
+median() {
+    printf '%s\n' "$@" | sort -n |
+        awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
 free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
