@@ -57,7 +57,7 @@ static int buf_grow(struct buf *b, size_t need)
     return 0;
 }
 
-int buf_append(struct buf *b, const void *p, size_t n)
+int buf_append_grow(struct buf *b, const void *p, size_t n)
 {
     if (buf_grow(b, b->len + n) < 0)
         return -1;
@@ -68,15 +68,6 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-int buf_putc(struct buf *b, char c)
-{
-    return buf_append(b, &c, 1);
-}
-
-int buf_puts(struct buf *b, const char *s)
-{
-    return buf_append(b, s, strlen(s));
-}
 
 int buf_printf(struct buf *b, const char *fmt, ...)
 {

@@ -40,6 +40,15 @@ void sha256_hex(const void *p, size_t n, char hex[SHA256_HEX_LEN + 1])
     hex_encode(d, dlen, hex);
 }
 
+void sha256_hex_ctx(EVP_MD_CTX *md, const void *p, size_t n, char hex[SHA256_HEX_LEN + 1])
+{
+    if (!md || EVP_DigestInit_ex(md, sha256_md(), NULL) != 1 || EVP_DigestUpdate(md, p, n) != 1) {
+        sha256_hex(p, n, hex);
+        return;
+    }
+    sha256_final_hex(md, hex);
+}
+
 void sha256_final_hex(EVP_MD_CTX *md, char hex[SHA256_HEX_LEN + 1])
 {
     unsigned char d[EVP_MAX_MD_SIZE];

@@ -13,6 +13,9 @@
 const EVP_MD *sha256_md(void);
 /* hex of the SHA-256 of n bytes at p. */
 void sha256_hex(const void *p, size_t n, char hex[SHA256_HEX_LEN + 1]);
+/* The same through md, a context the caller keeps for many such calls
+ * (a new context per call costs more than hashing a short value). */
+void sha256_hex_ctx(EVP_MD_CTX *md, const void *p, size_t n, char hex[SHA256_HEX_LEN + 1]);
 /* Finish md (a SHA-256 context) into hex. */
 void sha256_final_hex(EVP_MD_CTX *md, char hex[SHA256_HEX_LEN + 1]);
 /* n bytes as lower-case hex; hex needs 2n + 1 bytes. */

@@ -78,15 +78,25 @@ static EVP_MD_CTX *sha256_new(void)
     return md;
 }
 
-/* One line of the nodes_sha256 text, as sha256sum prints it. */
-static void nodes_line(EVP_MD_CTX *md, const char *meta, size_t meta_len, const char *name)
+/* One line of the nodes_sha256 text, as sha256sum prints it, into md;
+ * scratch hashes the @meta. */
+static void nodes_line(EVP_MD_CTX *md, EVP_MD_CTX *scratch, const char *meta, size_t meta_len,
+                       const char *name, size_t name_len)
 {
-    char hex[HEX_LEN + 1];
-    sha256_hex(meta, meta_len, hex);
-    EVP_DigestUpdate(md, hex, HEX_LEN);
-    EVP_DigestUpdate(md, "  ", 2);
-    EVP_DigestUpdate(md, name, strlen(name));
-    EVP_DigestUpdate(md, "\n", 1);
+    char line[512];
+    if (name_len > sizeof line - HEX_LEN - 4) { /* a long name: in pieces */
+        sha256_hex_ctx(scratch, meta, meta_len, line);
+        EVP_DigestUpdate(md, line, HEX_LEN);
+        EVP_DigestUpdate(md, "  ", 2);
+        EVP_DigestUpdate(md, name, name_len);
+        EVP_DigestUpdate(md, "\n", 1);
+        return;
+    }
+    sha256_hex_ctx(scratch, meta, meta_len, line);
+    memcpy(line + HEX_LEN, "  ", 2);
+    memcpy(line + HEX_LEN + 2, name, name_len);
+    line[HEX_LEN + 2 + name_len] = '\n';
+    EVP_DigestUpdate(md, line, HEX_LEN + 3 + name_len);
 }
 
 /* A printable, bounded form of a node path or archive name for messages. */
@@ -118,6 +128,7 @@ struct fmt_writer {
     struct burry_err out_err; /* what the output callback reported */
     EVP_MD_CTX *archive_md;   /* over the bytes handed to out */
     EVP_MD_CTX *nodes_md;     /* over the nodes_sha256 text */
+    EVP_MD_CTX *scratch_md;   /* for each value and @meta */
     uint64_t archive_size, nodes, bytes;
     char archive_hex[HEX_LEN + 1];
     struct buf name; /* archive name of the entry being written */
@@ -207,15 +218,19 @@ static la_ssize_t w_pax_write(struct archive *pax, void *cd, const void *p, size
     return (la_ssize_t)n;
 }
 
-static int w_entry(struct fmt_writer *w, const char *name, const void *data, size_t len,
-                   struct burry_err *e)
+static int w_entry(struct fmt_writer *w, const char *name, size_t name_len, const void *data,
+                   size_t len, struct burry_err *e)
 {
-    static const char zeros[TAR_BLOCK];
-    char h[TAR_BLOCK];
-    if (tar_header(h, name, strlen(name), len) == 0) {
-        if (w_out(w, h, sizeof h) < 0 || w_out(w, data, len) < 0 ||
-            w_out(w, zeros, (TAR_BLOCK - len % TAR_BLOCK) % TAR_BLOCK) < 0)
+    /* the header straight into the stage, when it has room */
+    if (w->staged + TAR_BLOCK > STAGE_SIZE && w_flush(w) < 0)
+        return w_fail(w, w->a, e, name);
+    if (tar_header(w->stage + w->staged, name, name_len, len) == 0) {
+        w->staged += TAR_BLOCK;
+        size_t pad = (TAR_BLOCK - len % TAR_BLOCK) % TAR_BLOCK;
+        if (w_out(w, data, len) < 0 || (w->staged + pad > STAGE_SIZE && w_flush(w) < 0))
             return w_fail(w, w->a, e, name);
+        memset(w->stage + w->staged, 0, pad);
+        w->staged += pad;
         return 0;
     }
 
@@ -261,10 +276,11 @@ struct fmt_writer *fmt_writer_new(enum burry_compress c, fmt_write_fn out, void 
     buf_init(&w->msg, 0);
     w->archive_md = sha256_new();
     w->nodes_md = sha256_new();
+    w->scratch_md = EVP_MD_CTX_new();
     w->a = archive_write_new();
     w->pax = archive_write_new();
     w->ent = archive_entry_new();
-    if (!w->archive_md || !w->nodes_md || !w->a || !w->pax || !w->ent) {
+    if (!w->archive_md || !w->nodes_md || !w->scratch_md || !w->a || !w->pax || !w->ent) {
         burry_errf(e, BURRY_EFAIL, "cannot create archive writer: out of memory");
         goto fail;
     }
@@ -372,9 +388,21 @@ int fmt_writer_add(struct fmt_writer *w, const struct bnode *n, struct burry_err
     int bad = buf_puts(m, "{\"attrs\":") < 0 ||
               (n->attrs ? jsonout_compact(m, n->attrs) : buf_puts(m, "{}")) < 0;
     if (!bad && n->has_value) {
-        char hex[HEX_LEN + 1];
-        sha256_hex(vlen ? n->value : "", vlen, hex);
-        bad = buf_printf(m, ",\"sha256\":\"%s\",\"size\":%zu}", hex, vlen) < 0;
+        char tail[HEX_LEN + 48], *t = tail; /* ,"sha256":"HEX","size":N} */
+        memcpy(t, ",\"sha256\":\"", 11);
+        sha256_hex_ctx(w->scratch_md, vlen ? n->value : "", vlen, t + 11);
+        t += 11 + HEX_LEN;
+        memcpy(t, "\",\"size\":", 9);
+        t += 9;
+        char digits[24], *d = digits + sizeof digits;
+        size_t v = vlen;
+        do
+            *--d = (char)('0' + v % 10);
+        while (v /= 10);
+        memcpy(t, d, (size_t)(digits + sizeof digits - d));
+        t += digits + sizeof digits - d;
+        *t++ = '}';
+        bad = buf_append(m, tail, (size_t)(t - tail)) < 0;
     } else if (!bad) {
         bad = buf_puts(m, ",\"sha256\":null,\"size\":null}") < 0;
     }
@@ -386,9 +414,9 @@ int fmt_writer_add(struct fmt_writer *w, const struct bnode *n, struct burry_err
                           m->len + 1, FORMAT_MAX_META);
     if (buf_putc(m, '\n') < 0)
         return burry_errf(e, BURRY_EFAIL, "cannot encode the metadata of node '%s'", SHOWN());
-    int rc = w_entry(w, w->name.p, m->p, m->len, e);
+    int rc = w_entry(w, w->name.p, w->name.len, m->p, m->len, e);
     if (rc == 0)
-        nodes_line(w->nodes_md, m->p, m->len, w->name.p);
+        nodes_line(w->nodes_md, w->scratch_md, m->p, m->len, w->name.p, w->name.len);
     if (rc < 0)
         return rc;
 
@@ -396,7 +424,7 @@ int fmt_writer_add(struct fmt_writer *w, const struct bnode *n, struct burry_err
         w->name.len -= SUFFIX_LEN;
         if (buf_puts(&w->name, NAMES_DATA) < 0)
             return burry_errf(e, BURRY_EFAIL, "cannot name node '%s' in the archive", SHOWN());
-        if ((rc = w_entry(w, w->name.p, n->value, vlen, e)) < 0)
+        if ((rc = w_entry(w, w->name.p, w->name.len, n->value, vlen, e)) < 0)
             return rc;
     }
 #undef SHOWN
@@ -447,7 +475,7 @@ int fmt_writer_finish(struct fmt_writer *w, json_t *manifest, struct burry_err *
                           MANIFEST_NAME, tlen + 1, FORMAT_MAX_META);
     }
     txt[tlen] = '\n';
-    int rc = w_entry(w, MANIFEST_NAME, txt, tlen + 1, e);
+    int rc = w_entry(w, MANIFEST_NAME, strlen(MANIFEST_NAME), txt, tlen + 1, e);
     free(txt);
     if (rc < 0)
         return rc;
@@ -484,6 +512,7 @@ void fmt_writer_free(struct fmt_writer *w)
     archive_entry_free(w->ent);
     EVP_MD_CTX_free(w->archive_md);
     EVP_MD_CTX_free(w->nodes_md);
+    EVP_MD_CTX_free(w->scratch_md);
     buf_free(&w->name);
     buf_free(&w->prev);
     buf_free(&w->meta);
@@ -523,6 +552,7 @@ struct fmt_reader {
     int in_eof;
     EVP_MD_CTX *archive_md; /* over the raw bytes read */
     EVP_MD_CTX *nodes_md;   /* over the recomputed nodes_sha256 text */
+    EVP_MD_CTX *scratch_md; /* for each value and @meta */
     uint64_t archive_size, nodes, bytes;
     char archive_hex[HEX_LEN + 1];
     int state;
@@ -656,8 +686,9 @@ struct fmt_reader *fmt_reader_new(fmt_read_fn in, void *ctx, struct burry_err *e
     buf_init(&r->msg, 0);
     r->archive_md = sha256_new();
     r->nodes_md = sha256_new();
+    r->scratch_md = EVP_MD_CTX_new();
     r->a = archive_read_new();
-    if (!r->archive_md || !r->nodes_md || !r->a) {
+    if (!r->archive_md || !r->nodes_md || !r->scratch_md || !r->a) {
         burry_errf(e, BURRY_EFAIL, "cannot create archive reader: out of memory");
         goto fail;
     }
@@ -851,7 +882,7 @@ int fmt_reader_next(struct fmt_reader *r, struct bnode *n, struct burry_err *e)
     if (r->nodes > 0 && r->prev.len == r->path.len &&
         (r->path.len == 0 || memcmp(r->prev.p, r->path.p, r->path.len) == 0))
         return r_fail(r, e, "archive entry '%s': the node appears twice", shown);
-    nodes_line(r->nodes_md, r->meta.p, r->meta.len, name);
+    nodes_line(r->nodes_md, r->scratch_md, r->meta.p, r->meta.len, name, strlen(name));
 
     if (has_value) {
         r->name.len -= SUFFIX_LEN;
@@ -874,7 +905,7 @@ int fmt_reader_next(struct fmt_reader *r, struct bnode *n, struct burry_err *e)
             return r_fail(r, e, "archive entry '%s': size mismatch (expected %zu, got %zu)", shown,
                           vlen, r->value.len);
         char hex[HEX_LEN + 1];
-        sha256_hex(vlen ? r->value.p : "", vlen, hex);
+        sha256_hex_ctx(r->scratch_md, vlen ? r->value.p : "", vlen, hex);
         if (strcmp(hex, json_string_value(sha)) != 0)
             return r_fail(r, e,
                           "archive entry '%s': checksum mismatch (expected %.12s.., got %.12s..)",
@@ -918,6 +949,7 @@ void fmt_reader_free(struct fmt_reader *r)
     archive_read_free(r->a);
     EVP_MD_CTX_free(r->archive_md);
     EVP_MD_CTX_free(r->nodes_md);
+    EVP_MD_CTX_free(r->scratch_md);
     json_decref(r->meta_json);
     json_decref(r->manifest);
     buf_free(&r->name);

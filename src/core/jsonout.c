@@ -128,6 +128,7 @@ static int put_integer(struct buf *b, json_int_t v)
 struct key {
     const char *s;
     size_t len;
+    const json_t *v;
 };
 
 static int key_cmp(const void *x, const void *y)
@@ -151,13 +152,23 @@ static int put_object(struct buf *b, const json_t *v, int depth)
          it = json_object_iter_next((json_t *)v, it), i++) {
         keys[i].s = json_object_iter_key(it);
         keys[i].len = json_object_iter_key_len(it);
+        keys[i].v = json_object_iter_value(it);
     }
-    qsort(keys, i, sizeof *keys, key_cmp);
+    if (i > KEYS_ON_STACK) {
+        qsort(keys, i, sizeof *keys, key_cmp);
+    } else { /* few keys, often in order already */
+        for (size_t k = 1; k < i; k++) {
+            struct key x = keys[k];
+            size_t j = k;
+            for (; j > 0 && key_cmp(&keys[j - 1], &x) > 0; j--)
+                keys[j] = keys[j - 1];
+            keys[j] = x;
+        }
+    }
     int rc = buf_putc(b, '{');
     for (size_t k = 0; rc == 0 && k < i; k++) {
         if ((k > 0 && buf_putc(b, ',') < 0) || put_string(b, keys[k].s, keys[k].len) < 0 ||
-            buf_putc(b, ':') < 0 ||
-            put_value(b, json_object_getn(v, keys[k].s, keys[k].len), depth + 1) < 0)
+            buf_putc(b, ':') < 0 || put_value(b, keys[k].v, depth + 1) < 0)
             rc = -1;
     }
     if (keys != stack)
