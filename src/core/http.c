@@ -104,6 +104,9 @@ int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const ch
                           max);
     if (cc == CURLE_OPERATION_TIMEDOUT)
         return burry_errf(e, BURRY_EFAIL, "no answer from %s at %s within %ds", what, shown, tmo);
+    if (cc == CURLE_PARTIAL_FILE)
+        return burry_errf(e, BURRY_EFAIL, "the answer of %s at %s broke off before its end", what,
+                          shown);
     if (cc == CURLE_ABORTED_BY_CALLBACK)
         return burry_errf(e, BURRY_EINTR, "interrupted while talking to %s at %s", what, shown);
     /* a server that wants a client certificate drops a TLS 1.3 connection

@@ -71,8 +71,16 @@ int tar_header(char h[TAR_BLOCK], const char *name, size_t len, uint64_t size)
     /* The checksum counts its own field as spaces, then is written as six
      * octal digits, a NUL and a space. */
     memset(h + CHECKSUM_OFF, ' ', 8);
-    unsigned sum = 0;
-    for (size_t i = 0; i < TAR_BLOCK; i++)
+    unsigned sum = 0; /* over the bytes that can be other than zero */
+    for (size_t i = 0; i < len; i++)
+        sum += (unsigned char)name[i];
+    if (cut)
+        sum -= '/'; /* the separator is not written */
+    for (size_t i = MODE_OFF; i <= TYPEFLAG_OFF; i++)
+        sum += (unsigned char)h[i];
+    for (size_t i = MAGIC_OFF; i < MAGIC_OFF + 8; i++)
+        sum += (unsigned char)h[i];
+    for (size_t i = DEV_OFF; i < DEV_OFF + 16; i++)
         sum += (unsigned char)h[i];
     octal(h + CHECKSUM_OFF, 6, sum);
     h[CHECKSUM_OFF + 6] = 0;

@@ -1,9 +1,11 @@
 /* Consul KV source (consul://HOST:PORT[/prefix]): a backup is one consistent
  * recursive read of the prefix, parsed as a stream of JSON events (yajl: the
- * answer can hold millions of keys), emitted in key byte order; a restore sends
+ * answer can hold millions of keys) by a reader thread while the calling
+ * thread writes the keys, in the byte order Consul lists them; a restore sends
  * the nodes in /v1/txn transactions of at most 64 operations ("cas" with
  * Index 0 creates only absent keys), a value too big for a transaction
  * body alone through PUT /v1/kv. Sessions and locks are recorded, not restored. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,7 +330,7 @@ static int unexpected(struct source *s, const char *doing, const struct http_res
 
 /* ---- backup --------------------------------------------------------------- */
 
-/* One entry of the recursive read. Strings live in the parse's arena and
+/* One entry of the recursive read. Strings live in its batch's arena and
  * are named by offset (the arena moves as it grows). */
 struct kv_ent {
     size_t key, klen;          /* the key */
@@ -338,33 +340,99 @@ struct kv_ent {
     long long flags, create, modify, lock;
 };
 
-/* The answer read as a stream of JSON events (yajl): an array of flat
- * objects. Far cheaper than building a tree of the whole answer. */
-struct kv_parse {
+/* Entries parsed, waiting to be written. */
+struct kv_batch {
     struct buf arena;          /* keys, values, sessions */
     struct kv_ent *ents;
     size_t n, cap;
+};
+
+#define BATCH_KEYS 2048              /* entries per batch */
+#define BATCH_BYTES ((size_t)1 << 20) /* or arena bytes, whichever comes first */
+#define BATCHES 4                    /* in flight at most: memory stays bounded */
+
+/* The backup as two threads: the reader receives the answer and parses it
+ * (yajl: a stream of JSON events, never the whole answer in memory) into
+ * batches; the writer (the calling thread) takes them in order and emits
+ * the keys as they come. Consul lists keys in byte order, which is archive
+ * order, so nothing waits for the end of the answer. The batches form a
+ * ring: the writer reads ring[head .. head + full), the reader fills
+ * ring[head + full]. Without a thread the reader hands each batch to the
+ * writer itself. */
+struct kv_scan {
+    struct source *s;
+    /* the reader's side */
+    struct kv_batch *cur;      /* the batch being filled */
     int depth;                 /* 1 inside the array, 2 inside an entry */
     int has_key;
     enum { F_OTHER, F_KEY, F_VALUE, F_SESSION, F_FLAGS, F_CREATE, F_MODIFY, F_LOCK } field;
     const char *bad;           /* why the answer is not a key listing */
     yajl_handle yajl;
     int failed;                /* the parser refused the answer */
+    struct http_resp r;
+    int http_rc;               /* http_do's result */
+    struct burry_err http_e;
+    /* shared */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct kv_batch ring[BATCHES];
+    size_t head, full;
+    int done;                  /* the reader has finished */
+    int stop;                  /* the writer failed: stop reading */
+    int threaded;
+    /* the writer's side */
+    src_emit_fn emit;
+    void *emit_ctx;
+    struct burry_err *e;
+    int rc;                    /* <0 once emitting failed */
+    size_t plen, emitted;
+    long long maxidx;
+    struct buf prev;           /* the last key emitted */
+    struct buf path;           /* the node path of the key being emitted */
+    json_t *attrs;             /* every key's attributes, set anew for each */
 };
+
+static int consume(struct kv_scan *sc, struct kv_batch *b);
+
+/* The reader's current batch is full (or the answer ended): hand it over. */
+static int publish(struct kv_scan *sc)
+{
+    if (!sc->threaded) {
+        int rc = consume(sc, sc->cur);
+        sc->cur->n = 0;
+        buf_reset(&sc->cur->arena);
+        return rc;
+    }
+    pthread_mutex_lock(&sc->mu);
+    sc->full++;
+    pthread_cond_broadcast(&sc->cv);
+    while (sc->full == BATCHES && !sc->stop)
+        pthread_cond_wait(&sc->cv, &sc->mu);
+    int stop = sc->stop;
+    if (!stop) /* the next free slot; the writer never reads it */
+        sc->cur = &sc->ring[(sc->head + sc->full) % BATCHES];
+    pthread_mutex_unlock(&sc->mu);
+    if (stop)
+        return -1;
+    sc->cur->n = 0;
+    buf_reset(&sc->cur->arena);
+    return 0;
+}
 
 static int p_scalar(void *ctx);
 
 static int p_str(void *ctx, const unsigned char *v, size_t n)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     if (p->depth != 2)
         return p->depth ? 1 : p_scalar(ctx);
-    struct kv_ent *x = &p->ents[p->n];
-    size_t off = p->arena.len;
+    struct kv_batch *b = p->cur;
+    struct kv_ent *x = &b->ents[b->n];
+    size_t off = b->arena.len;
     if (p->field != F_KEY && p->field != F_VALUE && p->field != F_SESSION)
         return 1;
-    if (buf_append(&p->arena, v, n) < 0) {
-        p->bad = p->arena.len + n > CONSUL_MAX_READ ? "more than 1 GiB of keys and values"
+    if (buf_append(&b->arena, v, n) < 0) {
+        p->bad = b->arena.len + n > CONSUL_MAX_READ ? "more than 1 GiB in one key and value"
                                                     : "out of memory";
         return 0;
     }
@@ -380,10 +448,10 @@ static int p_str(void *ctx, const unsigned char *v, size_t n)
 
 static int p_int(void *ctx, long long v)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     if (p->depth != 2)
         return p->depth ? 1 : p_scalar(ctx);
-    struct kv_ent *x = &p->ents[p->n];
+    struct kv_ent *x = &p->cur->ents[p->cur->n];
     switch (p->field) {
     case F_FLAGS: x->flags = v; break;
     case F_CREATE: x->create = v; break;
@@ -396,37 +464,41 @@ static int p_int(void *ctx, long long v)
 
 static int p_key(void *ctx, const unsigned char *k, size_t n)
 {
-    struct kv_parse *p = ctx;
-    static const struct { const char *name; int f; } fields[] = {
-        {"Key", F_KEY},       {"Value", F_VALUE},        {"Session", F_SESSION},
-        {"Flags", F_FLAGS},   {"CreateIndex", F_CREATE}, {"ModifyIndex", F_MODIFY},
-        {"LockIndex", F_LOCK},
+    struct kv_scan *p = ctx;
+#define FIELD(s, f) {s, sizeof s - 1, f}
+    static const struct { const char *name; size_t len; int f; } fields[] = {
+        FIELD("Key", F_KEY),         FIELD("Value", F_VALUE),
+        FIELD("Session", F_SESSION), FIELD("Flags", F_FLAGS),
+        FIELD("CreateIndex", F_CREATE), FIELD("ModifyIndex", F_MODIFY),
+        FIELD("LockIndex", F_LOCK),
     };
+#undef FIELD
     p->field = F_OTHER;
     for (size_t i = 0; p->depth == 2 && i < sizeof fields / sizeof fields[0]; i++)
-        if (strlen(fields[i].name) == n && !memcmp(fields[i].name, k, n))
+        if (fields[i].len == n && !memcmp(fields[i].name, k, n))
             p->field = fields[i].f;
     return 1;
 }
 
 static int p_start_map(void *ctx)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     if (p->depth == 0) {
         p->bad = "not a JSON array";
         return 0;
     }
     if (++p->depth == 2) { /* a new entry */
-        if (p->n == p->cap) {
-            size_t cap = p->cap ? p->cap * 2 : 1024;
-            struct kv_ent *e = realloc(p->ents, cap * sizeof *e);
+        struct kv_batch *b = p->cur;
+        if (b->n == b->cap) {
+            size_t cap = b->cap ? b->cap * 2 : 256;
+            struct kv_ent *e = realloc(b->ents, cap * sizeof *e);
             if (!e) {
                 p->bad = "out of memory";
                 return 0;
             }
-            p->ents = e, p->cap = cap;
+            b->ents = e, b->cap = cap;
         }
-        memset(&p->ents[p->n], 0, sizeof p->ents[p->n]);
+        memset(&b->ents[b->n], 0, sizeof b->ents[b->n]);
         p->has_key = 0;
     }
     p->field = F_OTHER;
@@ -435,34 +507,35 @@ static int p_start_map(void *ctx)
 
 static int p_end_map(void *ctx)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     if (p->depth-- == 2) {
         if (!p->has_key) {
             p->bad = "an entry without a key";
             return 0;
         }
-        p->n++;
+        if (++p->cur->n >= BATCH_KEYS || p->cur->arena.len >= BATCH_BYTES)
+            return publish(p) == 0;
     }
     return 1;
 }
 
 static int p_start_array(void *ctx)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     p->depth++;
     return 1;
 }
 
 static int p_end_array(void *ctx)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     p->depth--;
     return 1;
 }
 
 static int p_scalar(void *ctx)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     if (p->depth == 0) {
         p->bad = "not a JSON array";
         return 0;
@@ -487,38 +560,71 @@ static const yajl_callbacks kv_events = {
     .yajl_end_array = p_end_array,
 };
 
-/* The answer's bytes as they arrive (http_req.stream), into p->yajl. */
+/* The answer's bytes as they arrive (http_req.stream), into the parser. */
 static int parse_chunk(void *ctx, const char *b, size_t n)
 {
-    struct kv_parse *p = ctx;
+    struct kv_scan *p = ctx;
     if (yajl_parse(p->yajl, (const unsigned char *)b, n) == yajl_status_ok)
         return 0;
     p->failed = 1;
     return -1;
 }
 
-/* After the last chunk: 0 when the answer was a whole key listing. */
-static int parse_done(struct source *s, struct kv_parse *p, int stopped, struct burry_err *e)
+/* The reader: one consistent recursive read, parsed as it arrives; the
+ * last batch goes over once the answer is whole and valid. */
+static void read_all(struct kv_scan *sc)
 {
-    yajl_status st = stopped ? yajl_status_error : yajl_complete_parse(p->yajl);
-    if (st == yajl_status_ok)
-        return 0;
-    unsigned char *why = p->bad ? NULL : yajl_get_error(p->yajl, 0, NULL, 0);
+    struct source *s = sc->s;
+    struct buf url;
+    buf_init(&url, 0);
+    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 ||
+        put_escaped(&url, s->u.prefix, sc->plen) < 0 ||
+        buf_puts(&url, "?recurse=true&consistent") < 0) {
+        sc->http_rc = burry_errf(&sc->http_e, BURRY_EFAIL, "out of memory");
+    } else {
+        struct http_req req = {.method = "GET", .url = url.p, .headers = s->hdrs,
+                               .max_resp = CONSUL_MAX_READ, .stream = parse_chunk,
+                               .stream_ctx = sc};
+        sc->http_rc = http_do(s->h, "Consul", &req, &sc->r, &sc->http_e);
+    }
+    buf_free(&url);
+    if (sc->http_rc == 0 && sc->r.status == 200) {
+        if (yajl_complete_parse(sc->yajl) != yajl_status_ok)
+            sc->failed = 1;
+        else if (sc->cur->n > 0)
+            publish(sc);
+    }
+    if (sc->threaded) {
+        pthread_mutex_lock(&sc->mu);
+        sc->done = 1;
+        pthread_cond_broadcast(&sc->cv);
+        pthread_mutex_unlock(&sc->mu);
+    }
+}
+
+static void *read_thread(void *arg)
+{
+    read_all(arg);
+    return NULL;
+}
+
+/* Why the answer could not be read as a key listing. */
+static int parse_error(struct kv_scan *sc, struct burry_err *e)
+{
+    unsigned char *why = sc->bad ? NULL : yajl_get_error(sc->yajl, 0, NULL, 0);
     int rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable key listing (%s)",
-                        s->hostport, p->bad ? p->bad : why ? (const char *)why : "invalid JSON");
+                        sc->s->hostport,
+                        sc->bad ? sc->bad : why ? (const char *)why : "invalid JSON");
     if (why)
-        yajl_free_error(p->yajl, why);
+        yajl_free_error(sc->yajl, why);
     return rc;
 }
 
-/* Key byte order; arena is the parse's arena. */
-static int ent_cmp(const void *a, const void *b, void *arena)
+/* Key byte order. */
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-    const struct kv_ent *x = a, *y = b;
-    const char *ar = arena;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(ar + x->key, ar + y->key, n);
-    return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
 }
 
 static long long jint(json_t *o, const char *k)
@@ -534,122 +640,156 @@ static void warn_empty(struct source *s)
          *pre ? " under '" : "", pre, *pre ? "'" : "");
 }
 
+/* The writer: emit one key of the answer. */
+static int emit_ent(struct kv_scan *sc, const char *arena, const struct kv_ent *x)
+{
+    struct source *s = sc->s;
+    struct burry_err *e = sc->e;
+    const char *key = arena + x->key;
+    size_t plen = sc->plen;
+    /* the prefix names a folder: "app" covers "app" and "app/...", not "apple" */
+    if (plen && !(x->klen >= plen && !memcmp(key, s->u.prefix, plen) &&
+                  (x->klen == plen || key[plen] == '/')))
+        return 0;
+    if (sc->emitted) {
+        int c = key_cmp(sc->prev.p, sc->prev.len, key, x->klen);
+        if (c == 0)
+            return burry_errf(e, BURRY_EFAIL, "Consul at %s listed a key twice", s->hostport);
+        if (c > 0)
+            return burry_errf(e, BURRY_EFAIL,
+                              "Consul at %s listed its keys out of byte order ('%.*s' after "
+                              "'%.*s'); the snapshot was not written",
+                              s->hostport, (int)x->klen, key, (int)sc->prev.len, sc->prev.p);
+    }
+    buf_reset(&sc->prev);
+    struct buf *path = &sc->path; /* the canonical path */
+    buf_reset(path);
+    int rc = buf_append(&sc->prev, key, x->klen);
+    if (rc == 0 && plen)
+        rc = buf_append(path, key + plen, x->klen - plen);
+    else if (rc == 0)
+        rc = buf_putc(path, '/') < 0 ? -1 : buf_append(path, key, x->klen);
+    if (rc < 0)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    buf_reset(&s->tmp);
+    if (x->has_val && b64_decode(arena + x->val, x->vlen, &s->tmp) < 0)
+        return burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value for key '%.*s'",
+                          s->hostport, (int)x->klen, key);
+    /* one object for every key, set anew (the sink reads it during the call only) */
+    if (!sc->attrs)
+        sc->attrs = json_pack("{s:I,s:I,s:I,s:I,s:n}", "flags", (json_int_t)0, "create_index",
+                              (json_int_t)0, "modify_index", (json_int_t)0, "lock_index",
+                              (json_int_t)0, "session");
+    json_t *attrs = sc->attrs;
+    if (!attrs || json_object_set_new(attrs, "session",
+                                      x->has_sess ? json_stringn(arena + x->sess, x->slen)
+                                                  : json_null()) < 0)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    json_integer_set(json_object_get(attrs, "flags"), x->flags);
+    json_integer_set(json_object_get(attrs, "create_index"), x->create);
+    json_integer_set(json_object_get(attrs, "modify_index"), x->modify);
+    json_integer_set(json_object_get(attrs, "lock_index"), x->lock);
+    if (x->modify > sc->maxidx)
+        sc->maxidx = x->modify;
+    struct bnode nd = {.path = path->p ? path->p : "", .path_len = path->len,
+                       .value = s->tmp.p ? s->tmp.p : "", .value_len = s->tmp.len,
+                       .has_value = 1, .attrs = attrs};
+    if ((rc = sc->emit(sc->emit_ctx, &nd, e)) < 0)
+        return rc;
+    sc->emitted++;
+    if (burry_interrupted)
+        return burry_errf(e, BURRY_EINTR, "interrupted");
+    return 0;
+}
+
+/* The writer: emit a batch; after a failure, nothing more. */
+static int consume(struct kv_scan *sc, struct kv_batch *b)
+{
+    for (size_t i = 0; sc->rc == 0 && i < b->n; i++)
+        sc->rc = emit_ent(sc, b->arena.p, &b->ents[i]);
+    return sc->rc;
+}
+
 static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry_err *e)
 {
-    struct buf url;
-    struct http_resp r = {0};
-    struct kv_parse p = {0};
-    json_t *attrs = NULL;      /* every key's attributes, set anew for each */
+    struct kv_scan sc = {.s = s, .emit = emit, .emit_ctx = ctx, .e = e,
+                         .plen = strlen(s->u.prefix)};
+    pthread_t t;
     int rc;
-    size_t plen = strlen(s->u.prefix);
 
-    buf_init(&url, 0);
-    buf_init(&p.arena, CONSUL_MAX_READ);
-    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 ||
-        put_escaped(&url, s->u.prefix, plen) < 0 || buf_puts(&url, "?recurse=true&consistent") < 0) {
+    pthread_mutex_init(&sc.mu, NULL);
+    pthread_cond_init(&sc.cv, NULL);
+    for (size_t i = 0; i < BATCHES; i++)
+        buf_init(&sc.ring[i].arena, CONSUL_MAX_READ);
+    buf_init(&sc.prev, 0);
+    buf_init(&sc.path, 0);
+    sc.cur = &sc.ring[0];
+    if (!(sc.yajl = yajl_alloc(&kv_events, NULL, &sc))) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
-    /* the answer goes through the parser as it arrives: never held whole */
-    if (!(p.yajl = yajl_alloc(&kv_events, NULL, &p))) {
-        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+    sc.threaded = 1; /* before the thread reads it */
+    if (pthread_create(&t, NULL, read_thread, &sc) != 0) {
+        sc.threaded = 0;
+        read_all(&sc); /* no thread to be had: the reader writes as it goes */
+    } else {
+        pthread_mutex_lock(&sc.mu);
+        for (;;) {
+            while (!sc.full && !sc.done)
+                pthread_cond_wait(&sc.cv, &sc.mu);
+            if (!sc.full)
+                break; /* done, and every batch written */
+            struct kv_batch *b = &sc.ring[sc.head];
+            pthread_mutex_unlock(&sc.mu);
+            int bad = consume(&sc, b) < 0;
+            pthread_mutex_lock(&sc.mu);
+            sc.head = (sc.head + 1) % BATCHES;
+            sc.full--;
+            if (bad)
+                sc.stop = 1;
+            pthread_cond_broadcast(&sc.cv);
+        }
+        pthread_mutex_unlock(&sc.mu);
+        pthread_join(t, NULL);
+    }
+    /* what went wrong first: writing, then reading */
+    if ((rc = sc.rc) < 0)
+        goto out;
+    if (sc.failed) {
+        rc = parse_error(&sc, e);
         goto out;
     }
-    struct http_req req = {.method = "GET", .url = url.p, .headers = s->hdrs,
-                           .max_resp = CONSUL_MAX_READ, .stream = parse_chunk, .stream_ctx = &p};
-    struct burry_err e2 = {0};
-    if ((rc = http_do(s->h, "Consul", &req, &r, &e2)) < 0) {
-        rc = p.failed ? parse_done(s, &p, 1, e) : burry_errf(e, rc, "%s", e2.msg);
+    if (sc.http_rc < 0) {
+        rc = burry_errf(e, sc.http_rc, "%s", sc.http_e.msg);
         goto out;
     }
-    if (r.status == 404) {
+    if (sc.r.status == 404) {
         warn_empty(s);
         s->index = 0;
         rc = 0;
         goto out;
     }
-    if (r.status != 200) {
-        rc = unexpected(s, "a recursive read", &r, e);
+    if (sc.r.status != 200) {
+        rc = unexpected(s, "a recursive read", &sc.r, e);
         goto out;
     }
-    if ((rc = parse_done(s, &p, 0, e)) < 0)
-        goto out;
-    /* the prefix names a folder: "app" covers "app" and "app/...", not "apple" */
-    size_t m = 0;
-    long long maxidx = 0;
-    for (size_t i = 0; i < p.n; i++) {
-        struct kv_ent *x = &p.ents[i];
-        const char *key = p.arena.p + x->key;
-        if (plen && !(x->klen >= plen && !memcmp(key, s->u.prefix, plen) &&
-                      (x->klen == plen || key[plen] == '/')))
-            continue;
-        if (x->modify > maxidx)
-            maxidx = x->modify;
-        p.ents[m++] = *x;
-    }
-    qsort_r(p.ents, m, sizeof *p.ents, ent_cmp, p.arena.p);
-    s->index = maxidx;
-    if (m == 0)
+    s->index = sc.maxidx;
+    if (sc.emitted == 0)
         warn_empty(s);
-
-    for (size_t i = 0; i < m; i++) {
-        struct kv_ent *x = &p.ents[i];
-        const char *key = p.arena.p + x->key;
-        if (i && ent_cmp(&p.ents[i - 1], x, p.arena.p) == 0) {
-            rc = burry_errf(e, BURRY_EFAIL, "Consul at %s listed a key twice", s->hostport);
-            goto out;
-        }
-        buf_reset(&url); /* the canonical path */
-        if (plen) {
-            rc = buf_append(&url, key + plen, x->klen - plen);
-        } else {
-            rc = buf_putc(&url, '/');
-            if (rc == 0)
-                rc = buf_append(&url, key, x->klen);
-        }
-        buf_reset(&s->tmp);
-        if (rc == 0 && x->has_val)
-            rc = b64_decode(p.arena.p + x->val, x->vlen, &s->tmp);
-        if (rc < 0) {
-            rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value for key '%.*s'",
-                            s->hostport, (int)x->klen, key);
-            goto out;
-        }
-        /* one object for every key, set anew (the sink reads it during
-         * the call only) */
-        if (!attrs)
-            attrs = json_pack("{s:I,s:I,s:I,s:I,s:n}", "flags", (json_int_t)0, "create_index",
-                              (json_int_t)0, "modify_index", (json_int_t)0, "lock_index",
-                              (json_int_t)0, "session");
-        if (!attrs || json_object_set_new(attrs, "session",
-                                          x->has_sess ? json_stringn(p.arena.p + x->sess, x->slen)
-                                                      : json_null()) < 0) {
-            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-            goto out;
-        }
-        json_integer_set(json_object_get(attrs, "flags"), x->flags);
-        json_integer_set(json_object_get(attrs, "create_index"), x->create);
-        json_integer_set(json_object_get(attrs, "modify_index"), x->modify);
-        json_integer_set(json_object_get(attrs, "lock_index"), x->lock);
-        struct bnode nd = {.path = url.p ? url.p : "", .path_len = url.len,
-                           .value = s->tmp.p ? s->tmp.p : "", .value_len = s->tmp.len,
-                           .has_value = 1, .attrs = attrs};
-        if ((rc = emit(ctx, &nd, e)) < 0)
-            goto out;
-        if (burry_interrupted) {
-            rc = burry_errf(e, BURRY_EINTR, "interrupted");
-            goto out;
-        }
-    }
     rc = 0;
 out:
-    json_decref(attrs);
-    if (p.yajl)
-        yajl_free(p.yajl);
-    free(p.ents);
-    buf_free(&p.arena);
-    buf_free(&r.body);
-    buf_free(&url);
+    json_decref(sc.attrs);
+    if (sc.yajl)
+        yajl_free(sc.yajl);
+    for (size_t i = 0; i < BATCHES; i++) {
+        free(sc.ring[i].ents);
+        buf_free(&sc.ring[i].arena);
+    }
+    buf_free(&sc.prev);
+    buf_free(&sc.path);
+    buf_free(&sc.r.body);
+    pthread_cond_destroy(&sc.cv);
+    pthread_mutex_destroy(&sc.mu);
     return rc;
 }
 

@@ -261,4 +261,44 @@ expect_eq "re-run: created + existing = 20000" 20000 "$(( $(jget 'd["created"]')
 expect_eq "re-run: what survived the kill counted as existing" "$GOT" "$(jget 'd["existing"]')"
 expect_eq "after the re-run the trees are equal" "$(kv_dump "$PA" many)" "$(kv_dump "$PD" many)"
 
+
+# --- an answer cut off, or listing keys out of order: the backup fails and
+# publishes nothing. Through tests/lib/faultproxy.py, a forwarding proxy in
+# front of the real agent that cuts or rewrites the answer's body. The keys
+# are written as they arrive, so thousands are in the archive when it fails ---
+proxy() { # proxy NAME ARGS...: a fault proxy in front of agent a; its port in PROXY_PORT
+    local pf="$T_TMP/$1.port"; shift
+    /usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$pf" "$PA" "$@" 2>>"$T_TMP/proxy.log" &
+    PROXY_PID=$!
+    wait_until 10 test -s "$pf" || not_ok "the fault proxy starts"
+    PROXY_PORT=$(cat "$pf")
+}
+trap 'kill $PROXY_PID 2>/dev/null; t_cleanup' EXIT
+no_snapshot() { # no_snapshot STORE WHAT
+    run_burry ls "$1" --json
+    expect_eq "$2: no snapshot is listed" "0 0" "$RC $(jget 'len(d["snapshots"])')"
+    check "$2: no file is left behind" test -z "$(find "$1" -type f 2>/dev/null)"
+}
+proxy cut --cut-body 2000000 --cut-match /v1/kv/many
+run_burry backup "consul://127.0.0.1:$PROXY_PORT/many" "$T_TMP/cut" --name many -v
+expect_eq "answer cut after 2 MB of 3.8: exit 1" 1 "$RC"
+expect_match "... saying the answer broke off" "answer of Consul at .* broke off before its end" "$ERR"
+no_snapshot "$T_TMP/cut" "cut answer"
+kill $PROXY_PID 2>/dev/null
+printf '"ord/%s"\tdg==\t0\n' a b c | kv_load "$PA"
+proxy order --rewrite 'ord/b=ord/d' --rewrite-match /v1/kv/ord
+run_burry backup "consul://127.0.0.1:$PROXY_PORT/ord" "$T_TMP/order" --name ord
+expect_eq "keys listed out of order: exit 1" 1 "$RC"
+expect_match "... naming the two keys" "out of byte order \('ord/c' after 'ord/d'\)" "$ERR"
+no_snapshot "$T_TMP/order" "keys out of order"
+kill $PROXY_PID 2>/dev/null
+proxy twice --rewrite 'ord/b=ord/a' --rewrite-match /v1/kv/ord
+run_burry backup "consul://127.0.0.1:$PROXY_PORT/ord" "$T_TMP/twice" --name ord
+expect_eq "a key listed twice: exit 1" 1 "$RC"
+expect_match "... saying so" "listed a key twice" "$ERR"
+no_snapshot "$T_TMP/twice" "a key listed twice"
+kill $PROXY_PID 2>/dev/null
+run_burry backup "consul://127.0.0.1:$PA/ord" "$T_TMP/order" --name ord --json
+expect_eq "straight from the agent the same keys back up" "0 3" "$RC $(jget 'd["nodes"]')"
+
 t_done

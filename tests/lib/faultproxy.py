@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """A fault injector for tests: a small HTTP/1.1 forwarding proxy placed in
-front of a REAL server (radosgw, azurite, etcd). It is not a fake server: every
+front of a REAL server (radosgw, azurite, etcd, Consul). It is not a fake server: every
 request it does not fail is passed through byte for byte (Host header
 unchanged, so signatures still verify) and the real server answers.
 
   faultproxy.py PORTFILE UPSTREAM_PORT [--port P] [--fail N] [--match TEXT]
                 [--status CODE] [--die-at N] [--stats FILE]
                 [--delay SECONDS --delay-match TEXT]
+                [--cut-body N --cut-match TEXT]
+                [--rewrite OLD=NEW --rewrite-match TEXT]
 
 The first N requests whose request line contains TEXT get CODE (default 503)
 with an S3/Azure-style XML error body instead of being forwarded. With
@@ -14,7 +16,13 @@ with an S3/Azure-style XML error body instead of being forwarded. With
 request containing TEXT arrives: to the client the server is gone in the
 middle of its work. With --delay, every request whose request line holds
 the --delay-match text waits that long before it is passed on: a slow
-server, giving a test time to act between two requests. The proxy listens on port P (default: any free one),
+server, giving a test time to act between two requests. With --cut-body,
+the answer to every request whose request line holds the --cut-match text
+stops after N bytes of its body and both connections drop: the server
+went away in the middle of its answer. With --rewrite, the bytes OLD are
+replaced by NEW (of the same length, so every length stays right) in the
+body of every answer to a request whose line holds the --rewrite-match
+text: a server that answers wrongly. The proxy listens on port P (default: any free one),
 writes that port to PORTFILE, and after every request writes
 "requests=R injected=I delayed=D" to the stats file.
 """
@@ -55,7 +63,29 @@ def write_stats(path):
                     % (counts['requests'], counts['injected'], counts['delayed']))
 
 
-def relay_response(up, client, method):
+class Body:
+    """What happens to the bytes of one answer's body on their way."""
+    def __init__(self, cut=None, rewrite=None):
+        self.left = cut          # bytes still to pass, or None: all
+        self.rewrite = rewrite   # (old, new) or None
+
+    def pass_on(self, client, data):
+        """Write data (or what the cut leaves of it); False once cut."""
+        if self.rewrite:
+            data = data.replace(*self.rewrite)
+        if self.left is None:
+            client.write(data)
+            return True
+        client.write(data[:self.left])
+        self.left -= min(self.left, len(data))
+        if self.left == 0:
+            client.flush()
+            return False
+        return True
+
+
+def relay_response(up, client, method, body=None):
+    body = body or Body()
     head = read_head(up)
     if head is None:
         return False
@@ -63,14 +93,16 @@ def relay_response(up, client, method):
     client.write(b''.join(head))
     if method == b'HEAD' or status in (204, 304) or 100 <= status < 200:
         client.flush()
-        return status >= 200 or relay_response(up, client, method)
+        return status >= 200 or relay_response(up, client, method, body)
     if any(l.lower().startswith(b'transfer-encoding:') and b'chunked' in l.lower() for l in head):
         while True:   # chunks, then the empty one and any trailers
             size_line = up.readline(65537)
             if not size_line:
                 return False
-            client.write(size_line)
             n = int(size_line.split(b';')[0].strip(), 16)
+            if n and body.left is not None and body.left < n:
+                size_line = b'%x\r\n' % n   # the size as promised; fewer bytes follow
+            client.write(size_line)
             if n == 0:
                 tail = read_head(up)
                 if tail is None:
@@ -81,13 +113,16 @@ def relay_response(up, client, method):
             chunk = up.read(n + 2)
             if len(chunk) != n + 2:
                 return False
-            client.write(chunk)
+            if not body.pass_on(client, chunk[:n]):
+                return False
+            client.write(chunk[n:])
     n = content_length(head)
     while n > 0:
         chunk = up.read(min(n, 1 << 20))
         if not chunk:
             return False
-        client.write(chunk)
+        if not body.pass_on(client, chunk):
+            return False
         n -= len(chunk)
     client.flush()
     return True
@@ -144,7 +179,13 @@ def serve(conn, args):
                 up = up_sock.makefile('rwb')
             up.write(b''.join(head) + body)
             up.flush()
-            if not relay_response(up, client, method):
+            shaped = Body()
+            if args.cut_match and args.cut_match.encode() in head[0]:
+                shaped.left = args.cut_body
+            if args.rewrite and args.rewrite_match.encode() in head[0]:
+                old, _, new = args.rewrite.encode().partition(b'=')
+                shaped.rewrite = (old, new)
+            if not relay_response(up, client, method, shaped):
                 return
     except (OSError, ValueError):
         return
@@ -168,7 +209,15 @@ def main():
     p.add_argument('--die-at', type=int, default=0)
     p.add_argument('--delay', type=float, default=0)
     p.add_argument('--delay-match', default='')
+    p.add_argument('--cut-body', type=int, default=0)
+    p.add_argument('--cut-match', default='')
+    p.add_argument('--rewrite', default='')
+    p.add_argument('--rewrite-match', default='')
     args = p.parse_args()
+    if args.rewrite:
+        old, sep, new = args.rewrite.partition('=')
+        if not sep or len(old.encode()) != len(new.encode()):
+            p.error('--rewrite needs OLD=NEW of the same length')
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(('127.0.0.1', args.port))
