@@ -7,16 +7,17 @@
 # ssh processes at once, started by xargs -P). The reference logs in with a
 # second key of its own whose authorized_keys line has `restrict` but no
 # forced command, so ssh runs tar itself. Both sides use the same ssh client
-# options and the same nodes. bysu runs twice per round: with the default
-# `compress = zstd` and with `compress = none`, which stores the node's tar as
-# it came, like the reference. Prints the bytes, the wall times, the ratios
-# (target: within 1.3x), bysu's peak memory, and checks that the repository
-# then holds one snapshot per job.
+# options and the same nodes. Each round runs the reference, then bysu with
+# `compress = none` (which stores the node's tar as it came, like the
+# reference), then bysu with the default `compress = zstd`. Prints the
+# bytes, the wall times, the ratios of the best runs and of each round with
+# their median (target: within 1.3x), bysu's peak memory, and checks that
+# the repository then holds one snapshot per job.
 #   BENCH_BYSU_JOBS=N     jobs (default 20)
 #   BENCH_BYSU_MB=N       megabytes per job (default 50)
 #   BENCH_BYSU_PARALLEL=P parallelism of both sides (default 4)
 #   BENCH_BYSU_NODES=N    sshd nodes the jobs are spread over (default 2)
-#   BENCH_REPEAT=N        runs of each side, taking turns; the best counts (default 3)
+#   BENCH_REPEAT=N        rounds (default 3)
 #   BYSU=path             the binary under test (default bin/bysu)
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -186,6 +187,15 @@ for r in $(seq 1 "$REPEAT"); do
     [ "$(find "$REFD" -name '*.tar' -size +0 | wc -l)" -eq "$JOBS" ] ||
         die "the reference did not write $JOBS archives"
     rm -rf "$REFD" "$R" && sync
+    measure bysu-none "$BYSU" run -c "$CN" --parallel "$PAR" --json
+    BN_S="$BN_S $M_SECS"
+    [ "$M_KB" -gt "$BY_KB" ] && BY_KB=$M_KB
+    [ "$M_TREE_KB" -gt "$BY_TREE" ] && BY_TREE=$M_TREE_KB
+    [ "$M_BYSU_KB" -gt "$BY_ONLY" ] && BY_ONLY=$M_BYSU_KB
+    [ "$M_NBYSU" -gt "$BY_N" ] && BY_N=$M_NBYSU
+    SNAPS_NONE=$("$BYSU" ls -c "$CN" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')
+    REPO_BYTES=$(find "$R" -name '*.tar' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+    rm -rf "$R" && sync
     measure bysu "$BYSU" run -c "$C" --parallel "$PAR" --json
     BY_S="$BY_S $M_SECS"
     [ "$M_KB" -gt "$BY_KB" ] && BY_KB=$M_KB
@@ -193,13 +203,6 @@ for r in $(seq 1 "$REPEAT"); do
     [ "$M_BYSU_KB" -gt "$BY_ONLY" ] && BY_ONLY=$M_BYSU_KB
     [ "$M_NBYSU" -gt "$BY_N" ] && BY_N=$M_NBYSU
     BN_OUT=$("$BYSU" ls -c "$C" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')
-    rm -rf "$R" && sync
-    measure bysu-none "$BYSU" run -c "$CN" --parallel "$PAR" --json
-    BN_S="$BN_S $M_SECS"
-    [ "$M_KB" -gt "$BY_KB" ] && BY_KB=$M_KB
-    [ "$M_TREE_KB" -gt "$BY_TREE" ] && BY_TREE=$M_TREE_KB
-    [ "$M_BYSU_KB" -gt "$BY_ONLY" ] && BY_ONLY=$M_BYSU_KB
-    [ "$M_NBYSU" -gt "$BY_N" ] && BY_N=$M_NBYSU
 done
 
 read -r BY_OK BY_BYTES < <(python3 -c '
@@ -210,9 +213,15 @@ read -r BN_OK BN_BYTES < <(python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(sum(j["result"] == "ok" for j in d["jobs"]), sum(j.get("bytes", 0) for j in d["jobs"]))' "$T_TMP/bysu-none.out")
-REPO_BYTES=$(find "$R" -name '*.tar' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
-SNAPS=$("$BYSU" ls -c "$CN" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')
+SNAPS=$SNAPS_NONE
 REF_RUNS=$REF_S BY_RUNS=$BY_S BN_RUNS=$BN_S
+# the ratio of each round (its runs one right after the other), which the
+# drift of a shared machine moves less than the best runs of each side
+pair_ratios() { # pair_ratios "REF RUNS" "RUNS": one ratio per round
+    paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{ printf "%.2f\n", $2 / $1 }'
+}
+BN_PAIRS=$(pair_ratios "$REF_RUNS" "$BN_RUNS" | tr '\n' ' ')
+BY_PAIRS=$(pair_ratios "$REF_RUNS" "$BY_RUNS" | tr '\n' ' ')
 REF_S=$(best $REF_S) BY_S=$(best $BY_S) BN_S=$(best $BN_S)
 
 echo "reference: $REF_BYTES tar bytes by plain ssh + tar, $PAR at once: ${REF_S}s (runs:$REF_RUNS; $(calc "$REF_BYTES / 1048576 / $REF_S" 1) MB/s), its ssh clients together peak at ${REF_TREE} KB"
@@ -221,8 +230,8 @@ echo "bysu run --parallel $PAR (compress = none): $BN_OK of $JOBS jobs ok, $BN_B
 echo "bysu peak RSS: largest process ${BY_KB} KB (/usr/bin/time %M, over the reaped tree);" \
     "all bysu processes together ${BY_ONLY} KB (up to $BY_N at once, parent and workers, sampled from /proc);" \
     "whole tree with its ssh clients ${BY_TREE} KB"
-echo "ratio bysu / reference, compress = none (stored as the reference stores it): $(calc "$BN_S / $REF_S") (target: within 1.30)"
-echo "ratio bysu / reference, compress = zstd (the default; compresses what the reference does not): $(calc "$BY_S / $REF_S")"
+echo "ratio bysu / reference, compress = none (stored as the reference stores it): best runs $(calc "$BN_S / $REF_S"), each round: ${BN_PAIRS}median $(median $BN_PAIRS) (target: within 1.30)"
+echo "ratio bysu / reference, compress = zstd (the default; compresses what the reference does not): best runs $(calc "$BY_S / $REF_S"), each round: ${BY_PAIRS}median $(median $BY_PAIRS)"
 echo "repository: $BN_OUT snapshots after the zstd run, $SNAPS after the none run (expected $JOBS each)"
 [ "$BY_OK" -eq "$JOBS" ] || die "only $BY_OK of $JOBS jobs succeeded (compress = zstd)"
 [ "$BN_OK" -eq "$JOBS" ] || die "only $BN_OK of $JOBS jobs succeeded (compress = none)"
