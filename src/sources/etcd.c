@@ -347,6 +347,11 @@ static const char *gw_msg(json_t *j, long status, char *tmp, size_t n)
 
 static int authenticate(struct source *s, struct burry_err *e);
 
+static void token_expired(struct source *s)
+{
+    blog(&s->o->log, BLOG_DEBUG, "etcd at %s: the auth token expired; asking for a new one", s->host);
+}
+
 /* POST a JSON body to the gateway. 0 with *out (the parsed answer, caller
  * decrefs) and *status; <0 when no usable answer came (the error is fatal
  * for the run). An expired auth token is renewed once. */
@@ -376,6 +381,7 @@ static int call(struct source *s, const char *ep, const char *body, size_t len, 
             const char *m = json_string_value(json_object_get(j, "message"));
             if (m && strstr(m, "invalid auth token")) {
                 json_decref(j);
+                token_expired(s);
                 if ((rc = authenticate(s, e)) < 0)
                     return rc;
                 hdrs[0] = s->auth_hdr;
@@ -1011,6 +1017,7 @@ static int scan_grpc(struct source *s, struct scan *sc, const char *end, size_t 
         rc = page_status(s, &cur, limit, !renewed, e);
         if (rc == RANGE_AUTH) {
             renewed = 1; /* the token expired: a new one, and the same page again */
+            token_expired(s);
             fetch_free(&cur);
             rc = authenticate(s, e);
             if (rc == 0)

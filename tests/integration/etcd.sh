@@ -298,6 +298,38 @@ ETCD_PASSWORD=s3cret-pw run_burry restore "etcd://127.0.0.1:$PU" "$S" --user roo
 expect_eq "restore with ETCD_PASSWORD creates the key" "0 1" "$RC $(jget 'd["created"]')"
 expect_eq "... checked with etcdctl" v "$(etcdctl3 "$PU" --user root:s3cret-pw get k --print-value-only)"
 
+# --- an auth token that expires in the middle of a read is renewed once ---
+# The server forgets a token unused for a second (--auth-token-ttl 1). The
+# dump's output goes into a pipe nobody reads for 3 s, so the dump stalls
+# inside its second page of 10,000 keys; the read of the fourth page then
+# finds its token expired. Through gRPC, then through the JSON gateway (the
+# fault proxy refusing HTTP/2).
+etcd_start ttl --auth-token-ttl 1 || exit 1
+PTTL=$ETCD_PORT
+etcd_py "$PTTL" "kv.load((b'ttl/%05d' % i, b'v') for i in range(20100))" || not_ok "load 20,100 keys"
+etcdctl3 "$PTTL" user add root:Ttl-pw-31 --interactive=false >/dev/null 2>&1 &&
+    etcdctl3 "$PTTL" auth enable >/dev/null 2>&1 || not_ok "enable auth on the short-token server"
+stalled_dump() { # stalled_dump PORT: the dump's exit status, its line count, its log in ttl.err
+    "$BURRY" dump "etcd://127.0.0.1:$1" --user root:Ttl-pw-31 -v 2>"$T_TMP/ttl.err" |
+        { sleep 3; wc -l >"$T_TMP/ttl.lines"; }
+    echo "${PIPESTATUS[0]} $(tr -d ' ' <"$T_TMP/ttl.lines")"
+}
+expect_eq "token expired mid-read (gRPC): the dump completes with every key" "0 20100" "$(stalled_dump "$PTTL")"
+expect_match "... after asking for a new token" "auth token expired; asking for a new one" "$(cat "$T_TMP/ttl.err")"
+expect_match "... reading through gRPC" "read 20100 keys at revision [0-9]+ through gRPC" "$(cat "$T_TMP/ttl.err")"
+expect_no_match "... and the password is in no message" "Ttl-pw-31" "$(cat "$T_TMP/ttl.err")"
+rm -f "$T_TMP/proxy3.port"
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy3.port" "$PTTL" \
+    --match 'PRI * HTTP/2.0' --fail 1000 --status 505 2>>"$T_TMP/proxy.log" &
+PROXY_PID=$!
+wait_until 10 test -s "$T_TMP/proxy3.port" || not_ok "the fault proxy did not start"
+expect_eq "token expired mid-read (gateway): the dump completes with every key" "0 20100" \
+    "$(stalled_dump "$(cat "$T_TMP/proxy3.port")")"
+expect_match "... after asking for a new token" "auth token expired; asking for a new one" "$(cat "$T_TMP/ttl.err")"
+expect_match "... reading through the JSON gateway" "reading through its JSON gateway" "$(cat "$T_TMP/ttl.err")"
+kill $PROXY_PID 2>/dev/null
+etcd_stop ttl
+
 # --- TLS: a private CA with --cacert; gRPC then goes over TLS (ALPN h2) ---
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
     -addext "subjectAltName=IP:127.0.0.1" -keyout "$T_TMP/tls.key" -out "$T_TMP/tls.crt" \
