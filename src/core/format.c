@@ -366,7 +366,7 @@ int fmt_writer_add(struct fmt_writer *w, const struct bnode *n, struct burry_err
                           SHOWN(), vlen, FORMAT_MAX_VALUE);
     if (n->has_value && !n->value && vlen)
         return burry_errf(e, BURRY_EFAIL, "node '%s' has a length but no value", SHOWN());
-    if (n->attrs && !json_is_object(n->attrs))
+    if (!n->attrs_json && n->attrs && !json_is_object(n->attrs))
         return burry_errf(e, BURRY_EFAIL, "attributes of node '%s' are not a JSON object", SHOWN());
     if (w->nodes > 0 && w->prev.len == n->path_len &&
         (n->path_len == 0 || memcmp(w->prev.p, n->path, n->path_len) == 0))
@@ -386,7 +386,9 @@ int fmt_writer_add(struct fmt_writer *w, const struct bnode *n, struct burry_err
     struct buf *m = &w->meta;
     buf_reset(m);
     int bad = buf_puts(m, "{\"attrs\":") < 0 ||
-              (n->attrs ? jsonout_compact(m, n->attrs) : buf_puts(m, "{}")) < 0;
+              (n->attrs_json ? buf_append(m, n->attrs_json, n->attrs_json_len)
+               : n->attrs    ? jsonout_compact(m, n->attrs)
+                             : buf_puts(m, "{}")) < 0;
     if (!bad && n->has_value) {
         char tail[HEX_LEN + 48], *t = tail; /* ,"sha256":"HEX","size":N} */
         memcpy(t, ",\"sha256\":\"", 11);

@@ -212,3 +212,13 @@ int jsonout_compact(struct buf *b, const json_t *v)
 {
     return put_value(b, v, 0);
 }
+
+int jsonout_string(struct buf *b, const char *s, size_t n)
+{
+    return put_string(b, s, n);
+}
+
+int jsonout_integer(struct buf *b, long long v)
+{
+    return put_integer(b, (json_int_t)v);
+}

@@ -15,4 +15,10 @@
  * b cannot grow; b's contents are then unspecified. */
 int jsonout_compact(struct buf *b, const json_t *v);
 
+/* The pieces, for a source that writes a flat object itself: a string of n
+ * bytes (-1 when it is not UTF-8) and an integer, as jsonout_compact
+ * writes them. */
+int jsonout_string(struct buf *b, const char *s, size_t n);
+int jsonout_integer(struct buf *b, long long v);
+
 #endif

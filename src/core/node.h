@@ -19,6 +19,12 @@ struct bnode {
     size_t value_len;
     int has_value;      /* 0: null value (ZooKeeper null data, etcd intermediate) */
     json_t *attrs;      /* source-specific metadata object (ACL, type, stat, ...); borrowed, may be NULL */
+    /* Or the same object already written as compact JSON with sorted keys,
+     * exactly as jsonout_compact would write it (a flat source can build
+     * it without a json_t per key); when set, the archive takes it instead
+     * of attrs. */
+    const char *attrs_json;
+    size_t attrs_json_len;
 };
 
 #endif

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "catalog.h"
 #include "http.h"
+#include "jsonout.h"
 #include "names.h"
 #include "registry.h"
 
@@ -389,7 +390,7 @@ struct kv_scan {
     long long maxidx;
     struct buf prev;           /* the last key emitted */
     struct buf path;           /* the node path of the key being emitted */
-    json_t *attrs;             /* every key's attributes, set anew for each */
+    struct buf attrs;          /* every key's attributes as JSON, written anew for each */
 };
 
 static int consume(struct kv_scan *sc, struct kv_batch *b);
@@ -675,25 +676,25 @@ static int emit_ent(struct kv_scan *sc, const char *arena, const struct kv_ent *
     if (x->has_val && b64_decode(arena + x->val, x->vlen, &s->tmp) < 0)
         return burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value for key '%.*s'",
                           s->hostport, (int)x->klen, key);
-    /* one object for every key, set anew (the sink reads it during the call only) */
-    if (!sc->attrs)
-        sc->attrs = json_pack("{s:I,s:I,s:I,s:I,s:n}", "flags", (json_int_t)0, "create_index",
-                              (json_int_t)0, "modify_index", (json_int_t)0, "lock_index",
-                              (json_int_t)0, "session");
-    json_t *attrs = sc->attrs;
-    if (!attrs || json_object_set_new(attrs, "session",
-                                      x->has_sess ? json_stringn(arena + x->sess, x->slen)
-                                                  : json_null()) < 0)
-        return burry_errf(e, BURRY_EFAIL, "out of memory");
-    json_integer_set(json_object_get(attrs, "flags"), x->flags);
-    json_integer_set(json_object_get(attrs, "create_index"), x->create);
-    json_integer_set(json_object_get(attrs, "modify_index"), x->modify);
-    json_integer_set(json_object_get(attrs, "lock_index"), x->lock);
+    /* the attributes, written as the archive's JSON straight away (keys
+     * in byte order): {"create_index":C,"flags":F,"lock_index":L,
+     * "modify_index":M,"session":null or "ID"} */
+    struct buf *a = &sc->attrs;
+    buf_reset(a);
+    if (buf_puts(a, "{\"create_index\":") < 0 || jsonout_integer(a, x->create) < 0 ||
+        buf_puts(a, ",\"flags\":") < 0 || jsonout_integer(a, x->flags) < 0 ||
+        buf_puts(a, ",\"lock_index\":") < 0 || jsonout_integer(a, x->lock) < 0 ||
+        buf_puts(a, ",\"modify_index\":") < 0 || jsonout_integer(a, x->modify) < 0 ||
+        buf_puts(a, ",\"session\":") < 0 ||
+        (x->has_sess ? jsonout_string(a, arena + x->sess, x->slen) : buf_puts(a, "null")) < 0 ||
+        buf_putc(a, '}') < 0)
+        return burry_errf(e, BURRY_EFAIL, "Consul at %s sent key '%.*s' with a session that is "
+                          "not UTF-8, or memory ran out", s->hostport, (int)x->klen, key);
     if (x->modify > sc->maxidx)
         sc->maxidx = x->modify;
     struct bnode nd = {.path = path->p ? path->p : "", .path_len = path->len,
                        .value = s->tmp.p ? s->tmp.p : "", .value_len = s->tmp.len,
-                       .has_value = 1, .attrs = attrs};
+                       .has_value = 1, .attrs_json = a->p, .attrs_json_len = a->len};
     if ((rc = sc->emit(sc->emit_ctx, &nd, e)) < 0)
         return rc;
     sc->emitted++;
@@ -723,6 +724,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         buf_init(&sc.ring[i].arena, CONSUL_MAX_READ);
     buf_init(&sc.prev, 0);
     buf_init(&sc.path, 0);
+    buf_init(&sc.attrs, 0);
     sc.cur = &sc.ring[0];
     if (!(sc.yajl = yajl_alloc(&kv_events, NULL, &sc))) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -778,7 +780,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         warn_empty(s);
     rc = 0;
 out:
-    json_decref(sc.attrs);
+    buf_free(&sc.attrs);
     if (sc.yajl)
         yajl_free(sc.yajl);
     for (size_t i = 0; i < BATCHES; i++) {

@@ -262,6 +262,26 @@ expect_eq "re-run: what survived the kill counted as existing" "$GOT" "$(jget 'd
 expect_eq "after the re-run the trees are equal" "$(kv_dump "$PA" many)" "$(kv_dump "$PD" many)"
 
 
+# --- a key held by a session (a lock): recorded, restored without the lock ---
+SID=$(curl -s -X PUT "http://127.0.0.1:$PA/v1/session/create" -d '{"Name":"burry-test"}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["ID"])')
+expect_eq "the test session acquires the lock" true \
+    "$(curl -s -X PUT "http://127.0.0.1:$PA/v1/kv/locks/leader?acquire=$SID" -d 'node-1')"
+run_burry backup "consul://127.0.0.1:$PA/locks" "$T_TMP/locks" --name locks --json
+expect_eq "backup of a locked key exits 0" "0 1" "$RC $(jget 'd["nodes"]')"
+LOCKMETA=$(zstd -qdc "$T_TMP"/locks/locks/*.tar.zst | tar -xO tree/leader/@meta)
+expect_match "its @meta records the session and the lock index" \
+    "\"lock_index\":1,\"modify_index\":[0-9]+,\"session\":\"$SID\"" "$LOCKMETA"
+consul_start l || not_ok "consul l starts"
+run_burry restore "consul://127.0.0.1:$CONSUL_PORT/locks" "$T_TMP/locks" --name locks --json
+expect_eq "restore of the locked key exits 0" "0 1" "$RC $(jget 'd["created"]')"
+expect_eq "... the value is back, with no session holding it" "node-1 -" \
+    "$(curl -s "http://127.0.0.1:$CONSUL_PORT/v1/kv/locks/leader" | python3 -c '
+import base64, json, sys
+e = json.load(sys.stdin)[0]
+print(base64.b64decode(e["Value"]).decode(), e.get("Session") or "-")')"
+consul_stop l
+
 # --- an answer cut off, or listing keys out of order: the backup fails and
 # publishes nothing. Through tests/lib/faultproxy.py, a forwarding proxy in
 # front of the real agent that cuts or rewrites the answer's body. The keys

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "format.h"
+#include "jsonout.h"
 #include "names.h"
 #include "t.h"
 
@@ -109,11 +110,14 @@ static void free_nodes(void)
 
 static struct bnode as_bnode(const struct sample *s)
 {
-    struct bnode n = {s->path, s->path_len, s->value, s->value_len, s->has_value, s->attrs};
+    struct bnode n = {.path = s->path, .path_len = s->path_len, .value = s->value,
+                      .value_len = s->value_len, .has_value = s->has_value, .attrs = s->attrs};
     return n;
 }
 
 #define BIG_NODE 7
+
+static int attrs_as_text; /* write_some hands attrs over as attrs_json */
 
 /* Write the sample tree (without its big node if small) into out; the
  * archive's SHA-256 and size if asked. */
@@ -129,7 +133,16 @@ static int write_some(enum burry_compress c, int small, struct buf *out, json_t 
         if (small && i == BIG_NODE)
             continue;
         struct bnode n = as_bnode(&nodes[i]);
-        rc = fmt_writer_add(w, &n, e);
+        struct buf txt;
+        buf_init(&txt, 0);
+        if (attrs_as_text && n.attrs) { /* as a flat source hands them over */
+            if (jsonout_compact(&txt, n.attrs) < 0)
+                rc = -1;
+            n.attrs_json = txt.p, n.attrs_json_len = txt.len, n.attrs = NULL;
+        }
+        if (rc == 0)
+            rc = fmt_writer_add(w, &n, e);
+        buf_free(&txt);
     }
     if (rc == 0)
         rc = fmt_writer_finish(w, manifest, e);
@@ -737,23 +750,41 @@ static int failing_write(void *ctx, const void *p, size_t n, struct burry_err *e
     return burry_errf(e, BURRY_EFAIL, "cannot write 'snap.tar': disk full");
 }
 
+/* Attributes handed over already written (bnode.attrs_json) give the same
+ * archive, byte for byte, as the same attributes as a JSON object. */
+static void test_attrs_text(void)
+{
+    struct burry_err e = {0};
+    struct buf a, b;
+    json_t *m = json_pack("{s:s}", "snapshot", "fixed");
+    int ra = write_archive(BURRY_COMPRESS_NONE, &a, m, NULL, NULL, &e);
+    attrs_as_text = 1;
+    int rb = write_archive(BURRY_COMPRESS_NONE, &b, m, NULL, NULL, &e);
+    attrs_as_text = 0;
+    T_CHECK(ra == 0 && rb == 0 && a.len == b.len && a.len > 0 && memcmp(a.p, b.p, a.len) == 0,
+            "attributes given as JSON text make the same archive as a JSON object");
+    json_decref(m);
+    buf_free(&a);
+    buf_free(&b);
+}
+
 static void test_writer_errors(void)
 {
     struct burry_err e = {0};
     struct buf out;
     buf_init(&out, 0);
     struct fmt_writer *w = fmt_writer_new(BURRY_COMPRESS_NONE, mem_write, &out, &e);
-    struct bnode n = {"/a", 2, "x", 1, 1, NULL};
+    struct bnode n = {.path = "/a", .path_len = 2, .value = "x", .value_len = 1, .has_value = 1};
     T_CHECK(fmt_writer_add(w, &n, &e) == 0, "writer takes a node");
     T_CHECK(fmt_writer_add(w, &n, &e) < 0 && strstr(e.msg, "'/a' added to the archive twice"),
             "writer refuses the same node twice in a row");
     burry_err_clear(&e);
-    struct bnode bad = {"a", 1, NULL, 0, 0, NULL};
+    struct bnode bad = {.path = "a", .path_len = 1};
     T_CHECK(fmt_writer_add(w, &bad, &e) < 0 && strstr(e.msg, "not a canonical path"),
             "writer refuses a path without leading '/'");
     burry_err_clear(&e);
     json_t *arr = json_array();
-    struct bnode badattrs = {"/b", 2, NULL, 0, 0, arr};
+    struct bnode badattrs = {.path = "/b", .path_len = 2, .attrs = arr};
     T_CHECK(fmt_writer_add(w, &badattrs, &e) < 0 && strstr(e.msg, "not a JSON object"),
             "writer refuses attrs that are not an object");
     json_decref(arr);
@@ -804,6 +835,7 @@ int main(void)
     test_compression(BURRY_COMPRESS_GZIP);
     test_compression(BURRY_COMPRESS_NONE);
     test_structure();
+    test_attrs_text();
     test_writer_errors();
     free_nodes();
     T_DONE();
