@@ -68,7 +68,6 @@ int buf_append_grow(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -84,16 +84,14 @@ static void nodes_line(EVP_MD_CTX *md, EVP_MD_CTX *scratch, const char *meta, si
                        const char *name, size_t name_len)
 {
     char line[512];
-    if (name_len > sizeof line - HEX_LEN - 4) { /* a long name: in pieces */
-        sha256_hex_ctx(scratch, meta, meta_len, line);
-        EVP_DigestUpdate(md, line, HEX_LEN);
-        EVP_DigestUpdate(md, "  ", 2);
+    sha256_hex_ctx(scratch, meta, meta_len, line);
+    memcpy(line + HEX_LEN, "  ", 2);
+    if (name_len > sizeof line - HEX_LEN - 3) { /* a long name: in pieces */
+        EVP_DigestUpdate(md, line, HEX_LEN + 2);
         EVP_DigestUpdate(md, name, name_len);
         EVP_DigestUpdate(md, "\n", 1);
         return;
     }
-    sha256_hex_ctx(scratch, meta, meta_len, line);
-    memcpy(line + HEX_LEN, "  ", 2);
     memcpy(line + HEX_LEN + 2, name, name_len);
     line[HEX_LEN + 2 + name_len] = '\n';
     EVP_DigestUpdate(md, line, HEX_LEN + 3 + name_len);

@@ -23,7 +23,7 @@
 #define CONSUL_MAX_OPS 64                 /* Consul's limit per transaction */
 #define CONSUL_MAX_VALUE (512u * 1024u)   /* kv_max_value_size */
 #define CONSUL_TXN_BUDGET (480u * 1024u)  /* under txn_max_req_len (512 KiB) */
-#define CONSUL_MAX_READ ((size_t)1 << 30) /* keys and values of one recursive read */
+#define CONSUL_MAX_READ ((size_t)1 << 30) /* a batch of the backup read; an error answer */
 
 struct consul_url {
     char *host;   /* "127.0.0.1" or "[::1]" */
