@@ -21,6 +21,7 @@
 #include "grpc.h"
 #include "http.h"
 #include "http_multi.h"
+#include "jsonout.h"
 
 #define ETCD_TXN_OPS 128                       /* server default --max-txn-ops */
 #define ETCD_REQ_LIMIT ((size_t)3 << 19)        /* server default --max-request-bytes, 1.5 MiB */
@@ -676,7 +677,7 @@ struct scan {
     size_t n, page_bytes;      /* keys and their size in the current page */
     int more;                  /* the server has keys after this page */
     struct buf path, key, val;
-    json_t *attrs;             /* every key's attributes, set anew for each */
+    struct buf attrs;          /* every key's attributes as JSON, written anew for each */
 };
 
 /* One key of a range answer. */
@@ -722,29 +723,24 @@ static int scan_kv(struct source *s, struct scan *sc, const struct kv *kv, struc
 {
     long long ttl = 0;
     int rc = 0;
-    json_t *attrs = sc->attrs;
-    if (!attrs)
-        attrs = sc->attrs = json_pack("{s:I,s:I,s:I,s:I}", "create_revision", (json_int_t)0,
-                                      "mod_revision", (json_int_t)0, "version", (json_int_t)0,
-                                      "lease", (json_int_t)0);
-    if (!attrs)
+    if (kv->lease && (rc = lease_ttl(s, kv->lease, &ttl, e)) < 0)
+        return rc;
+    /* the attributes, written as the archive's JSON straight away (keys in
+     * byte order; lease_ttl only with a lease) */
+    struct buf *a = &sc->attrs;
+    buf_reset(a);
+    if (buf_puts(a, "{\"create_revision\":") < 0 || jsonout_integer(a, kv->crev) < 0 ||
+        buf_puts(a, ",\"lease\":") < 0 || jsonout_integer(a, kv->lease) < 0 ||
+        (kv->lease && (buf_puts(a, ",\"lease_ttl\":") < 0 || jsonout_integer(a, ttl) < 0)) ||
+        buf_puts(a, ",\"mod_revision\":") < 0 || jsonout_integer(a, kv->mrev) < 0 ||
+        buf_puts(a, ",\"version\":") < 0 || jsonout_integer(a, kv->ver) < 0 || buf_putc(a, '}') < 0)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
-    json_integer_set(json_object_get(attrs, "create_revision"), kv->crev);
-    json_integer_set(json_object_get(attrs, "mod_revision"), kv->mrev);
-    json_integer_set(json_object_get(attrs, "version"), kv->ver);
-    json_integer_set(json_object_get(attrs, "lease"), kv->lease);
-    json_object_del(attrs, "lease_ttl");
-    if (kv->lease) {
-        if ((rc = lease_ttl(s, kv->lease, &ttl, e)) < 0)
-            return rc;
-        if (json_object_set_new(attrs, "lease_ttl", json_integer(ttl)) < 0)
-            return burry_errf(e, BURRY_EFAIL, "out of memory");
-    }
     buf_reset(&sc->path);
     if (buf_putc(&sc->path, '/') < 0 || buf_append(&sc->path, kv->key, kv->klen) < 0)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     struct bnode nd = {.path = sc->path.p, .path_len = sc->path.len, .value = kv->val,
-                       .value_len = kv->vlen, .has_value = 1, .attrs = attrs};
+                       .value_len = kv->vlen, .has_value = 1, .attrs_json = a->p,
+                       .attrs_json_len = a->len};
     if ((rc = sc->emit(sc->ctx, &nd, e)) < 0)
         return rc;
     sc->nodes++;
@@ -1103,6 +1099,7 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
     buf_init(&sc.key, 0);
     buf_init(&sc.val, 0);
     buf_init(&sc.path, 0);
+    buf_init(&sc.attrs, 0);
     if (!end || !sc.from) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
@@ -1150,7 +1147,7 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
 out:
     free(end);
     free(sc.from);
-    json_decref(sc.attrs);
+    buf_free(&sc.attrs);
     buf_free(&sc.key);
     buf_free(&sc.val);
     buf_free(&sc.path);
