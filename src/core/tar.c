@@ -3,6 +3,7 @@
  * (__archive_write_format_header_ustar) write them for burry's entries. */
 #include "tar.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #define NAME_SIZE 100
@@ -28,13 +29,38 @@ static void octal(char *p, int digits, uint64_t n)
         p[i] = (char)('0' + (n & 7));
 }
 
+/* Every header's fixed fields, and the sum of its bytes with the name,
+ * prefix and size left empty and the checksum field as spaces. */
+static char fixed[TAR_BLOCK];
+static unsigned fixed_sum;
+static pthread_once_t fixed_once = PTHREAD_ONCE_INIT;
+
+static void fixed_init(void)
+{
+    /* Octal fields end in " \0" (mode, owner, devices) or " " (size, time). */
+    memcpy(fixed + MODE_OFF, "000644 ", 8);
+    memcpy(fixed + UID_OFF, "000000 ", 8);
+    memcpy(fixed + GID_OFF, "000000 ", 8);
+    memcpy(fixed + MTIME_OFF, "00000000000 ", 12);
+    fixed[TYPEFLAG_OFF] = '0';
+    memcpy(fixed + MAGIC_OFF, "ustar\0" "00", 8);
+    memcpy(fixed + DEV_OFF, "000000 \0" "000000 ", 16);
+    memset(fixed + CHECKSUM_OFF, ' ', 8);
+    for (size_t i = 0; i < TAR_BLOCK; i++)
+        fixed_sum += (unsigned char)fixed[i];
+}
+
 int tar_header(char h[TAR_BLOCK], const char *name, size_t len, uint64_t size)
 {
     if (len == 0 || size >> (3 * SIZE_DIGITS))
         return -1;
-    for (size_t i = 0; i < len; i++)
-        if (name[i] == 0 || (unsigned char)name[i] >= 0x80)
+    unsigned sum = 0; /* of the name's bytes */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == 0 || c >= 0x80)
             return -1; /* libarchive converts such names, or stops at the NUL */
+        sum += c;
+    }
 
     /* A name over 100 bytes is split at a '/' into prefix and name, the
      * prefix at most 155 bytes, neither part empty; the '/' is the first one
@@ -48,40 +74,25 @@ int tar_header(char h[TAR_BLOCK], const char *name, size_t len, uint64_t size)
         if (!s || s + 1 == end || (size_t)(s - name) > PREFIX_SIZE)
             return -1;
         cut = (size_t)(s - name);
+        sum -= '/'; /* the separator is not written */
     }
 
-    memset(h, 0, TAR_BLOCK);
+    pthread_once(&fixed_once, fixed_init);
+    memcpy(h, fixed, TAR_BLOCK);
     if (cut) {
         memcpy(h + PREFIX_OFF, name, cut);
         memcpy(h + NAME_OFF, name + cut + 1, len - cut - 1);
     } else {
         memcpy(h + NAME_OFF, name, len);
     }
-    /* Octal fields end in " \0" (mode, owner, devices) or " " (size, time). */
-    memcpy(h + MODE_OFF, "000644 ", 8);
-    memcpy(h + UID_OFF, "000000 ", 8);
-    memcpy(h + GID_OFF, "000000 ", 8);
     octal(h + SIZE_OFF, SIZE_DIGITS, size);
     h[SIZE_OFF + SIZE_DIGITS] = ' ';
-    memcpy(h + MTIME_OFF, "00000000000 ", 12);
-    h[TYPEFLAG_OFF] = '0';
-    memcpy(h + MAGIC_OFF, "ustar\0" "00", 8);
-    memcpy(h + DEV_OFF, "000000 \0" "000000 ", 16);
+    sum += fixed_sum;
+    for (size_t i = SIZE_OFF; i <= SIZE_OFF + SIZE_DIGITS; i++)
+        sum += (unsigned char)h[i];
 
     /* The checksum counts its own field as spaces, then is written as six
      * octal digits, a NUL and a space. */
-    memset(h + CHECKSUM_OFF, ' ', 8);
-    unsigned sum = 0; /* over the bytes that can be other than zero */
-    for (size_t i = 0; i < len; i++)
-        sum += (unsigned char)name[i];
-    if (cut)
-        sum -= '/'; /* the separator is not written */
-    for (size_t i = MODE_OFF; i <= TYPEFLAG_OFF; i++)
-        sum += (unsigned char)h[i];
-    for (size_t i = MAGIC_OFF; i < MAGIC_OFF + 8; i++)
-        sum += (unsigned char)h[i];
-    for (size_t i = DEV_OFF; i < DEV_OFF + 16; i++)
-        sum += (unsigned char)h[i];
     octal(h + CHECKSUM_OFF, 6, sum);
     h[CHECKSUM_OFF + 6] = 0;
     return 0;
