@@ -306,18 +306,19 @@ expect_match "... saying the answer broke off" "answer of Consul at .* broke off
 no_snapshot "$T_TMP/cut" "cut answer"
 kill $PROXY_PID 2>/dev/null
 printf '"ord/%s"\tdg==\t0\n' a b c | kv_load "$PA"
-proxy order --rewrite 'ord/b=ord/d' --rewrite-match /v1/kv/ord
-run_burry backup "consul://127.0.0.1:$PROXY_PORT/ord" "$T_TMP/order" --name ord
-expect_eq "keys listed out of order: exit 1" 1 "$RC"
-expect_match "... naming the two keys" "out of byte order \('ord/c' after 'ord/d'\)" "$ERR"
-no_snapshot "$T_TMP/order" "keys out of order"
-kill $PROXY_PID 2>/dev/null
-proxy twice --rewrite 'ord/b=ord/a' --rewrite-match /v1/kv/ord
-run_burry backup "consul://127.0.0.1:$PROXY_PORT/ord" "$T_TMP/twice" --name ord
-expect_eq "a key listed twice: exit 1" 1 "$RC"
-expect_match "... saying so" "listed a key twice" "$ERR"
-no_snapshot "$T_TMP/twice" "a key listed twice"
-kill $PROXY_PID 2>/dev/null
+# bad_listing NAME OLD=NEW WHAT SAYING PATTERN: the answer about ord/
+# rewritten; the backup fails with PATTERN in its message
+bad_listing() {
+    proxy "$1" --rewrite "$2" --rewrite-match /v1/kv/ord
+    run_burry backup "consul://127.0.0.1:$PROXY_PORT/ord" "$T_TMP/$1" --name ord
+    expect_eq "$3: exit 1" 1 "$RC"
+    expect_match "... $4" "$5" "$ERR"
+    no_snapshot "$T_TMP/$1" "$3"
+    kill $PROXY_PID 2>/dev/null
+}
+bad_listing order 'ord/b=ord/d' "keys listed out of order" "naming the two keys" \
+    "out of byte order \('ord/c' after 'ord/d'\)"
+bad_listing twice 'ord/b=ord/a' "a key listed twice" "saying so" "listed a key twice"
 run_burry backup "consul://127.0.0.1:$PA/ord" "$T_TMP/order" --name ord --json
 expect_eq "straight from the agent the same keys back up" "0 3" "$RC $(jget 'd["nodes"]')"
 

@@ -65,9 +65,9 @@ def write_stats(path):
 
 class Body:
     """What happens to the bytes of one answer's body on their way."""
-    def __init__(self, cut=None, rewrite=None):
-        self.left = cut          # bytes still to pass, or None: all
-        self.rewrite = rewrite   # (old, new) or None
+    def __init__(self):
+        self.left = None      # bytes still to pass, or None: all
+        self.rewrite = None   # (old, new) or None
 
     def pass_on(self, client, data):
         """Write data (or what the cut leaves of it); False once cut."""
@@ -99,10 +99,8 @@ def relay_response(up, client, method, body=None):
             size_line = up.readline(65537)
             if not size_line:
                 return False
+            client.write(size_line)   # a cut chunk promises more than follows
             n = int(size_line.split(b';')[0].strip(), 16)
-            if n and body.left is not None and body.left < n:
-                size_line = b'%x\r\n' % n   # the size as promised; fewer bytes follow
-            client.write(size_line)
             if n == 0:
                 tail = read_head(up)
                 if tail is None:
