@@ -447,19 +447,36 @@ static int p_str(void *ctx, const unsigned char *v, size_t n)
     return 1;
 }
 
-static int p_int(void *ctx, long long v)
+/* Numbers come as their text: Consul's flags and indexes are unsigned
+ * 64-bit, past what a signed integer holds. Each is kept as the signed
+ * 64-bit integer with the same bits (what the archive records). */
+static int p_num(void *ctx, const char *v, size_t n)
 {
     struct kv_scan *p = ctx;
     if (p->depth != 2)
         return p->depth ? 1 : p_scalar(ctx);
     struct kv_ent *x = &p->cur->ents[p->cur->n];
-    switch (p->field) {
-    case F_FLAGS: x->flags = v; break;
-    case F_CREATE: x->create = v; break;
-    case F_MODIFY: x->modify = v; break;
-    case F_LOCK: x->lock = v; break;
-    default: break;
+    long long *slot = p->field == F_FLAGS    ? &x->flags
+                      : p->field == F_CREATE ? &x->create
+                      : p->field == F_MODIFY ? &x->modify
+                      : p->field == F_LOCK   ? &x->lock
+                                             : NULL;
+    if (!slot)
+        return 1;
+    uint64_t u = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned char)v[i] - '0';
+        if (d > 9 || u > (UINT64_MAX - d) / 10) {
+            p->bad = "a flags or index field that is not an unsigned 64-bit integer";
+            return 0;
+        }
+        u = u * 10 + d;
     }
+    if (n == 0) {
+        p->bad = "an empty number";
+        return 0;
+    }
+    *slot = (long long)u;
     return 1;
 }
 
@@ -549,14 +566,9 @@ static int p_bool(void *ctx, int v)
     return p_scalar(ctx);
 }
 
-static int p_double(void *ctx, double v)
-{
-    return p_scalar(ctx);
-}
-
 static const yajl_callbacks kv_events = {
-    .yajl_null = p_scalar,          .yajl_boolean = p_bool,        .yajl_integer = p_int,
-    .yajl_double = p_double,        .yajl_string = p_str,          .yajl_start_map = p_start_map,
+    .yajl_null = p_scalar,          .yajl_boolean = p_bool,        .yajl_number = p_num,
+    .yajl_string = p_str,           .yajl_start_map = p_start_map,
     .yajl_map_key = p_key,          .yajl_end_map = p_end_map,     .yajl_start_array = p_start_array,
     .yajl_end_array = p_end_array,
 };
@@ -613,6 +625,9 @@ static void *read_thread(void *arg)
 static int parse_error(struct kv_scan *sc, struct burry_err *e)
 {
     unsigned char *why = sc->bad ? NULL : yajl_get_error(sc->yajl, 0, NULL, 0);
+    size_t wl = why ? strlen((const char *)why) : 0;
+    while (wl && (why[wl - 1] == '\n' || why[wl - 1] == ' '))
+        why[--wl] = 0; /* yajl ends its message with a newline */
     int rc = burry_errf(e, BURRY_EFAIL, "Consul at %s sent an unreadable key listing (%s)",
                         sc->s->hostport,
                         sc->bad ? sc->bad : why ? (const char *)why : "invalid JSON");
@@ -823,7 +838,7 @@ static int consul_write_submit(struct source *s, const struct bnode *n, enum src
     else if (w->want && n->has_value && n->value_len > CONSUL_MAX_VALUE)
         w->bad = "value too large";
     json_t *fl = json_object_get(n->attrs, "flags");
-    if (json_is_integer(fl) && json_integer_value(fl) >= 0)
+    if (json_is_integer(fl)) /* past INT64_MAX: recorded as negative, same bits */
         w->flags = (unsigned long long)json_integer_value(fl);
     w->vlen = n->has_value ? n->value_len : 0;
     if (w->want && !w->bad) {
@@ -844,6 +859,56 @@ static int consul_write_submit(struct source *s, const struct bnode *n, enum src
     }
     s->nq++;
     return 0;
+}
+
+/* Consul's answers as JSON. Its flags and indexes are unsigned 64-bit;
+ * jansson holds signed 64-bit integers and refuses larger ones, so a
+ * number past INT64_MAX (up to UINT64_MAX) is read as the signed integer
+ * with the same bits, as the archive records it. NULL if not JSON. */
+static json_t *load_answer(const char *p, size_t n)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    int in_str = 0, bad = 0;
+    for (size_t i = 0; i < n && !bad;) {
+        char c = p[i];
+        if (in_str || (c != '-' && (c < '0' || c > '9'))) {
+            if (in_str && c == '\\' && i + 1 < n) {
+                bad = buf_append(&b, p + i, 2) < 0;
+                i += 2;
+                continue;
+            }
+            if (c == '"')
+                in_str = !in_str;
+            bad = buf_putc(&b, c) < 0;
+            i++;
+            continue;
+        }
+        size_t j = i; /* a number: digits only and past INT64_MAX? */
+        uint64_t u = 0;
+        int big = c != '-', over = 0;
+        while (j < n && strchr("0123456789+-.eE", p[j]) && p[j]) {
+            unsigned d = (unsigned char)p[j] - '0';
+            if (d > 9)
+                big = 0;
+            else if (u > (UINT64_MAX - d) / 10)
+                over = 1;
+            else
+                u = u * 10 + d;
+            j++;
+        }
+        if (big && !over && u > (uint64_t)INT64_MAX) {
+            char t[24];
+            snprintf(t, sizeof t, "%lld", (long long)u);
+            bad = buf_puts(&b, t) < 0;
+        } else {
+            bad = buf_append(&b, p + i, j - i) < 0;
+        }
+        i = j;
+    }
+    json_t *j = bad ? NULL : json_loadb(b.p ? b.p : "", b.len, JSON_ALLOW_NUL, NULL);
+    buf_free(&b);
+    return j;
 }
 
 static size_t op_size(const struct wop *w)
@@ -913,8 +978,7 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
             buf_free(&r.body);
             return rc;
         }
-        json_error_t je;
-        json_t *j = json_loadb(r.body.p, r.body.len, JSON_ALLOW_NUL, &je);
+        json_t *j = load_answer(r.body.p, r.body.len);
         buf_free(&r.body);
         if (!json_is_object(j)) {
             json_decref(j);
@@ -987,7 +1051,7 @@ static int run_put(struct source *s, struct wop *w, int plan, struct burry_err *
         if (r.status == 404) {
             w->exists = 0;
         } else if (r.status == 200) {
-            json_t *j = json_loadb(r.body.p, r.body.len, JSON_ALLOW_NUL, NULL);
+            json_t *j = load_answer(r.body.p, r.body.len);
             json_t *kv = json_array_get(j, 0), *v = json_object_get(kv, "Value");
             buf_reset(&s->tmp);
             if (json_is_string(v))

@@ -282,6 +282,24 @@ e = json.load(sys.stdin)[0]
 print(base64.b64decode(e["Value"]).decode(), e.get("Session") or "-")')"
 consul_stop l
 
+# --- flags past 2^63 (Consul's flags are unsigned 64-bit): recorded as the
+# signed 64-bit integer with the same bits, restored exactly ---
+curl -s -X PUT "http://127.0.0.1:$PA/v1/kv/flags/max?flags=18446744073709551615" -d x >/dev/null
+curl -s -X PUT "http://127.0.0.1:$PA/v1/kv/flags/half?flags=9223372036854775808" -d y >/dev/null
+run_burry backup "consul://127.0.0.1:$PA/flags" "$T_TMP/flags" --name flags --json
+expect_eq "keys with flags past 2^63 back up" "0 2" "$RC $(jget 'd["nodes"]')"
+fmeta() { zstd -qdc "$T_TMP"/flags/flags/*.tar.zst | tar -xO "tree/$1/@meta"; }
+expect_match "... recorded as the signed integer with the same bits" \
+    '"flags":-1,.*"flags":-9223372036854775808,' "$(fmeta max) $(fmeta half)"
+consul_start f || not_ok "consul f starts"
+run_burry restore "consul://127.0.0.1:$CONSUL_PORT/flags" "$T_TMP/flags" --name flags --json
+expect_eq "restore of the big flags exits 0" "0 2" "$RC $(jget 'd["created"]')"
+expect_eq "... each flag is back exactly" "18446744073709551615 9223372036854775808" \
+    "$(curl -s "http://127.0.0.1:$CONSUL_PORT/v1/kv/flags/max" | grep -o '"Flags": *[0-9]*' | grep -o '[0-9]*$') $(curl -s "http://127.0.0.1:$CONSUL_PORT/v1/kv/flags/half" | grep -o '"Flags": *[0-9]*' | grep -o '[0-9]*$')"
+run_burry restore "consul://127.0.0.1:$CONSUL_PORT/flags" "$T_TMP/flags" --name flags --dry-run --json
+expect_eq "... and a dry run finds both the same" "0 2 0" "$RC $(jget 'd["existing"]') $(jget 'd["different"]')"
+consul_stop f
+
 # --- an answer cut off, or listing keys out of order: the backup fails and
 # publishes nothing. Through tests/lib/faultproxy.py, a forwarding proxy in
 # front of the real agent that cuts or rewrites the answer's body. The keys
