@@ -7,6 +7,11 @@
 # run. Prints figures and ratios.
 #   BENCH_CONSUL_COUNT=N   keys for the backup (default 100000)
 #   BENCH_REPEAT=N         runs of each reader and of the restore (default 3)
+#   BENCH_CONSUL_SERVER=1  back up from a server agent with a data directory
+#                          instead of a -dev agent (as ../shared/LAB.md runs
+#                          it): a -dev agent indents every JSON answer, which
+#                          makes its ?recurse answer 1.3x larger and about
+#                          twice as slow to build
 #   BURRY=path             the binary under test (default bin/burry)
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -48,8 +53,9 @@ for i in range(n):
 if ops: flush()' "$@"
 }
 
-consul_start a || exit 1
+CONSUL_PERSIST=${BENCH_CONSUL_SERVER:-0} consul_start a || exit 1
 PA=$CONSUL_PORT
+echo "backup source: a $([ "${BENCH_CONSUL_SERVER:-0}" = 1 ] && echo "server agent with a data directory" || echo "-dev agent")"
 t0=$(now)
 load "$PA" bench "$COUNT" || exit 1
 echo "loaded $COUNT keys in $(secs "$t0" "$(now)") s"
