@@ -107,9 +107,63 @@ static int open_archive(const struct store_ops *ops, struct store *st, json_t *m
     return 0;
 }
 
-/* Read the whole archive and check it against the manifest. */
+/* The nodes of the check pass, kept for the restore pass while they fit
+ * in CACHE_MAX (an estimate: paths, values and CACHE_NODE per node for
+ * its attributes), so that a snapshot of moderate size is read once. */
+#define CACHE_MAX ((size_t)64 << 20)
+#define CACHE_NODE 1024
+struct cnode {
+    size_t path, path_len, value, value_len; /* offsets into the arena */
+    int has_value;
+    json_t *attrs;
+};
+struct node_cache {
+    struct buf arena;
+    struct cnode *v;
+    size_t n, cap, next, bytes;
+    int dropped; /* grew past CACHE_MAX: the restore reads the archive again */
+};
+
+static void cache_free(struct node_cache *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        json_decref(c->v[i].attrs);
+    free(c->v);
+    buf_free(&c->arena);
+    c->v = NULL;
+    c->n = c->cap = c->next = c->bytes = 0;
+}
+
+static void cache_add(struct node_cache *c, const struct bnode *n)
+{
+    if (c->dropped)
+        return;
+    c->bytes += n->path_len + n->value_len + CACHE_NODE;
+    int ok = c->bytes <= CACHE_MAX;
+    if (ok && c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 1024;
+        struct cnode *v = realloc(c->v, cap * sizeof *v);
+        if ((ok = v != NULL))
+            c->v = v, c->cap = cap;
+    }
+    size_t at = c->arena.len, vlen = n->has_value ? n->value_len : 0;
+    ok = ok && buf_append(&c->arena, n->path, n->path_len) == 0 &&
+         (!vlen || buf_append(&c->arena, n->value, vlen) == 0);
+    if (!ok) {
+        cache_free(c);
+        c->dropped = 1;
+        return;
+    }
+    c->v[c->n++] = (struct cnode){.path = at, .path_len = n->path_len, .value = at + n->path_len,
+                                  .value_len = vlen, .has_value = n->has_value,
+                                  .attrs = json_incref(n->attrs)};
+}
+
+/* Read the whole archive and check it against the manifest; keep its
+ * nodes in keep (when not NULL) as far as they fit. */
 static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t *m,
-                           const struct burry_opts *o, struct burry_err *e)
+                           const struct burry_opts *o, struct node_cache *keep,
+                           struct burry_err *e)
 {
     struct get_ctx g = {0};
     struct fmt_reader *r = NULL;
@@ -119,6 +173,8 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
     if (rc < 0)
         return rc;
     while ((rc = fmt_reader_next(r, &n, e)) == 1) {
+        if (keep)
+            cache_add(keep, &n);
         if (burry_interrupted) {
             rc = burry_errf(e, BURRY_EINTR, "interrupted");
             break;
@@ -177,7 +233,7 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     json_t *m;
     json_array_foreach(list, i, m) {
         struct burry_err e2 = {0};
-        int r = verify_snapshot(ops, st, m, o, &e2);
+        int r = verify_snapshot(ops, st, m, o, NULL, &e2);
         json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
                                  json_object_get(m, "name"), "ok", r == 0);
         if (r < 0) {
@@ -220,6 +276,7 @@ struct snap_reader {
     const struct burry_opts *o;
     struct get_ctx g;          /* burry snapshot */
     struct fmt_reader *fr;
+    struct node_cache cache;   /* burry snapshot: its nodes from the check */
     struct catalog_get cg;     /* original burry zip */
     char *key;
     struct gozip *gz;
@@ -227,11 +284,30 @@ struct snap_reader {
 
 static int tar_check(struct snap_reader *sr, struct burry_err *e)
 {
-    return verify_snapshot(sr->ops, sr->st, sr->m, sr->o, e);
+    int rc = verify_snapshot(sr->ops, sr->st, sr->m, sr->o, &sr->cache, e);
+    if (rc < 0 || sr->cache.dropped)
+        cache_free(&sr->cache);
+    if (rc == 0)
+        blog(&sr->o->log, BLOG_DEBUG,
+             sr->cache.dropped ? "the snapshot is too large to keep in memory: reading it again"
+                               : "restoring the %zu checked nodes from memory", sr->cache.n);
+    return rc;
 }
 
 static int tar_next(struct snap_reader *sr, struct bnode *n, struct burry_err *e)
 {
+    struct node_cache *c = &sr->cache;
+    if (!c->dropped) { /* the nodes the check read */
+        if (c->next == c->n)
+            return 0;
+        const struct cnode *x = &c->v[c->next++];
+        const char *a = c->arena.p ? c->arena.p : ""; /* NULL while every byte so far was empty */
+        *n = (struct bnode){.path = a + x->path, .path_len = x->path_len,
+                            .value = x->has_value ? a + x->value : NULL,
+                            .value_len = x->value_len, .has_value = x->has_value,
+                            .attrs = x->attrs};
+        return 1;
+    }
     int rc;
     if (!sr->fr && (rc = open_archive(sr->ops, sr->st, sr->m, sr->o, &sr->g, &sr->fr, e)) < 0)
         return rc;
@@ -240,6 +316,7 @@ static int tar_next(struct snap_reader *sr, struct bnode *n, struct burry_err *e
 
 static void tar_free(struct snap_reader *sr)
 {
+    cache_free(&sr->cache);
     fmt_reader_free(sr->fr);
     get_ctx_close(&sr->g);
 }
@@ -286,6 +363,7 @@ static void snap_open(struct snap_reader *sr, const struct store_ops *ops, struc
         .free = gozip ? zip_free : tar_free,
         .ops = ops, .st = st, .m = m, .o = o,
     };
+    buf_init(&sr->cache.arena, 0);
 }
 
 struct restore {

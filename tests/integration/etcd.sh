@@ -330,6 +330,28 @@ expect_match "... reading through the JSON gateway" "reading through its JSON ga
 kill $PROXY_PID 2>/dev/null
 etcd_stop ttl
 
+# --- a restore reads a snapshot once when its nodes fit in memory (64 MiB),
+# and reads it again when they do not: 48 values of 1.4 MiB ---
+etcd_start bigsrc || exit 1
+PBS=$ETCD_PORT
+etcd_py "$PBS" "
+for i in range(48):
+    kv.put(b'big/%02d' % i, (b'%02d' % i) * (700 * 1024))" || not_ok "load 48 values of 1.4 MiB"
+run_burry backup "etcd://127.0.0.1:$PBS/big/" "$T_TMP/big" --name big --json
+expect_eq "backup of 67 MiB of values exits 0" "0 48" "$RC $(jget 'd["nodes"]')"
+etcd_start bigdst || exit 1
+run_burry restore "etcd://127.0.0.1:$ETCD_PORT" "$T_TMP/big" --name big --json -v
+expect_eq "restore of a snapshot too large to keep in memory exits 0" "0 48" "$RC $(jget 'd["created"]')"
+expect_match "... saying it reads the snapshot again" "too large to keep in memory: reading it again" "$ERR"
+expect_eq "... and every value is back" True "$(etcd_py "$ETCD_PORT" "
+got = kv.all(b'big/')
+print(len(got) == 48 and all(v == k[-2:] * (700 * 1024) for k, v, _ in got))")"
+etcd_stop bigsrc
+etcd_stop bigdst
+run_burry restore "etcd://127.0.0.1:$PB" "$S" --name auth --dry-run --json -v
+expect_match "a small snapshot is restored from the nodes its check read" \
+    "restoring the [0-9]+ checked nodes from memory" "$ERR"
+
 # --- TLS: a private CA with --cacert; gRPC then goes over TLS (ALPN h2) ---
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
     -addext "subjectAltName=IP:127.0.0.1" -keyout "$T_TMP/tls.key" -out "$T_TMP/tls.crt" \
