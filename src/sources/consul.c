@@ -391,6 +391,7 @@ struct kv_scan {
     struct buf prev;           /* the last key emitted */
     struct buf path;           /* the node path of the key being emitted */
     struct buf attrs;          /* every key's attributes as JSON, written anew for each */
+    struct buf msg[2];         /* keys shown in a message */
 };
 
 static int consume(struct kv_scan *sc, struct kv_batch *b);
@@ -656,6 +657,13 @@ static void warn_empty(struct source *s)
          *pre ? " under '" : "", pre, *pre ? "'" : "");
 }
 
+/* A key (any bytes) in printable form for a message. */
+static const char *shown_key(struct buf *b, const char *k, size_t n)
+{
+    buf_reset(b);
+    return names_display(k, n, b) == 0 && b->p ? b->p : "?";
+}
+
 /* The writer: emit one key of the answer. */
 static int emit_ent(struct kv_scan *sc, const char *arena, const struct kv_ent *x)
 {
@@ -673,9 +681,10 @@ static int emit_ent(struct kv_scan *sc, const char *arena, const struct kv_ent *
             return burry_errf(e, BURRY_EFAIL, "Consul at %s listed a key twice", s->hostport);
         if (c > 0)
             return burry_errf(e, BURRY_EFAIL,
-                              "Consul at %s listed its keys out of byte order ('%.*s' after "
-                              "'%.*s'); the snapshot was not written",
-                              s->hostport, (int)x->klen, key, (int)sc->prev.len, sc->prev.p);
+                              "Consul at %s listed its keys out of byte order ('%s' after '%s'); "
+                              "the snapshot was not written",
+                              s->hostport, shown_key(&sc->msg[0], key, x->klen),
+                              shown_key(&sc->msg[1], sc->prev.p, sc->prev.len));
     }
     buf_reset(&sc->prev);
     struct buf *path = &sc->path; /* the canonical path */
@@ -689,8 +698,8 @@ static int emit_ent(struct kv_scan *sc, const char *arena, const struct kv_ent *
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     buf_reset(&s->tmp);
     if (x->has_val && b64_decode(arena + x->val, x->vlen, &s->tmp) < 0)
-        return burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value for key '%.*s'",
-                          s->hostport, (int)x->klen, key);
+        return burry_errf(e, BURRY_EFAIL, "Consul at %s sent an undecodable value for key '%s'",
+                          s->hostport, shown_key(&sc->msg[0], key, x->klen));
     /* the attributes, written as the archive's JSON straight away (keys
      * in byte order): {"create_index":C,"flags":F,"lock_index":L,
      * "modify_index":M,"session":null or "ID"} */
@@ -703,8 +712,8 @@ static int emit_ent(struct kv_scan *sc, const char *arena, const struct kv_ent *
         buf_puts(a, ",\"session\":") < 0 ||
         (x->has_sess ? jsonout_string(a, arena + x->sess, x->slen) : buf_puts(a, "null")) < 0 ||
         buf_putc(a, '}') < 0)
-        return burry_errf(e, BURRY_EFAIL, "Consul at %s sent key '%.*s' with a session that is "
-                          "not UTF-8, or memory ran out", s->hostport, (int)x->klen, key);
+        return burry_errf(e, BURRY_EFAIL, "Consul at %s sent key '%s' with a session that is not "
+                          "UTF-8, or memory ran out", s->hostport, shown_key(&sc->msg[0], key, x->klen));
     if (x->modify > sc->maxidx)
         sc->maxidx = x->modify;
     struct bnode nd = {.path = path->p ? path->p : "", .path_len = path->len,
@@ -740,6 +749,8 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     buf_init(&sc.prev, 0);
     buf_init(&sc.path, 0);
     buf_init(&sc.attrs, 0);
+    buf_init(&sc.msg[0], 0);
+    buf_init(&sc.msg[1], 0);
     sc.cur = &sc.ring[0];
     if (!(sc.yajl = yajl_alloc(&kv_events, NULL, &sc))) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -796,6 +807,8 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     rc = 0;
 out:
     buf_free(&sc.attrs);
+    buf_free(&sc.msg[0]);
+    buf_free(&sc.msg[1]);
     if (sc.yajl)
         yajl_free(sc.yajl);
     for (size_t i = 0; i < BATCHES; i++) {

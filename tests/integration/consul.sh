@@ -337,6 +337,9 @@ bad_listing() {
 bad_listing order 'ord/b=ord/d' "keys listed out of order" "naming the two keys" \
     "out of byte order \('ord/c' after 'ord/d'\)"
 bad_listing twice 'ord/b=ord/a' "a key listed twice" "saying so" "listed a key twice"
+# (a -dev agent indents its answer: one space less makes room for the escape)
+bad_listing ctrl '"Key": "ord/b"="Key":"ord/\t"' "a key with a tab out of order" \
+    "showing the tab as \\x09" "out of byte order \('ord/\\\\x09' after 'ord/a'\)"
 run_burry backup "consul://127.0.0.1:$PA/ord" "$T_TMP/order" --name ord --json
 expect_eq "straight from the agent the same keys back up" "0 3" "$RC $(jget 'd["nodes"]')"
 
