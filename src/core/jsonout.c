@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
+
 #define DEPTH_MAX 32 /* deeper values are handed to jansson */
 #define KEYS_ON_STACK 16
 
@@ -134,8 +136,7 @@ struct key {
 static int key_cmp(const void *x, const void *y)
 {
     const struct key *a = x, *b = y;
-    int r = memcmp(a->s, b->s, a->len < b->len ? a->len : b->len);
-    return r ? r : (a->len > b->len) - (a->len < b->len);
+    return names_cmp(a->s, a->len, b->s, b->len);
 }
 
 static int put_value(struct buf *b, const json_t *v, int depth);

@@ -197,3 +197,9 @@ int names_display(const char *path, size_t len, struct buf *out)
     }
     return 0;
 }
+
+int names_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}

@@ -45,4 +45,8 @@ int names_decode_path(const char *arch, size_t len, struct buf *out);
  * other than printable ASCII shown as \xHH, the root shown as "/". */
 int names_display(const char *path, size_t len, struct buf *out);
 
+/* Byte order of two byte strings, a prefix before what extends it: the
+ * order of names and keys in an archive. <0, 0 or >0, as memcmp. */
+int names_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
 #endif

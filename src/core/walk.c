@@ -119,11 +119,7 @@ struct name_ref {
 static int name_cmp(const void *a, const void *b)
 {
     const struct name_ref *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, n);
-    if (c)
-        return c;
-    return x->len < y->len ? -1 : x->len > y->len;
+    return names_cmp(x->p, x->len, y->p, y->len);
 }
 
 static struct frame *frame_new(struct walk *w, struct frame *parent, const char *path,

@@ -502,10 +502,8 @@ static int p_key(void *ctx, const unsigned char *k, size_t n)
 static int p_start_map(void *ctx)
 {
     struct kv_scan *p = ctx;
-    if (p->depth == 0) {
-        p->bad = "not a JSON array";
-        return 0;
-    }
+    if (p->depth == 0)
+        return p_scalar(ctx); /* not inside the array */
     if (++p->depth == 2) { /* a new entry */
         struct kv_batch *b = p->cur;
         if (b->n == b->cap) {
@@ -637,13 +635,6 @@ static int parse_error(struct kv_scan *sc, struct burry_err *e)
     return rc;
 }
 
-/* Key byte order. */
-static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    return c ? c : (alen > blen) - (alen < blen);
-}
-
 static long long jint(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
@@ -676,7 +667,7 @@ static int emit_ent(struct kv_scan *sc, const char *arena, const struct kv_ent *
                   (x->klen == plen || key[plen] == '/')))
         return 0;
     if (sc->emitted) {
-        int c = key_cmp(sc->prev.p, sc->prev.len, key, x->klen);
+        int c = names_cmp(sc->prev.p, sc->prev.len, key, x->klen);
         if (c == 0)
             return burry_errf(e, BURRY_EFAIL, "Consul at %s listed a key twice", s->hostport);
         if (c > 0)

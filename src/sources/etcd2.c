@@ -438,12 +438,7 @@ static int node_cmp(const void *a, const void *b)
     if (!kx || !ky)
         return kx ? 1 : ky ? -1 : 0;
     size_t sx = last_seg(kx, lx), sy = last_seg(ky, ly);
-    lx -= sx;
-    ly -= sy;
-    int c = memcmp(kx + sx, ky + sy, lx < ly ? lx : ly);
-    if (c)
-        return c;
-    return lx < ly ? -1 : lx > ly;
+    return names_cmp(kx + sx, lx - sx, ky + sy, ly - sy);
 }
 
 static json_t *node_attrs(json_t *n, int dir)
