@@ -323,6 +323,19 @@ expect_eq "answer cut after 2 MB of 3.8: exit 1" 1 "$RC"
 expect_match "... saying the answer broke off" "answer of Consul at .* broke off before its end" "$ERR"
 no_snapshot "$T_TMP/cut" "cut answer"
 kill $PROXY_PID 2>/dev/null
+# SIGINT while the reader thread waits for the answer (the proxy holds the
+# request): the backup stops, says so, and leaves nothing
+proxy slow --delay 5 --delay-match /v1/kv/many --stats "$T_TMP/slow.stats"
+"$BURRY" backup "consul://127.0.0.1:$PROXY_PORT/many" "$T_TMP/intr" --name many >/dev/null 2>"$T_TMP/intr.err" &
+BPID=$!
+held() { grep -q 'delayed=1' "$T_TMP/slow.stats" 2>/dev/null; }
+check "the proxy holds the backup's read" wait_until 20 held
+kill -INT "$BPID"
+wait "$BPID"
+expect_eq "SIGINT during the read: exit 1" 1 "$?"
+expect_match "... saying it was interrupted" "interrupted" "$(cat "$T_TMP/intr.err")"
+no_snapshot "$T_TMP/intr" "SIGINT during the read"
+kill $PROXY_PID 2>/dev/null
 printf '"ord/%s"\tdg==\t0\n' a b c | kv_load "$PA"
 # bad_listing NAME OLD=NEW WHAT SAYING PATTERN: the answer about ord/
 # rewritten; the backup fails with PATTERN in its message
