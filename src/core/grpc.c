@@ -11,92 +11,146 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "digest.h"
 #include "http.h"
 #include "http_intern.h"
 
-struct grpc {
-    struct http *h;       /* the connection */
-    CURL *c;              /* its easy handle */
-    CURLM *m;             /* drives c (see perform) */
-    const struct burry_opts *o;
-    struct grpc_reply *r; /* the answer being received */
-    int is_grpc;          /* content-type application/grpc seen */
+#define GRPC_MAX_SLOTS 64
+
+/* One call in flight: its own easy handle, its framed request, its reply. */
+struct gslot {
+    CURL *c;
+    int busy;
+    int is_grpc;              /* content-type application/grpc seen */
     int too_big;
-    int whole;            /* the one reply message is in: stop there */
+    int whole;                /* the one reply message is in: stop there */
+    struct curl_slist *hdrs;
+    struct buf req;           /* the request message with its gRPC framing */
+    char shown[512];          /* the URL for messages */
+    const char *what;
+    size_t max_reply;
+    struct grpc_reply r;      /* the answer being received */
+    grpc_cb cb;
+    void *ctx;
 };
 
-struct grpc *grpc_new(const struct burry_opts *o, struct burry_err *e)
+struct grpc {
+    CURLM *m;                 /* drives every slot; shares their connections */
+    const struct burry_opts *o;
+    struct gslot *slots;
+    size_t nslots, busy;
+};
+
+struct grpc *grpc_new(const struct burry_opts *o, size_t max_inflight, struct burry_err *e)
 {
+    if (max_inflight < 1 || max_inflight > GRPC_MAX_SLOTS) {
+        burry_errf(e, BURRY_EFAIL, "invalid number of concurrent gRPC calls %zu (1-%d)",
+                   max_inflight, GRPC_MAX_SLOTS);
+        return NULL;
+    }
+    /* reference-counted by libcurl; balanced in grpc_free */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        burry_errf(e, BURRY_EFAIL, "cannot initialise libcurl");
+        return NULL;
+    }
     struct grpc *g = calloc(1, sizeof *g);
-    if (!g) {
-        burry_errf(e, BURRY_EFAIL, "out of memory");
-        return NULL;
-    }
-    if (!(g->h = http_new(o, e))) {
-        free(g);
-        return NULL;
-    }
-    g->c = http_easy(g->h);
+    if (!g || !(g->slots = calloc(max_inflight, sizeof *g->slots)) || !(g->m = curl_multi_init()))
+        goto oom;
     g->o = o;
-    if (!(g->m = curl_multi_init())) {
-        grpc_free(g);
-        burry_errf(e, BURRY_EFAIL, "out of memory");
-        return NULL;
+    g->nslots = max_inflight;
+    /* libcurl before 8.0 breaks streams added to a prior-knowledge
+     * connection in use ("Error in the HTTP2 framing layer", curl issue
+     * 10634): a connection per call there, see grpc_submit */
+    if (curl_version_info(CURLVERSION_NOW)->version_num < 0x080000)
+        curl_multi_setopt(g->m, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    for (size_t i = 0; i < g->nslots; i++) {
+        buf_init(&g->slots[i].req, 0);
+        if (!(g->slots[i].c = curl_easy_init()))
+            goto oom;
     }
     return g;
+oom:
+    if (g && g->slots) {
+        for (size_t i = 0; i < max_inflight; i++)
+            curl_easy_cleanup(g->slots[i].c);
+        free(g->slots);
+    }
+    if (g && g->m)
+        curl_multi_cleanup(g->m);
+    free(g);
+    curl_global_cleanup();
+    burry_errf(e, BURRY_EFAIL, "out of memory");
+    return NULL;
+}
+
+/* Release what a slot holds for its call (not its reply's body). */
+static void slot_release(struct gslot *sl)
+{
+    for (struct curl_slist *l = sl->hdrs; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data)); /* headers may carry credentials */
+    curl_slist_free_all(sl->hdrs);
+    sl->hdrs = NULL;
+    buf_free(&sl->req);
+    sl->cb = NULL;
+    sl->ctx = NULL;
+}
+
+/* Drop every call in flight without running its callback. */
+static void abandon_all(struct grpc *g)
+{
+    for (size_t i = 0; i < g->nslots; i++) {
+        struct gslot *sl = &g->slots[i];
+        if (!sl->busy)
+            continue;
+        curl_multi_remove_handle(g->m, sl->c);
+        slot_release(sl);
+        buf_free(&sl->r.body);
+        sl->busy = 0;
+    }
+    g->busy = 0;
 }
 
 void grpc_free(struct grpc *g)
 {
     if (!g)
         return;
-    if (g->m)
-        curl_multi_cleanup(g->m);
-    http_free(g->h);
+    abandon_all(g);
+    for (size_t i = 0; i < g->nslots; i++)
+        curl_easy_cleanup(g->slots[i].c);
+    curl_multi_cleanup(g->m);
+    free(g->slots);
     free(g);
+    curl_global_cleanup();
 }
 
-/* curl_easy_perform, but waking up at least every few milliseconds:
- * libcurl 7.88 can leave HTTP/2 frames it already read unprocessed (a
- * window update unsent, the end of a stream unseen) until its next timer,
- * which stalled a call for up to 200 ms. */
-static CURLcode perform(struct grpc *g)
+size_t grpc_inflight(const struct grpc *g)
 {
-    int running = 1;
-    CURLMcode mc = curl_multi_add_handle(g->m, g->c);
-    while (mc == CURLM_OK && running) {
-        mc = curl_multi_perform(g->m, &running);
-        if (mc == CURLM_OK && running)
-            mc = curl_multi_poll(g->m, NULL, 0, 5, NULL);
-    }
-    CURLcode cc = mc == CURLM_OK ? CURLE_OK : CURLE_OUT_OF_MEMORY;
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(g->m, &left)))
-        if (msg->msg == CURLMSG_DONE && msg->easy_handle == g->c)
-            cc = msg->data.result;
-    curl_multi_remove_handle(g->m, g->c);
-    return cc;
+    return g->busy;
+}
+
+size_t grpc_room(const struct grpc *g)
+{
+    return g->nslots - g->busy;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
 {
-    struct grpc *g = ctx;
-    if (buf_append(&g->r->body, p, size * n) < 0) {
-        g->too_big = 1;
+    struct gslot *sl = ctx;
+    if (buf_append(&sl->r.body, p, size * n) < 0) {
+        sl->too_big = 1;
         return 0;
     }
     /* A unary answer is complete once its one message is. libcurl 7.88
      * notices the end of an HTTP/2 stream only at its next internal timeout
      * (up to 200 ms per call), so the call ends here; the status of an
      * answer that carries a message is OK (errors come without one). */
-    const unsigned char *b = (const unsigned char *)g->r->body.p;
-    size_t len = g->r->body.len;
-    if (g->is_grpc && len >= 5 &&
+    const unsigned char *b = (const unsigned char *)sl->r.body.p;
+    size_t len = sl->r.body.len;
+    if (sl->is_grpc && len >= 5 &&
         len - 5 >= ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4])) {
-        g->whole = 1;
+        sl->whole = 1;
         return 0;
     }
     return size * n;
@@ -120,7 +174,7 @@ static void decode_msg(const char *v, size_t n, char *out, size_t outlen)
 /* Headers and trailers alike: content-type, grpc-status, grpc-message. */
 static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
-    struct grpc *g = ctx;
+    struct gslot *sl = ctx;
     size_t len = size * n;
     const char *colon = memchr(p, ':', len);
     if (!colon)
@@ -132,73 +186,102 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
     if (nl == 12 && !strncasecmp(p, "content-type", nl))
-        g->is_grpc = (size_t)(end - v) >= 16 && !strncasecmp(v, "application/grpc", 16);
+        sl->is_grpc = (size_t)(end - v) >= 16 && !strncasecmp(v, "application/grpc", 16);
     else if (nl == 11 && !strncasecmp(p, "grpc-status", nl)) {
         int st = 0;
         for (const char *q = v; q < end && st < 1000; q++)
             st = (*q >= '0' && *q <= '9') ? st * 10 + (*q - '0') : 1000;
-        g->r->status = (v < end && st < 1000) ? st : 2; /* unparsable: UNKNOWN */
+        sl->r.status = (v < end && st < 1000) ? st : 2; /* unparsable: UNKNOWN */
     } else if (nl == 12 && !strncasecmp(p, "grpc-message", nl))
-        decode_msg(v, (size_t)(end - v), g->r->msg, sizeof g->r->msg);
+        decode_msg(v, (size_t)(end - v), sl->r.msg, sizeof sl->r.msg);
     return len;
 }
 
-int grpc_call(struct grpc *g, const char *what, const char *base, const char *path,
-              const char *const *headers, const void *msg, size_t len, size_t max_reply,
-              struct grpc_reply *reply, struct burry_err *e)
+int grpc_submit(struct grpc *g, const char *what, const char *base, const char *path,
+                const char *const *headers, const void *msg, size_t len, size_t max_reply,
+                grpc_cb cb, void *ctx, struct burry_err *e)
 {
-    char url[512], shown[512];
+    struct gslot *sl = NULL;
+    for (size_t i = 0; i < g->nslots && !sl; i++)
+        if (!g->slots[i].busy)
+            sl = &g->slots[i];
+    if (!sl)
+        return burry_errf(e, BURRY_EFAIL, "too many gRPC calls to %s in flight (at most %zu)", what,
+                          g->nslots);
+    char url[512];
     snprintf(url, sizeof url, "%s%s", base, path);
-    http_shown_url(url, shown, sizeof shown);
+    http_shown_url(url, sl->shown, sizeof sl->shown);
 
-    struct buf req;
-    buf_init(&req, 0);
     unsigned char pfx[5] = {0, (unsigned char)(len >> 24), (unsigned char)(len >> 16),
                             (unsigned char)(len >> 8), (unsigned char)len};
-    if (len > 0xffffffffu || buf_append(&req, pfx, 5) < 0 || buf_append(&req, msg, len) < 0) {
-        buf_free(&req);
+    buf_init(&sl->req, 0);
+    int oom = len > 0xffffffffu || buf_append(&sl->req, pfx, 5) < 0 ||
+              buf_append(&sl->req, msg, len) < 0;
+    static const char *const fixed[] = {"Content-Type: application/grpc", "TE: trailers", NULL};
+    for (const char *const *h = headers; h && *h && !oom; h++) {
+        struct curl_slist *l = curl_slist_append(sl->hdrs, *h);
+        oom = !l;
+        sl->hdrs = l ? l : sl->hdrs;
+    }
+    for (const char *const *h = fixed; *h && !oom; h++) {
+        struct curl_slist *l = curl_slist_append(sl->hdrs, *h);
+        oom = !l;
+        sl->hdrs = l ? l : sl->hdrs;
+    }
+    if (oom) {
+        slot_release(sl);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
-    struct curl_slist *hdrs = NULL;
-    for (const char *const *h = headers; h && *h; h++)
-        hdrs = curl_slist_append(hdrs, *h);
-    hdrs = curl_slist_append(hdrs, "Content-Type: application/grpc");
-    hdrs = curl_slist_append(hdrs, "TE: trailers");
 
-    memset(reply, 0, sizeof *reply);
-    reply->status = -1;
-    buf_init(&reply->body, max_reply + 5);
-    g->r = reply;
-    g->is_grpc = 0;
-    g->too_big = 0;
-    g->whole = 0;
-    http_setup(g->c, g->o, url, "POST", hdrs, req.p, req.len, on_body, g);
-    curl_easy_setopt(g->c, CURLOPT_HTTP_VERSION,
+    memset(&sl->r, 0, sizeof sl->r);
+    sl->r.status = -1;
+    buf_init(&sl->r.body, max_reply + 5);
+    sl->what = what;
+    sl->max_reply = max_reply;
+    sl->is_grpc = sl->too_big = sl->whole = 0;
+    CURL *c = sl->c;
+    http_setup(c, g->o, url, "POST", sl->hdrs, sl->req.p, sl->req.len, on_body, sl);
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
                      strncmp(base, "https:", 6) ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
                                                 : (long)CURL_HTTP_VERSION_2TLS);
     /* libcurl before 8.0 breaks a reused prior-knowledge connection ("Error
      * in the HTTP2 framing layer", curl issue 10634): a connection per call */
     if (strncmp(base, "https:", 6) && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000)
-        curl_easy_setopt(g->c, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(g->c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(g->c, CURLOPT_HEADERDATA, g);
-    CURLcode cc = perform(g);
-    for (struct curl_slist *l = hdrs; l; l = l->next)
-        explicit_bzero(l->data, strlen(l->data)); /* headers may carry credentials */
-    curl_slist_free_all(hdrs);
-    buf_free(&req);
-    g->r = NULL;
-    curl_easy_getinfo(g->c, CURLINFO_RESPONSE_CODE, &reply->http);
-    if (cc == CURLE_WRITE_ERROR && g->whole) {
+        curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, sl);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, sl);
+    CURLMcode mc = curl_multi_add_handle(g->m, c);
+    if (mc != CURLM_OK) {
+        slot_release(sl);
+        buf_free(&sl->r.body);
+        return burry_errf(e, BURRY_EFAIL, "cannot start a gRPC call to %s (%s)", what,
+                          curl_multi_strerror(mc));
+    }
+    sl->cb = cb;
+    sl->ctx = ctx;
+    sl->busy = 1;
+    g->busy++;
+    return 0;
+}
+
+/* The outcome of a finished call: 0 with sl->r filled (body: the one
+ * message without its framing when the status is OK, else empty), or an
+ * error in e when no usable answer came. */
+static int call_outcome(struct grpc *g, struct gslot *sl, CURLcode cc, struct burry_err *e)
+{
+    struct grpc_reply *reply = &sl->r;
+    curl_easy_getinfo(sl->c, CURLINFO_RESPONSE_CODE, &reply->http);
+    if (cc == CURLE_WRITE_ERROR && sl->whole) {
         cc = CURLE_OK; /* stopped at the end of the message, on purpose */
         if (reply->status < 0)
             reply->status = GRPC_OK;
     }
     if (cc != CURLE_OK) {
         buf_free(&reply->body);
-        return http_failed(cc, g->too_big, max_reply, what, shown, g->o, e);
+        return http_failed(cc, sl->too_big, sl->max_reply, sl->what, sl->shown, g->o, e);
     }
-    if (!g->is_grpc)
+    if (!sl->is_grpc)
         reply->status = -1; /* an answer, but not from a gRPC service */
     if (reply->status != GRPC_OK) {
         buf_free(&reply->body);
@@ -211,12 +294,112 @@ int grpc_call(struct grpc *g, const char *what, const char *base, const char *pa
     if (n < 5 || b[0] != 0 || mlen != n - 5) {
         buf_free(&reply->body);
         return burry_errf(e, BURRY_EFAIL,
-                          "%s at %s sent a gRPC answer that is not one uncompressed message", what,
-                          shown);
+                          "%s at %s sent a gRPC answer that is not one uncompressed message",
+                          sl->what, sl->shown);
     }
     memmove(reply->body.p, reply->body.p + 5, mlen);
     reply->body.len = mlen;
     return 0;
+}
+
+/* Run the callbacks of finished calls; the number run. */
+static int finish(struct grpc *g)
+{
+    int done = 0, left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(g->m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *c = msg->easy_handle;
+        CURLcode cc = msg->data.result;
+        struct gslot *sl = NULL;
+        curl_easy_getinfo(c, CURLINFO_PRIVATE, (char **)&sl);
+        curl_multi_remove_handle(g->m, c);
+        if (!sl || !sl->busy)
+            continue;
+        struct burry_err err = {0};
+        int rc = call_outcome(g, sl, cc, &err);
+        struct grpc_reply reply = sl->r;
+        buf_init(&sl->r.body, 0);
+        grpc_cb cb = sl->cb;
+        void *ctx = sl->ctx;
+        /* free the slot first, so that the callback may submit */
+        slot_release(sl);
+        sl->busy = 0;
+        g->busy--;
+        cb(ctx, rc, &reply, &err);
+        buf_free(&reply.body);
+        done++;
+    }
+    return done;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int grpc_pump(struct grpc *g, int timeout_ms, struct burry_err *e)
+{
+    long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int done = 0, running;
+    for (;;) {
+        CURLMcode mc = curl_multi_perform(g->m, &running);
+        if (mc != CURLM_OK)
+            return burry_errf(e, BURRY_EFAIL, "cannot move gRPC data (%s)", curl_multi_strerror(mc));
+        done += finish(g);
+        long long left = deadline - now_ms();
+        if (done || !g->busy || left <= 0)
+            return done;
+        /* waking up at least every few milliseconds: libcurl 7.88 can
+         * leave HTTP/2 frames it already read unprocessed (a window update
+         * unsent, the end of a stream unseen) until its next timer, which
+         * stalled a call for up to 200 ms */
+        mc = curl_multi_poll(g->m, NULL, 0, left < 5 ? (int)left : 5, NULL);
+        if (mc != CURLM_OK)
+            return burry_errf(e, BURRY_EFAIL, "cannot wait for gRPC data (%s)",
+                              curl_multi_strerror(mc));
+    }
+}
+
+/* grpc_call's callback: the reply moves to the caller. */
+struct sync_call {
+    struct grpc_reply *out;
+    struct burry_err *e;
+    int rc, done;
+};
+
+static void sync_done(void *ctx, int rc, struct grpc_reply *reply, const struct burry_err *err)
+{
+    struct sync_call *x = ctx;
+    x->done = 1;
+    x->rc = rc;
+    if (rc < 0) {
+        burry_errf(x->e, err->code ? err->code : rc, "%s", err->msg);
+        return;
+    }
+    *x->out = *reply;
+    buf_init(&reply->body, 0);
+}
+
+int grpc_call(struct grpc *g, const char *what, const char *base, const char *path,
+              const char *const *headers, const void *msg, size_t len, size_t max_reply,
+              struct grpc_reply *reply, struct burry_err *e)
+{
+    struct sync_call x = {.out = reply, .e = e};
+    memset(reply, 0, sizeof *reply);
+    reply->status = -1;
+    int rc = grpc_submit(g, what, base, path, headers, msg, len, max_reply, sync_done, &x, e);
+    if (rc < 0)
+        return rc;
+    while (!x.done)
+        if ((rc = grpc_pump(g, 1000, e)) < 0) {
+            abandon_all(g); /* libcurl itself failed */
+            return rc;
+        }
+    return x.rc;
 }
 
 /* ---- protobuf wire format ---------------------------------------------- */
@@ -242,11 +425,31 @@ int pb_put_varint(struct buf *b, unsigned field, uint64_t v)
     return put_raw_varint(b, v);
 }
 
+int pb_put_head(struct buf *b, unsigned field, size_t n)
+{
+    if (put_raw_varint(b, (uint64_t)field << 3 | PB_LEN) < 0)
+        return -1;
+    return put_raw_varint(b, n);
+}
+
 int pb_put_bytes(struct buf *b, unsigned field, const void *p, size_t n)
 {
-    if (put_raw_varint(b, (uint64_t)field << 3 | PB_LEN) < 0 || put_raw_varint(b, n) < 0)
+    if (pb_put_head(b, field, n) < 0)
         return -1;
     return buf_append(b, p, n);
+}
+
+size_t pb_varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >>= 7)
+        n++;
+    return n;
+}
+
+size_t pb_bytes_size(unsigned field, size_t n)
+{
+    return pb_varint_size((uint64_t)field << 3 | PB_LEN) + pb_varint_size(n) + n;
 }
 
 static int get_varint(struct pb_reader *r, uint64_t *v)

@@ -118,11 +118,6 @@ int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const ch
                       no_cert ? "; if it asks for a client certificate, give --cert and --key" : "");
 }
 
-CURL *http_easy(struct http *h)
-{
-    return h->c;
-}
-
 void http_shown_url(const char *url, char *out, size_t len)
 {
     const char *s = strstr(url, "://");

@@ -21,8 +21,4 @@ void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char
 int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const char *shown,
                 const struct burry_opts *o, struct burry_err *e);
 
-/* The easy handle of a handle from http_new, for a caller that speaks its
- * own protocol on the same set-up (grpc.c). */
-CURL *http_easy(struct http *h);
-
 #endif

@@ -1,10 +1,13 @@
 /* etcd v3 source: a flat source whose scan reads the key space page by
  * page at one pinned revision, and whose writes are batched into
- * transactions (create-only: create_revision == 0). Backups read with the
- * native gRPC Range call (grpc.h), because etcd's JSON gateway costs the
- * server several times more CPU for the same answer; a member that does not
- * answer gRPC is read through the gateway's /v3/kv/range. Everything else
- * goes through the gateway (/v3/kv/txn, /v3/lease/..., /v3/auth/...). */
+ * transactions (create-only: create_revision == 0). The bulk work speaks
+ * etcd's native gRPC API (grpc.h), because its JSON gateway costs the server
+ * several times more CPU for the same work: backups read with Range, and a
+ * create-only restore sends its transactions with Txn. A member that does
+ * not answer gRPC is read and written through the gateway (/v3/kv/range,
+ * /v3/kv/txn). Everything else goes through the gateway: the transactions
+ * that find keys existing, overwrites and dry runs (/v3/kv/txn), leases and
+ * authentication (/v3/lease/..., /v3/auth/...). */
 #include "registry.h"
 
 #include <ctype.h>
@@ -271,19 +274,27 @@ struct txn_slot {
     size_t n;
     int busy;                  /* sent; answer not processed yet */
     int answered;
+    int grpc;                  /* sent with gRPC, not through the gateway */
     int rc;                    /* <0: no answer (msg says why) */
-    long status;
-    json_t *j;                 /* the parsed answer, NULL when not JSON */
+    long status;               /* gateway: the HTTP status; gRPC: grpc-status */
+    json_t *j;                 /* gateway: the parsed answer, NULL when not JSON */
+    int succeeded;             /* gRPC: the TxnResponse said succeeded */
     char msg[sizeof(((struct burry_err *)0)->msg)];
 };
+
+/* How create-only txns travel: gRPC until the member shows it does not
+ * answer it, then the gateway. */
+enum txn_way { TXN_WAY_TRY_GRPC, TXN_WAY_GRPC, TXN_WAY_GW };
 
 struct source {
     const struct burry_opts *o;
     struct etcdurl u;
     struct http *h;
-    struct grpc *g;            /* backup: the range reads */
-    struct http_multi *hm;     /* create-only txns, made at the first pump */
+    struct grpc *g;            /* backup: the range reads; restore: the txns */
+    struct http_multi *hm;     /* create-only txns through the gateway */
     struct txn_slot fl[ETCD_INFLIGHT];
+    enum txn_way way;
+    unsigned long long txns_grpc, txns_gw; /* txns sent each way (-v) */
     const char *host;          /* the member in use, "host:port" */
     char base[300];            /* "http://host:port" */
     char *auth_hdr;            /* "Authorization: TOKEN", wiped at close */
@@ -313,6 +324,10 @@ static void etcd_close(struct source *s)
 {
     if (!s)
         return;
+    if (s->txns_grpc || s->txns_gw)
+        blog(&s->o->log, BLOG_DEBUG,
+             "etcd at %s: %llu transactions sent through gRPC, %llu through the JSON gateway",
+             s->host, s->txns_grpc, s->txns_gw);
     while (s->qh) {
         struct wop *w = s->qh;
         s->qh = w->next;
@@ -1116,7 +1131,7 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
         end_len = 1;
     }
     s->rev = 0;
-    if (!(s->g = grpc_new(s->o, e))) {
+    if (!s->g && !(s->g = grpc_new(s->o, ETCD_INFLIGHT, e))) {
         rc = e->code ? e->code : BURRY_EFAIL;
         goto out;
     }
@@ -1311,11 +1326,48 @@ static int build_txn(struct source *s, struct wop **b, const char *want, size_t 
     return rc ? burry_errf(e, BURRY_EFAIL, "out of memory") : 0;
 }
 
+/* build_txn's TXN_CREATE_BARE as a protobuf TxnRequest, for gRPC:
+ * compare 1 (Compare: result 1 EQUAL, the default; target 2 CREATE = 1;
+ * key 3; create_revision 5 = 0, written although zero because it is the
+ * member of a oneof), success 2 (RequestOp: request_put 2 = PutRequest:
+ * key 1, value 2, lease 3). Nested messages are written in place, their
+ * lengths worked out first. */
+static int build_txn_pb(struct source *s, struct wop **b, size_t n, struct burry_err *e)
+{
+    struct buf *r = &s->req;
+    int rc = 0;
+    buf_reset(r);
+    for (size_t i = 0; i < n; i++) {
+        rc |= pb_put_head(r, 1, 2 + pb_bytes_size(3, b[i]->klen) + 2);
+        rc |= pb_put_varint(r, 2, 1);
+        rc |= pb_put_bytes(r, 3, b[i]->key, b[i]->klen);
+        rc |= pb_put_varint(r, 5, 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        long long lease = 0;
+        if (b[i]->lease && s->o->with_leases) {
+            int g = grant(s, b[i], &lease, e);
+            if (g < 0)
+                return g;
+        }
+        size_t put = pb_bytes_size(1, b[i]->klen) + pb_bytes_size(2, b[i]->vlen) +
+                     (lease ? 1 + pb_varint_size((uint64_t)lease) : 0);
+        rc |= pb_put_head(r, 2, pb_bytes_size(2, put));
+        rc |= pb_put_head(r, 2, put);
+        rc |= pb_put_bytes(r, 1, b[i]->key, b[i]->klen);
+        rc |= pb_put_bytes(r, 2, b[i]->val, b[i]->vlen);
+        if (lease)
+            rc |= pb_put_varint(r, 3, (uint64_t)lease);
+    }
+    return rc ? burry_errf(e, BURRY_EFAIL, "out of memory") : 0;
+}
+
 /* Send a built txn. 0 with *j (caller decrefs) on success; 1 when etcd
  * refused it (msg says why: the ops are then tried one by one); <0 fatal. */
 static int send_txn(struct source *s, json_t **j, char *msg, size_t msglen, struct burry_err *e)
 {
     long status;
+    s->txns_gw++;
     int rc = call(s, "/v3/kv/txn", s->req.p, s->req.len, j, &status, e);
     if (rc < 0)
         return rc;
@@ -1527,30 +1579,77 @@ static void txn_answered(void *ctx, int rc, struct http_resp *resp, const struct
     }
 }
 
-/* Start create-only txns while there is work and room. */
+/* grpc callback: keep what the answer says for txn_done. A TxnResponse
+ * holds header 1, succeeded 2, responses 3. */
+static void txn_grpc_answered(void *ctx, int rc, struct grpc_reply *r, const struct burry_err *err)
+{
+    struct txn_slot *t = ctx;
+    t->answered = 1;
+    t->rc = rc;
+    t->succeeded = 0;
+    if (rc < 0) {
+        snprintf(t->msg, sizeof t->msg, "%s", err->msg);
+        return;
+    }
+    t->status = r->status;
+    snprintf(t->msg, sizeof t->msg, "%s", r->msg);
+    if (r->status != GRPC_OK)
+        return;
+    struct pb_reader rd = {(const unsigned char *)r->body.p,
+                           (const unsigned char *)r->body.p + r->body.len};
+    struct pb_field f;
+    int more;
+    while ((more = pb_next(&rd, &f)) > 0)
+        if (f.num == 2 && f.wire == PB_VARINT)
+            t->succeeded = f.v != 0;
+    if (more < 0) {
+        t->rc = BURRY_EFAIL;
+        snprintf(t->msg, sizeof t->msg, "a transaction answer that is not valid protobuf");
+    }
+}
+
+/* Start create-only txns while there is work and room: through gRPC
+ * unless the member showed it does not answer it. */
 static int start_txns(struct source *s, struct burry_err *e)
 {
     char url[400];
     char *hdrs[2] = {s->auth_hdr, NULL};
+    const char *ghdrs[2] = {s->token_hdr, NULL};
+    int grpc = s->way != TXN_WAY_GW;
+    if (grpc && !s->g && !(s->g = grpc_new(s->o, ETCD_INFLIGHT, e)))
+        return e->code ? e->code : BURRY_EFAIL;
+    if (!grpc && !s->hm && !(s->hm = http_multi_new(s->o, ETCD_INFLIGHT, e)))
+        return e->code ? e->code : BURRY_EFAIL;
     snprintf(url, sizeof url, "%s/v3/kv/txn", s->base);
-    for (size_t i = 0; i < ETCD_INFLIGHT && http_multi_room(s->hm); i++) {
+    for (size_t i = 0; i < ETCD_INFLIGHT && (grpc ? grpc_room(s->g) : http_multi_room(s->hm)); i++) {
         struct txn_slot *t = &s->fl[i];
         if (t->busy)
             continue;
-        char want[ETCD_TXN_OPS];
         size_t n = next_batch(s, t->b);
         if (!n)
             return 0;
-        memset(want, 1, n);
-        int rc = build_txn(s, t->b, want, n, TXN_CREATE_BARE, e);
+        int rc;
+        if (grpc) {
+            rc = build_txn_pb(s, t->b, n, e);
+            if (rc == 0)
+                rc = grpc_submit(s->g, "etcd", s->base, "/etcdserverpb.KV/Txn", ghdrs, s->req.p,
+                                 s->req.len, ETCD_RESP_MAX, txn_grpc_answered, t, e);
+            s->txns_grpc++;
+        } else {
+            char want[ETCD_TXN_OPS];
+            memset(want, 1, n);
+            rc = build_txn(s, t->b, want, n, TXN_CREATE_BARE, e);
+            struct http_req r = {.method = "POST", .url = url, .headers = (const char *const *)hdrs,
+                                 .body = s->req.p, .body_len = s->req.len, .max_resp = ETCD_RESP_MAX};
+            if (rc == 0)
+                rc = http_multi_submit(s->hm, "etcd", &r, txn_answered, t, e);
+            s->txns_gw++;
+        }
         if (rc < 0)
-            return rc;
-        struct http_req r = {.method = "POST", .url = url, .headers = (const char *const *)hdrs,
-                             .body = s->req.p, .body_len = s->req.len, .max_resp = ETCD_RESP_MAX};
-        if ((rc = http_multi_submit(s->hm, "etcd", &r, txn_answered, t, e)) < 0)
             return rc;
         t->n = n;
         t->busy = 1;
+        t->grpc = grpc;
         t->answered = 0;
         t->rc = 0;
         t->status = 0;
@@ -1570,11 +1669,32 @@ static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct bu
     struct wop *rest[ETCD_TXN_OPS];
     size_t nrest = 0;
     int rc = 0;
+    int no_grpc = 0;
     for (size_t i = 0; i < t->n; i++)
         t->b[i]->sent = 0;
     if (t->rc < 0) {
-        if (!salvage)
+        /* before gRPC worked once, a failure short of a timeout may just
+         * mean no gRPC here (nothing was written then) */
+        if (t->grpc && s->way != TXN_WAY_GRPC && t->rc != BURRY_EINTR &&
+            !strstr(t->msg, "no answer from"))
+            no_grpc = 1;
+        else if (!salvage)
             rc = burry_errf(e, t->rc, "%s", t->msg);
+    } else if (t->grpc) {
+        if (t->status == GRPC_OK && t->succeeded) {
+            for (size_t i = 0; i < t->n; i++)
+                wop_decide(t->b[i], SRC_W_CREATED, NULL);
+            if (s->way == TXN_WAY_TRY_GRPC)
+                s->way = TXN_WAY_GRPC;
+        } else if ((t->status < 0 || t->status == GRPC_UNIMPLEMENTED) && s->way != TXN_WAY_GRPC) {
+            no_grpc = 1;
+        } else {
+            /* some key exists, or etcd refused the txn (an expired
+             * token, a key it denies, a server-wide condition): the
+             * gateway's run_batch sorts it out, as below */
+            for (size_t i = 0; i < t->n; i++)
+                rest[nrest++] = t->b[i];
+        }
     } else if (!t->j) {
         if (!salvage)
             rc = burry_errf(e, BURRY_EFAIL,
@@ -1591,6 +1711,13 @@ static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct bu
         for (size_t i = 0; i < t->n; i++)
             rest[nrest++] = t->b[i];
     }
+    if (no_grpc && s->way != TXN_WAY_GW) {
+        /* its writes, still undecided, go again through the gateway */
+        s->way = TXN_WAY_GW;
+        blog(&s->o->log, BLOG_INFO,
+             "etcd at %s does not answer gRPC transactions; writing through its JSON gateway",
+             s->host);
+    }
     if (rc == 0 && nrest && !salvage)
         rc = run_batch(s, rest, nrest, e);
     json_decref(t->j);
@@ -1600,14 +1727,32 @@ static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct bu
     return rc;
 }
 
+/* Create-only txns in flight, either way. */
+static size_t txns_inflight(const struct source *s)
+{
+    return (s->g ? grpc_inflight(s->g) : 0) + (s->hm ? http_multi_inflight(s->hm) : 0);
+}
+
+/* Move the txns in flight for up to timeout_ms; both handles only while
+ * the member is found not to answer gRPC. */
+static int pump_txns(struct source *s, int timeout_ms, struct burry_err *e)
+{
+    size_t ng = s->g ? grpc_inflight(s->g) : 0, nh = s->hm ? http_multi_inflight(s->hm) : 0;
+    if (ng && nh) {
+        int rc = grpc_pump(s->g, 0, e);
+        return rc < 0 ? rc : rc + http_multi_pump(s->hm, rc ? 0 : 5, e);
+    }
+    return ng ? grpc_pump(s->g, timeout_ms, e) : nh ? http_multi_pump(s->hm, timeout_ms, e) : 0;
+}
+
 /* After a fatal error: wait for the txns still in flight (each bounded by
  * the request timeout) and record what they did, so that the summary
  * counts every key written. */
 static void drain_txns(struct source *s)
 {
     struct burry_err e2 = {0};
-    while (http_multi_inflight(s->hm) > 0)
-        if (http_multi_pump(s->hm, 1000, &e2) < 0)
+    while (txns_inflight(s) > 0)
+        if (pump_txns(s, 1000, &e2) < 0)
             break;
     for (size_t i = 0; i < ETCD_INFLIGHT; i++)
         if (s->fl[i].busy && s->fl[i].answered)
@@ -1624,11 +1769,9 @@ static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
 {
     if (s->mode != SRC_WRITE_CREATE)
         return pump_sync(s, e);
-    if (!s->hm && !(s->hm = http_multi_new(s->o, ETCD_INFLIGHT, e)))
-        return e->code ? e->code : BURRY_EFAIL;
     int rc = start_txns(s, e);
-    if (rc == 0 && http_multi_inflight(s->hm) > 0)
-        rc = http_multi_pump(s->hm, timeout_ms, e);
+    if (rc == 0 && txns_inflight(s) > 0)
+        rc = pump_txns(s, timeout_ms, e);
     for (size_t i = 0; rc >= 0 && i < ETCD_INFLIGHT; i++)
         if (s->fl[i].busy && s->fl[i].answered)
             rc = txn_done(s, &s->fl[i], 0, e);

@@ -134,6 +134,28 @@ check "every key and value but 'huge' is equal on the target (NUL, non-UTF-8, sl
 expect_eq "the leased key has no lease on the target" 0 \
     "$(etcdctl3 "$PB" get leased -w json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["kvs"][0].get("lease", 0))')"
 expect_eq "no lease was granted on the target" "" "$(etcdctl3 "$PB" lease list | tail -n +2)"
+expect_match "the create-only transactions went through gRPC, none through the gateway" \
+    "etcd at 127.0.0.1:$PB: [1-9][0-9]* transactions sent through gRPC, 0 through the JSON gateway" "$ERR"
+
+# --- a member reached only over HTTP/1.1 (the fault proxy refusing the
+# HTTP/2 preface) is written through the JSON gateway, with the same result ---
+etcd_start gw || exit 1
+PW=$ETCD_PORT
+rm -f "$T_TMP/proxy4.port"
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy4.port" "$PW" \
+    --match 'PRI * HTTP/2.0' --fail 1000 --status 505 --stats "$T_TMP/proxy4.stats" 2>>"$T_TMP/proxy.log" &
+PROXY_PID=$!
+wait_until 10 test -s "$T_TMP/proxy4.port" || not_ok "the fault proxy did not start"
+run_burry restore "etcd://127.0.0.1:$(cat "$T_TMP/proxy4.port")" "$S" --json -v
+expect_eq "HTTP/1.1 only: the restore creates every key but 'huge'" "1 $((NKEYS - 1)) 1" \
+    "$RC $(jget 'd["created"]') $(jget 'd["failed"]')"
+expect_match "... saying it writes through the JSON gateway" \
+    "does not answer gRPC transactions; writing through its JSON gateway" "$ERR"
+expect_match "... after the proxy refused HTTP/2" 'injected=[1-9]' "$(cat "$T_TMP/proxy4.stats")"
+kv_list "$PW" >"$T_TMP/w.kv"
+check "... and the target holds exactly what the restore through gRPC wrote" cmp -s "$T_TMP/b.kv" "$T_TMP/w.kv"
+kill $PROXY_PID 2>/dev/null
+etcd_stop gw
 
 # --- --with-leases into an empty server ---
 run_burry restore "etcd://127.0.0.1:$PC" "$S" --with-leases --path leased --json
@@ -264,7 +286,8 @@ wait "$RPID"
 expect_eq "restore into a server that went away exits 1" 1 "$?"
 expect_match "the failure says how far it got and that a re-run is safe" \
     'stopped after [0-9]+ nodes \([0-9]+ created\).*running it again is safe' "$(cat "$T_TMP/gone.err")"
-expect_match "the failure names the server" "cannot reach etcd at .*127.0.0.1:$PG" "$(cat "$T_TMP/gone.err")"
+expect_match "the failure names the server" \
+    "(cannot reach etcd at|the answer of etcd at) .*127.0.0.1:$PG" "$(cat "$T_TMP/gone.err")"
 etcd_restart gone || exit 1
 BEFORE=$(count_keys)
 run_burry restore "etcd://127.0.0.1:$PG" "$S" --name pit --json
@@ -328,7 +351,37 @@ expect_eq "token expired mid-read (gateway): the dump completes with every key" 
 expect_match "... after asking for a new token" "auth token expired; asking for a new one" "$(cat "$T_TMP/ttl.err")"
 expect_match "... reading through the JSON gateway" "reading through its JSON gateway" "$(cat "$T_TMP/ttl.err")"
 kill $PROXY_PID 2>/dev/null
+
+# --- an auth token that expires in the middle of a restore is renewed: the
+# restore is stopped (SIGSTOP) for 3 s as soon as it says it starts writing,
+# so the gRPC transactions after it find their token expired ---
+run_burry backup "etcd://127.0.0.1:$PTTL" "$S" --name ttl --user root:Ttl-pw-31 --json
+expect_eq "backup of the 20,100 keys for the restore" "0 20100" "$RC $(jget 'd["nodes"]')"
 etcd_stop ttl
+etcd_start ttl2 --auth-token-ttl 1 || exit 1
+PT2=$ETCD_PORT
+etcdctl3 "$PT2" user add root:Ttl-pw-31 --interactive=false >/dev/null 2>&1 &&
+    etcdctl3 "$PT2" auth enable >/dev/null 2>&1 || not_ok "enable auth on the second short-token server"
+mkfifo "$T_TMP/rlog"
+"$BURRY" restore "etcd://127.0.0.1:$PT2" "$S" --name ttl --user root:Ttl-pw-31 --json -v \
+    >"$T_TMP/rttl.out" 2>"$T_TMP/rlog" &
+RPID=$!
+: >"$T_TMP/rttl.err"
+while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$T_TMP/rttl.err"
+    case $line in
+    *"restoring snapshot"*) kill -STOP "$RPID"; sleep 3; kill -CONT "$RPID" ;;
+    esac
+done <"$T_TMP/rlog"
+wait "$RPID"
+expect_eq "token expired mid-restore: the restore exits 0 and creates every key" "0 20100" \
+    "$? $(json_get "$(cat "$T_TMP/rttl.out")" 'd["created"]')"
+expect_match "... after asking for a new token" "auth token expired; asking for a new one" "$(cat "$T_TMP/rttl.err")"
+expect_match "... writing through gRPC" "[1-9][0-9]* transactions sent through gRPC" "$(cat "$T_TMP/rttl.err")"
+expect_no_match "... and the password is in no message" "Ttl-pw-31" "$(cat "$T_TMP/rttl.err")"
+expect_eq "... every key is on the server" 20100 \
+    "$(etcdctl3 "$PT2" --user root:Ttl-pw-31 get ttl/ --prefix --keys-only | grep -c .)"
+etcd_stop ttl2
 
 # --- a restore reads a snapshot once when its nodes fit in memory (64 MiB),
 # and reads it again when they do not: 48 values of 1.4 MiB ---
@@ -376,8 +429,9 @@ run_burry backup "etcd2+https://127.0.0.1:$PT/tls" "$S" --name tls2 --cacert "$T
 expect_eq "etcd2+https:// (the v2 API over TLS) exits 0" 0 "$RC"
 curl -s --cacert "$T_TMP/tls.crt" -X POST "https://127.0.0.1:$PT/v3/kv/deleterange" \
     -d '{"key":"dGxzL2E="}' >/dev/null
-run_burry restore "etcd://127.0.0.1:$PT" "$S" --name tls --cacert "$T_TMP/tls.crt" --json
+run_burry restore "etcd://127.0.0.1:$PT" "$S" --name tls --cacert "$T_TMP/tls.crt" --json -v
 expect_eq "restore over TLS creates the key" "0 1" "$RC $(jget 'd["created"]')"
+expect_match "... with a gRPC transaction over TLS" '1 transactions sent through gRPC, 0 through the JSON gateway' "$ERR"
 expect_eq "... checked over TLS" "secure" "$(ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$PT" \
     --cacert "$T_TMP/tls.crt" get tls/a --print-value-only)"
 

@@ -41,6 +41,22 @@ int main(void)
     T_CHECK(pb_put_bytes(&b, 1, "\0", 1) == 0 && bytes_eq(&b, "\x0a\x01\x00", 3),
             "a NUL byte is kept in a bytes field");
 
+    /* sizes worked out ahead, and a nested message written in place */
+    T_CHECK(pb_varint_size(0) == 1 && pb_varint_size(127) == 1 && pb_varint_size(128) == 2 &&
+                pb_varint_size(UINT64_MAX) == 10,
+            "varint sizes: 1 byte up to 127, 2 from 128, 10 for 2^64-1");
+    T_CHECK(pb_bytes_size(2, 7) == 9 && pb_bytes_size(16, 200) == 2 + 2 + 200,
+            "a bytes field's size counts its tag, its length and its bytes");
+    buf_reset(&b);
+    T_CHECK(pb_put_head(&b, 2, pb_bytes_size(1, 3)) == 0 && pb_put_bytes(&b, 1, "abc", 3) == 0 &&
+                bytes_eq(&b, "\x12\x05\x0a\x03" "abc", 7),
+            "a nested message written in place after its head (12 05 0a 03 abc)");
+    struct pb_reader nr = {(const unsigned char *)b.p, (const unsigned char *)b.p + b.len};
+    struct pb_field nf;
+    T_CHECK(pb_next(&nr, &nf) == 1 && nf.num == 2 && nf.len == 5 && pb_next(&nr, &nf) == 0,
+            "... and it reads back as one field holding the inner one");
+    buf_reset(&b);
+
     /* a message of every kind of field, read back */
     buf_reset(&b);
     pb_put_varint(&b, 3, UINT64_MAX);
