@@ -6,154 +6,82 @@
  * headers of an answer that carries no message. */
 #include "grpc.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "digest.h"
 #include "http.h"
-#include "http_intern.h"
+#include "http_multi.h"
 
-#define GRPC_MAX_SLOTS 64
-
-/* One call in flight: its own easy handle, its framed request, its reply. */
-struct gslot {
-    CURL *c;
+/* One call in flight: what its answer's headers and trailers said. The
+ * transfer itself is a request of the handle's http_multi. */
+struct gcall {
+    struct grpc *g;
     int busy;
     int is_grpc;              /* content-type application/grpc seen */
-    int too_big;
-    int whole;                /* the one reply message is in: stop there */
-    struct curl_slist *hdrs;
-    struct buf req;           /* the request message with its gRPC framing */
+    int status;               /* grpc-status, -1 until seen */
+    char msg[256];            /* grpc-message */
     char shown[512];          /* the URL for messages */
     const char *what;
-    size_t max_reply;
-    struct grpc_reply r;      /* the answer being received */
     grpc_cb cb;
     void *ctx;
 };
 
 struct grpc {
-    CURLM *m;                 /* drives every slot; shares their connections */
-    const struct burry_opts *o;
-    struct gslot *slots;
-    size_t nslots, busy;
+    struct http_multi *hm;
+    struct gcall *calls;
+    size_t ncalls;
 };
 
 struct grpc *grpc_new(const struct burry_opts *o, size_t max_inflight, struct burry_err *e)
 {
-    if (max_inflight < 1 || max_inflight > GRPC_MAX_SLOTS) {
-        burry_errf(e, BURRY_EFAIL, "invalid number of concurrent gRPC calls %zu (1-%d)",
-                   max_inflight, GRPC_MAX_SLOTS);
-        return NULL;
-    }
-    /* reference-counted by libcurl; balanced in grpc_free */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        burry_errf(e, BURRY_EFAIL, "cannot initialise libcurl");
-        return NULL;
-    }
     struct grpc *g = calloc(1, sizeof *g);
-    if (!g || !(g->slots = calloc(max_inflight, sizeof *g->slots)) || !(g->m = curl_multi_init()))
-        goto oom;
-    g->o = o;
-    g->nslots = max_inflight;
-    /* libcurl before 8.0 breaks streams added to a prior-knowledge
-     * connection in use ("Error in the HTTP2 framing layer", curl issue
-     * 10634): a connection per call there, see grpc_submit */
-    if (curl_version_info(CURLVERSION_NOW)->version_num < 0x080000)
-        curl_multi_setopt(g->m, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
-    for (size_t i = 0; i < g->nslots; i++) {
-        buf_init(&g->slots[i].req, 0);
-        if (!(g->slots[i].c = curl_easy_init()))
-            goto oom;
+    if (!g || !(g->calls = calloc(max_inflight ? max_inflight : 1, sizeof *g->calls))) {
+        free(g);
+        burry_errf(e, BURRY_EFAIL, "out of memory");
+        return NULL;
     }
+    if (!(g->hm = http_multi_new(o, max_inflight, e))) {
+        free(g->calls);
+        free(g);
+        return NULL;
+    }
+    g->ncalls = max_inflight;
     return g;
-oom:
-    if (g && g->slots) {
-        for (size_t i = 0; i < max_inflight; i++)
-            curl_easy_cleanup(g->slots[i].c);
-        free(g->slots);
-    }
-    if (g && g->m)
-        curl_multi_cleanup(g->m);
-    free(g);
-    curl_global_cleanup();
-    burry_errf(e, BURRY_EFAIL, "out of memory");
-    return NULL;
-}
-
-/* Release what a slot holds for its call (not its reply's body). */
-static void slot_release(struct gslot *sl)
-{
-    for (struct curl_slist *l = sl->hdrs; l; l = l->next)
-        explicit_bzero(l->data, strlen(l->data)); /* headers may carry credentials */
-    curl_slist_free_all(sl->hdrs);
-    sl->hdrs = NULL;
-    buf_free(&sl->req);
-    sl->cb = NULL;
-    sl->ctx = NULL;
-}
-
-/* Drop every call in flight without running its callback. */
-static void abandon_all(struct grpc *g)
-{
-    for (size_t i = 0; i < g->nslots; i++) {
-        struct gslot *sl = &g->slots[i];
-        if (!sl->busy)
-            continue;
-        curl_multi_remove_handle(g->m, sl->c);
-        slot_release(sl);
-        buf_free(&sl->r.body);
-        sl->busy = 0;
-    }
-    g->busy = 0;
 }
 
 void grpc_free(struct grpc *g)
 {
     if (!g)
         return;
-    abandon_all(g);
-    for (size_t i = 0; i < g->nslots; i++)
-        curl_easy_cleanup(g->slots[i].c);
-    curl_multi_cleanup(g->m);
-    free(g->slots);
+    http_multi_free(g->hm);
+    free(g->calls);
     free(g);
-    curl_global_cleanup();
 }
 
 size_t grpc_inflight(const struct grpc *g)
 {
-    return g->busy;
+    return http_multi_inflight(g->hm);
 }
 
 size_t grpc_room(const struct grpc *g)
 {
-    return g->nslots - g->busy;
+    return http_multi_room(g->hm);
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *ctx)
+/* A unary answer is whole once its one message is. libcurl 7.88 notices
+ * the end of an HTTP/2 stream only at its next internal timeout (up to
+ * 200 ms per call), so the transfer ends there; the status of an answer
+ * that carries a message is OK (errors come without one). */
+static int whole_message(void *ctx, const struct buf *body)
 {
-    struct gslot *sl = ctx;
-    if (buf_append(&sl->r.body, p, size * n) < 0) {
-        sl->too_big = 1;
-        return 0;
-    }
-    /* A unary answer is complete once its one message is. libcurl 7.88
-     * notices the end of an HTTP/2 stream only at its next internal timeout
-     * (up to 200 ms per call), so the call ends here; the status of an
-     * answer that carries a message is OK (errors come without one). */
-    const unsigned char *b = (const unsigned char *)sl->r.body.p;
-    size_t len = sl->r.body.len;
-    if (sl->is_grpc && len >= 5 &&
-        len - 5 >= ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4])) {
-        sl->whole = 1;
-        return 0;
-    }
-    return size * n;
+    struct gcall *gc = ctx;
+    const unsigned char *b = (const unsigned char *)body->p;
+    size_t len = body->len;
+    return gc->is_grpc && len >= 5 &&
+           len - 5 >= ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4]);
 }
 
 /* grpc-message is percent-encoded; keep it printable. */
@@ -172,13 +100,12 @@ static void decode_msg(const char *v, size_t n, char *out, size_t outlen)
 }
 
 /* Headers and trailers alike: content-type, grpc-status, grpc-message. */
-static size_t on_header(char *p, size_t size, size_t n, void *ctx)
+static void on_header(void *ctx, const char *p, size_t len)
 {
-    struct gslot *sl = ctx;
-    size_t len = size * n;
+    struct gcall *gc = ctx;
     const char *colon = memchr(p, ':', len);
     if (!colon)
-        return len;
+        return;
     size_t nl = (size_t)(colon - p);
     const char *v = colon + 1, *end = p + len;
     while (v < end && (*v == ' ' || *v == '\t'))
@@ -186,182 +113,107 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
     if (nl == 12 && !strncasecmp(p, "content-type", nl))
-        sl->is_grpc = (size_t)(end - v) >= 16 && !strncasecmp(v, "application/grpc", 16);
+        gc->is_grpc = (size_t)(end - v) >= 16 && !strncasecmp(v, "application/grpc", 16);
     else if (nl == 11 && !strncasecmp(p, "grpc-status", nl)) {
         int st = 0;
         for (const char *q = v; q < end && st < 1000; q++)
             st = (*q >= '0' && *q <= '9') ? st * 10 + (*q - '0') : 1000;
-        sl->r.status = (v < end && st < 1000) ? st : 2; /* unparsable: UNKNOWN */
+        gc->status = (v < end && st < 1000) ? st : 2; /* unparsable: UNKNOWN */
     } else if (nl == 12 && !strncasecmp(p, "grpc-message", nl))
-        decode_msg(v, (size_t)(end - v), sl->r.msg, sizeof sl->r.msg);
-    return len;
+        decode_msg(v, (size_t)(end - v), gc->msg, sizeof gc->msg);
+}
+
+/* http_multi callback: the answer as a grpc_reply, to the caller's callback. */
+static void call_done(void *ctx, int rc, struct http_resp *resp, const struct burry_err *err)
+{
+    struct gcall *gc = ctx;
+    struct grpc_reply reply = {.status = gc->is_grpc ? gc->status : -1, .http = resp->status};
+    struct burry_err e2 = {0};
+    snprintf(reply.msg, sizeof reply.msg, "%s", gc->msg);
+    buf_init(&reply.body, 0);
+    if (rc == 0 && reply.status < 0 && gc->is_grpc && whole_message(gc, &resp->body))
+        reply.status = GRPC_OK; /* ended at the end of its message: see whole_message */
+    if (rc == 0 && reply.status == GRPC_OK) {
+        /* exactly one uncompressed message */
+        const unsigned char *b = (const unsigned char *)resp->body.p;
+        size_t n = resp->body.len;
+        size_t mlen = n >= 5 ? ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4]) : 0;
+        if (n < 5 || b[0] != 0 || mlen != n - 5) {
+            rc = burry_errf(&e2, BURRY_EFAIL,
+                            "%s at %s sent a gRPC answer that is not one uncompressed message",
+                            gc->what, gc->shown);
+            err = &e2;
+        } else {
+            memmove(resp->body.p, resp->body.p + 5, mlen);
+            resp->body.len = mlen;
+            reply.body = resp->body; /* taken: http_multi frees what is left */
+            buf_init(&resp->body, 0);
+        }
+    }
+    if (rc == 0 && !reply.body.p && buf_append(&reply.body, "", 0) < 0) {
+        rc = burry_errf(&e2, BURRY_EFAIL, "out of memory");
+        err = &e2;
+    }
+    grpc_cb cb = gc->cb;
+    void *cctx = gc->ctx;
+    gc->busy = 0; /* free first, so that the callback may submit */
+    cb(cctx, rc, &reply, err);
+    buf_free(&reply.body);
 }
 
 int grpc_submit(struct grpc *g, const char *what, const char *base, const char *path,
                 const char *const *headers, const void *msg, size_t len, size_t max_reply,
                 grpc_cb cb, void *ctx, struct burry_err *e)
 {
-    struct gslot *sl = NULL;
-    for (size_t i = 0; i < g->nslots && !sl; i++)
-        if (!g->slots[i].busy)
-            sl = &g->slots[i];
-    if (!sl)
+    struct gcall *gc = NULL;
+    for (size_t i = 0; i < g->ncalls && !gc; i++)
+        if (!g->calls[i].busy)
+            gc = &g->calls[i];
+    if (!gc || !http_multi_room(g->hm))
         return burry_errf(e, BURRY_EFAIL, "too many gRPC calls to %s in flight (at most %zu)", what,
-                          g->nslots);
+                          g->ncalls);
+    if (len > 0xffffffffu)
+        return burry_errf(e, BURRY_EFAIL, "a gRPC message to %s too large (%zu bytes)", what, len);
     char url[512];
     snprintf(url, sizeof url, "%s%s", base, path);
-    http_shown_url(url, sl->shown, sizeof sl->shown);
+    memset(gc, 0, sizeof *gc);
+    gc->g = g;
+    gc->status = -1;
+    gc->what = what;
+    gc->cb = cb;
+    gc->ctx = ctx;
+    http_shown_url(url, gc->shown, sizeof gc->shown);
 
+    /* the message framed: a "compressed" flag and a 4-byte big-endian length */
+    struct buf req;
+    buf_init(&req, 0);
     unsigned char pfx[5] = {0, (unsigned char)(len >> 24), (unsigned char)(len >> 16),
                             (unsigned char)(len >> 8), (unsigned char)len};
-    buf_init(&sl->req, 0);
-    int oom = len > 0xffffffffu || buf_append(&sl->req, pfx, 5) < 0 ||
-              buf_append(&sl->req, msg, len) < 0;
-    static const char *const fixed[] = {"Content-Type: application/grpc", "TE: trailers", NULL};
-    for (const char *const *h = headers; h && *h && !oom; h++) {
-        struct curl_slist *l = curl_slist_append(sl->hdrs, *h);
-        oom = !l;
-        sl->hdrs = l ? l : sl->hdrs;
+    const char *hdrs[10];
+    size_t nh = 0;
+    for (const char *const *h = headers; h && *h && nh < 7; h++)
+        hdrs[nh++] = *h;
+    hdrs[nh++] = "Content-Type: application/grpc";
+    hdrs[nh++] = "TE: trailers";
+    hdrs[nh] = NULL;
+    int rc = buf_append(&req, pfx, 5) < 0 || buf_append(&req, msg, len) < 0
+                 ? burry_errf(e, BURRY_EFAIL, "out of memory")
+                 : 0;
+    if (rc == 0) {
+        struct http_req r = {.method = "POST", .url = url, .headers = hdrs, .body = req.p,
+                             .body_len = req.len, .max_resp = max_reply + 5, .http2 = 1,
+                             .on_header = on_header, .complete = whole_message, .hctx = gc};
+        rc = http_multi_submit(g->hm, what, &r, call_done, gc, e);
     }
-    for (const char *const *h = fixed; *h && !oom; h++) {
-        struct curl_slist *l = curl_slist_append(sl->hdrs, *h);
-        oom = !l;
-        sl->hdrs = l ? l : sl->hdrs;
-    }
-    if (oom) {
-        slot_release(sl);
-        return burry_errf(e, BURRY_EFAIL, "out of memory");
-    }
-
-    memset(&sl->r, 0, sizeof sl->r);
-    sl->r.status = -1;
-    buf_init(&sl->r.body, max_reply + 5);
-    sl->what = what;
-    sl->max_reply = max_reply;
-    sl->is_grpc = sl->too_big = sl->whole = 0;
-    CURL *c = sl->c;
-    http_setup(c, g->o, url, "POST", sl->hdrs, sl->req.p, sl->req.len, on_body, sl);
-    curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
-                     strncmp(base, "https:", 6) ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-                                                : (long)CURL_HTTP_VERSION_2TLS);
-    /* libcurl before 8.0 breaks a reused prior-knowledge connection ("Error
-     * in the HTTP2 framing layer", curl issue 10634): a connection per call */
-    if (strncmp(base, "https:", 6) && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000)
-        curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, sl);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, sl);
-    CURLMcode mc = curl_multi_add_handle(g->m, c);
-    if (mc != CURLM_OK) {
-        slot_release(sl);
-        buf_free(&sl->r.body);
-        return burry_errf(e, BURRY_EFAIL, "cannot start a gRPC call to %s (%s)", what,
-                          curl_multi_strerror(mc));
-    }
-    sl->cb = cb;
-    sl->ctx = ctx;
-    sl->busy = 1;
-    g->busy++;
-    return 0;
-}
-
-/* The outcome of a finished call: 0 with sl->r filled (body: the one
- * message without its framing when the status is OK, else empty), or an
- * error in e when no usable answer came. */
-static int call_outcome(struct grpc *g, struct gslot *sl, CURLcode cc, struct burry_err *e)
-{
-    struct grpc_reply *reply = &sl->r;
-    curl_easy_getinfo(sl->c, CURLINFO_RESPONSE_CODE, &reply->http);
-    if (cc == CURLE_WRITE_ERROR && sl->whole) {
-        cc = CURLE_OK; /* stopped at the end of the message, on purpose */
-        if (reply->status < 0)
-            reply->status = GRPC_OK;
-    }
-    if (cc != CURLE_OK) {
-        buf_free(&reply->body);
-        return http_failed(cc, sl->too_big, sl->max_reply, sl->what, sl->shown, g->o, e);
-    }
-    if (!sl->is_grpc)
-        reply->status = -1; /* an answer, but not from a gRPC service */
-    if (reply->status != GRPC_OK) {
-        buf_free(&reply->body);
-        return buf_append(&reply->body, "", 0) < 0 ? burry_errf(e, BURRY_EFAIL, "out of memory") : 0;
-    }
-    /* exactly one uncompressed message */
-    const unsigned char *b = (const unsigned char *)reply->body.p;
-    size_t n = reply->body.len;
-    size_t mlen = n >= 5 ? ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4]) : 0;
-    if (n < 5 || b[0] != 0 || mlen != n - 5) {
-        buf_free(&reply->body);
-        return burry_errf(e, BURRY_EFAIL,
-                          "%s at %s sent a gRPC answer that is not one uncompressed message",
-                          sl->what, sl->shown);
-    }
-    memmove(reply->body.p, reply->body.p + 5, mlen);
-    reply->body.len = mlen;
-    return 0;
-}
-
-/* Run the callbacks of finished calls; the number run. */
-static int finish(struct grpc *g)
-{
-    int done = 0, left;
-    CURLMsg *msg;
-    while ((msg = curl_multi_info_read(g->m, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        CURL *c = msg->easy_handle;
-        CURLcode cc = msg->data.result;
-        struct gslot *sl = NULL;
-        curl_easy_getinfo(c, CURLINFO_PRIVATE, (char **)&sl);
-        curl_multi_remove_handle(g->m, c);
-        if (!sl || !sl->busy)
-            continue;
-        struct burry_err err = {0};
-        int rc = call_outcome(g, sl, cc, &err);
-        struct grpc_reply reply = sl->r;
-        buf_init(&sl->r.body, 0);
-        grpc_cb cb = sl->cb;
-        void *ctx = sl->ctx;
-        /* free the slot first, so that the callback may submit */
-        slot_release(sl);
-        sl->busy = 0;
-        g->busy--;
-        cb(ctx, rc, &reply, &err);
-        buf_free(&reply.body);
-        done++;
-    }
-    return done;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    buf_free(&req);
+    if (rc == 0)
+        gc->busy = 1;
+    return rc;
 }
 
 int grpc_pump(struct grpc *g, int timeout_ms, struct burry_err *e)
 {
-    long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    int done = 0, running;
-    for (;;) {
-        CURLMcode mc = curl_multi_perform(g->m, &running);
-        if (mc != CURLM_OK)
-            return burry_errf(e, BURRY_EFAIL, "cannot move gRPC data (%s)", curl_multi_strerror(mc));
-        done += finish(g);
-        long long left = deadline - now_ms();
-        if (done || !g->busy || left <= 0)
-            return done;
-        /* waking up at least every few milliseconds: libcurl 7.88 can
-         * leave HTTP/2 frames it already read unprocessed (a window update
-         * unsent, the end of a stream unseen) until its next timer, which
-         * stalled a call for up to 200 ms */
-        mc = curl_multi_poll(g->m, NULL, 0, left < 5 ? (int)left : 5, NULL);
-        if (mc != CURLM_OK)
-            return burry_errf(e, BURRY_EFAIL, "cannot wait for gRPC data (%s)",
-                              curl_multi_strerror(mc));
-    }
+    return http_multi_pump(g->hm, timeout_ms, e);
 }
 
 /* grpc_call's callback: the reply moves to the caller. */
@@ -396,7 +248,11 @@ int grpc_call(struct grpc *g, const char *what, const char *base, const char *pa
         return rc;
     while (!x.done)
         if ((rc = grpc_pump(g, 1000, e)) < 0) {
-            abandon_all(g); /* libcurl itself failed */
+            /* libcurl itself failed: drop every call, so that none ends
+             * later into this returned frame */
+            http_multi_cancel(g->hm);
+            for (size_t i = 0; i < g->ncalls; i++)
+                g->calls[i].busy = 0;
             return rc;
         }
     return x.rc;

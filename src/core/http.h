@@ -33,6 +33,15 @@ struct http_req {
      * there as usual); stream returns -1 to stop, and http_do then fails. */
     int (*stream)(void *stream_ctx, const char *p, size_t n);
     void *stream_ctx;
+    /* http_multi only (gRPC, grpc.c): http2 asks for HTTP/2, by prior
+     * knowledge on http:// and by ALPN on https://; every header and
+     * trailer line goes to on_header(hctx, line, len); after each piece of
+     * the body, complete(hctx, body) says whether the answer is whole, which
+     * ends the transfer there as a success. */
+    int http2;
+    void (*on_header)(void *hctx, const char *line, size_t len);
+    int (*complete)(void *hctx, const struct buf *body);
+    void *hctx;
 };
 
 struct http_resp {

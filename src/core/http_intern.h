@@ -1,6 +1,6 @@
 /* What http.c and http_multi.c share: how one request is put on a libcurl
  * easy handle, and how a URL is shown in messages. Not for other files
- * (grpc.c, HTTP/2 on the same set-up, is part of the family). */
+ * (grpc.c speaks through http_multi). */
 #ifndef BURRY_HTTP_INTERN_H
 #define BURRY_HTTP_INTERN_H
 

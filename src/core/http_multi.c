@@ -17,6 +17,11 @@ struct hm_slot {
     CURL *c;
     int busy;
     int too_big;
+    int h2;                       /* an HTTP/2 request (see http_multi_pump) */
+    int whole;                    /* complete() said the answer is in */
+    void (*on_header)(void *, const char *, size_t);
+    int (*complete)(void *, const struct buf *);
+    void *hctx;
     struct buf body;              /* response */
     char *req_body;               /* copy of the request body */
     char *url;                    /* copy of the URL (also for messages) */
@@ -32,7 +37,7 @@ struct http_multi {
     const struct burry_opts *o;
     const char *where;            /* server named in messages, or NULL: the URL */
     struct hm_slot *slots;
-    size_t nslots, busy;
+    size_t nslots, busy, h2_busy;
 };
 
 static size_t hm_on_body(char *p, size_t size, size_t n, void *ctx)
@@ -42,6 +47,17 @@ static size_t hm_on_body(char *p, size_t size, size_t n, void *ctx)
         sl->too_big = 1;
         return 0;
     }
+    if (sl->complete && sl->complete(sl->hctx, &sl->body)) {
+        sl->whole = 1; /* stop here: the transfer then ends in a write error */
+        return 0;
+    }
+    return size * n;
+}
+
+static size_t hm_on_header(char *p, size_t size, size_t n, void *ctx)
+{
+    struct hm_slot *sl = ctx;
+    sl->on_header(sl->hctx, p, size * n);
     return size * n;
 }
 
@@ -58,6 +74,9 @@ static void slot_release(struct hm_slot *sl)
     sl->url = NULL;
     sl->cb = NULL;
     sl->ctx = NULL;
+    sl->on_header = NULL;
+    sl->complete = NULL;
+    sl->hctx = NULL;
 }
 
 struct http_multi *http_multi_new(const struct burry_opts *o, size_t max_inflight,
@@ -96,18 +115,26 @@ oom:
     return NULL;
 }
 
-void http_multi_free(struct http_multi *m)
+void http_multi_cancel(struct http_multi *m)
 {
-    if (!m)
-        return;
     for (size_t i = 0; i < m->nslots; i++) {
         struct hm_slot *sl = &m->slots[i];
         if (sl->busy)
             curl_multi_remove_handle(m->m, sl->c);
-        curl_easy_cleanup(sl->c);
         slot_release(sl);
         buf_free(&sl->body);
+        sl->busy = 0;
     }
+    m->busy = m->h2_busy = 0;
+}
+
+void http_multi_free(struct http_multi *m)
+{
+    if (!m)
+        return;
+    http_multi_cancel(m);
+    for (size_t i = 0; i < m->nslots; i++)
+        curl_easy_cleanup(m->slots[i].c);
     curl_multi_cleanup(m->m);
     free(m->slots);
     free(m);
@@ -167,10 +194,30 @@ int http_multi_submit(struct http_multi *m, const char *what, const struct http_
     }
     sl->what = what;
     sl->max_resp = r->max_resp ? r->max_resp : HM_DEFAULT_MAX;
-    sl->too_big = 0;
+    sl->too_big = sl->whole = 0;
+    sl->h2 = r->http2 != 0;
+    sl->on_header = r->on_header;
+    sl->complete = r->complete;
+    sl->hctx = r->hctx;
     buf_init(&sl->body, sl->max_resp);
     http_setup(c, m->o, sl->url, r->method, sl->hdrs, sl->req_body, r->body ? r->body_len : 0, hm_on_body, sl);
     curl_easy_setopt(c, CURLOPT_PRIVATE, sl);
+    if (r->on_header) {
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hm_on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, sl);
+    }
+    if (sl->h2) {
+        int tls = !strncmp(sl->url, "https:", 6);
+        curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
+                         tls ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+        /* libcurl before 8.0 breaks a prior-knowledge connection that is
+         * reused or shared by a second stream ("Error in the HTTP2 framing
+         * layer", curl issue 10634): a connection of its own per request */
+        if (!tls && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000) {
+            curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+            curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+        }
+    }
     CURLMcode mc = curl_multi_add_handle(m->m, c);
     if (mc != CURLM_OK) {
         slot_release(sl);
@@ -182,6 +229,7 @@ int http_multi_submit(struct http_multi *m, const char *what, const struct http_
     sl->ctx = ctx;
     sl->busy = 1;
     m->busy++;
+    m->h2_busy += sl->h2;
     return 0;
 }
 
@@ -209,6 +257,8 @@ static int hm_finish(struct http_multi *m)
             snprintf(shown, sizeof shown, "%s", m->where);
         else
             http_shown_url(sl->url, shown, sizeof shown);
+        if (cc == CURLE_WRITE_ERROR && sl->whole)
+            cc = CURLE_OK; /* stopped at the end of the answer, on purpose */
         if (cc != CURLE_OK) {
             buf_free(&resp.body);
             buf_init(&resp.body, 0);
@@ -224,6 +274,7 @@ static int hm_finish(struct http_multi *m)
         slot_release(sl);
         sl->busy = 0;
         m->busy--;
+        m->h2_busy -= sl->h2;
         cb(ctx, rc, &resp, &err);
         buf_free(&resp.body);
         done++;
@@ -250,6 +301,13 @@ int http_multi_pump(struct http_multi *m, int timeout_ms, struct burry_err *e)
         long long left = deadline - hm_now_ms();
         if (done || !m->busy || left <= 0)
             return done;
+        /* with HTTP/2 in flight, waking up at least every few
+         * milliseconds: libcurl 7.88 can leave HTTP/2 frames it already
+         * read unprocessed (a window update unsent, the end of a stream
+         * unseen) until its next timer, which stalled a call for up to
+         * 200 ms */
+        if (m->h2_busy && left > 5)
+            left = 5;
         mc = curl_multi_poll(m->m, NULL, 0, (int)left, NULL);
         if (mc != CURLM_OK)
             return burry_errf(e, BURRY_EFAIL, "cannot wait for HTTP data (%s)", curl_multi_strerror(mc));

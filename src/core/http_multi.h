@@ -31,6 +31,8 @@ struct http_multi *http_multi_new(const struct burry_opts *o, size_t max_infligh
 void http_multi_set_where(struct http_multi *m, const char *where);
 /* Abandons requests still in flight without running their callbacks. */
 void http_multi_free(struct http_multi *m);                  /* NULL ok */
+/* The same, keeping the handle for new requests. */
+void http_multi_cancel(struct http_multi *m);
 
 /* Requests submitted whose callbacks have not run yet. */
 size_t http_multi_inflight(const struct http_multi *m);
