@@ -18,7 +18,6 @@
 /* One call in flight: what its answer's headers and trailers said. The
  * transfer itself is a request of the handle's http_multi. */
 struct gcall {
-    struct grpc *g;
     int busy;
     int is_grpc;              /* content-type application/grpc seen */
     int status;               /* grpc-status, -1 until seen */
@@ -177,7 +176,6 @@ int grpc_submit(struct grpc *g, const char *what, const char *base, const char *
     char url[512];
     snprintf(url, sizeof url, "%s%s", base, path);
     memset(gc, 0, sizeof *gc);
-    gc->g = g;
     gc->status = -1;
     gc->what = what;
     gc->cb = cb;
@@ -191,8 +189,11 @@ int grpc_submit(struct grpc *g, const char *what, const char *base, const char *
                             (unsigned char)(len >> 8), (unsigned char)len};
     const char *hdrs[10];
     size_t nh = 0;
-    for (const char *const *h = headers; h && *h && nh < 7; h++)
-        hdrs[nh++] = *h;
+    for (const char *const *h = headers; h && *h; h++)
+        if (nh < 7)
+            hdrs[nh++] = *h;
+        else
+            return burry_errf(e, BURRY_EFAIL, "too many headers for a gRPC call to %s", what);
     hdrs[nh++] = "Content-Type: application/grpc";
     hdrs[nh++] = "TE: trailers";
     hdrs[nh] = NULL;

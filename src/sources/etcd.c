@@ -1634,7 +1634,6 @@ static int start_txns(struct source *s, struct burry_err *e)
             if (rc == 0)
                 rc = grpc_submit(s->g, "etcd", s->base, "/etcdserverpb.KV/Txn", ghdrs, s->req.p,
                                  s->req.len, ETCD_RESP_MAX, txn_grpc_answered, t, e);
-            s->txns_grpc++;
         } else {
             char want[ETCD_TXN_OPS];
             memset(want, 1, n);
@@ -1643,10 +1642,11 @@ static int start_txns(struct source *s, struct burry_err *e)
                                  .body = s->req.p, .body_len = s->req.len, .max_resp = ETCD_RESP_MAX};
             if (rc == 0)
                 rc = http_multi_submit(s->hm, "etcd", &r, txn_answered, t, e);
-            s->txns_gw++;
         }
         if (rc < 0)
             return rc;
+        s->txns_grpc += grpc != 0;
+        s->txns_gw += grpc == 0;
         t->n = n;
         t->busy = 1;
         t->grpc = grpc;
@@ -1739,8 +1739,9 @@ static int pump_txns(struct source *s, int timeout_ms, struct burry_err *e)
 {
     size_t ng = s->g ? grpc_inflight(s->g) : 0, nh = s->hm ? http_multi_inflight(s->hm) : 0;
     if (ng && nh) {
-        int rc = grpc_pump(s->g, 0, e);
-        return rc < 0 ? rc : rc + http_multi_pump(s->hm, rc ? 0 : 5, e);
+        int rg = grpc_pump(s->g, 0, e);
+        int rh = rg < 0 ? rg : http_multi_pump(s->hm, rg ? 0 : 5, e);
+        return rh < 0 ? rh : rg + rh;
     }
     return ng ? grpc_pump(s->g, timeout_ms, e) : nh ? http_multi_pump(s->hm, timeout_ms, e) : 0;
 }
