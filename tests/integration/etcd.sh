@@ -321,6 +321,29 @@ ETCD_PASSWORD=s3cret-pw run_burry restore "etcd://127.0.0.1:$PU" "$S" --user roo
 expect_eq "restore with ETCD_PASSWORD creates the key" "0 1" "$RC $(jget 'd["created"]')"
 expect_eq "... checked with etcdctl" v "$(etcdctl3 "$PU" --user root:s3cret-pw get k --print-value-only)"
 
+# --- a user who may write only under ok/: etcd refuses the gRPC transaction
+# as a whole, the gateway then tries each key alone; the one outside fails,
+# named, and every other is created ---
+etcd_start rbacsrc || exit 1
+etcdctl3 "$ETCD_PORT" put ok/a 1 >/dev/null && etcdctl3 "$ETCD_PORT" put ok/b 2 >/dev/null &&
+    etcdctl3 "$ETCD_PORT" put no/c 3 >/dev/null || not_ok "write the keys for the limited user"
+run_burry backup "etcd://127.0.0.1:$ETCD_PORT" "$S" --name rbac
+etcd_stop rbacsrc
+etcdctl3 "$PU" --user root:s3cret-pw role add okonly >/dev/null &&
+    etcdctl3 "$PU" --user root:s3cret-pw role grant-permission okonly --prefix=true readwrite ok/ >/dev/null &&
+    etcdctl3 "$PU" --user root:s3cret-pw user add lim:Lim-pw-5 --interactive=false >/dev/null &&
+    etcdctl3 "$PU" --user root:s3cret-pw user grant-role lim okonly >/dev/null ||
+    not_ok "make a user who may write only under ok/"
+run_burry restore "etcd://127.0.0.1:$PU" "$S" --name rbac --user lim:Lim-pw-5 --json -v
+expect_eq "a key the user may not write: exit 1, the two others created, one failed" "1 2 1" \
+    "$RC $(jget 'd["created"]') $(jget 'd["failed"]')"
+expect_match "... the failure names the key and etcd's reason" "'/no/c'.*permission denied" "$ERR"
+expect_match "... after the gRPC transaction, the gateway's" \
+    "1 transactions sent through gRPC, [1-9][0-9]* through the JSON gateway" "$ERR"
+expect_eq "... and the server holds the two keys under ok/ only" "ok/a ok/b" \
+    "$(etcdctl3 "$PU" --user root:s3cret-pw get "" --prefix --keys-only | grep -v '^$' | grep -v '^k$' | tr '\n' ' ' | sed 's/ $//')"
+expect_no_match "... and the password is in no message" "Lim-pw-5" "$OUT$ERR"
+
 # --- an auth token that expires in the middle of a read is renewed once ---
 # The server forgets a token unused for a second (--auth-token-ttl 1). The
 # dump's output goes into a pipe nobody reads for 3 s, so the dump stalls
