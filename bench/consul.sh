@@ -6,7 +6,8 @@
 # this kind of machine (target: at least 10x faster), into a fresh agent each
 # run. Prints figures and ratios.
 #   BENCH_CONSUL_COUNT=N   keys for the backup (default 100000)
-#   BENCH_REPEAT=N         runs of each reader and of the restore (default 3)
+#   BENCH_REPEAT=N         runs of each reader and of the restore (default 7:
+#                          single pairs swing by ±0.3x on a noisy machine)
 #   BENCH_CONSUL_SERVER=1  back up from a server agent with a data directory
 #                          instead of a -dev agent (as ../shared/LAB.md runs
 #                          it): a -dev agent indents every JSON answer, which
@@ -22,7 +23,7 @@ BURRY=${BURRY:-$ROOT/bin/burry}
 t_tmpdir
 
 COUNT=${BENCH_CONSUL_COUNT:-100000}
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-7}
 RESTORE_N=10000
 GO_RESTORE_S=5.3
 [ -x "$BURRY" ] || { echo "consul.sh: $BURRY is not built (run make)" >&2; exit 1; }

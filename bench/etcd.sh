@@ -5,7 +5,7 @@
 # empty server against the original Go tool's 4.8 s measured on this kind of
 # machine (target: at least 10x faster). Prints every figure and the ratios.
 #   BENCH_ETCD_COUNT=N   keys for the backup figure (default 100000)
-#   BENCH_REPEAT=N       runs of each reader, the best counts (default 3)
+#   BENCH_REPEAT=N       runs of each reader and of the restore (default 7)
 #   BURRY=path           the binary under test (default bin/burry)
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -17,7 +17,7 @@ t_tmpdir
 
 COUNT=${BENCH_ETCD_COUNT:-100000}
 RCOUNT=10000
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-7}
 GO_RESTORE=4.8   # the original tool, 10,000 keys, one request per key (../shared/LAB.md)
 [ -x "$BURRY" ] || { echo "etcd.sh: $BURRY is not built (run make)" >&2; exit 1; }
 
