@@ -457,6 +457,12 @@ expect_eq "restore over TLS creates the key" "0 1" "$RC $(jget 'd["created"]')"
 expect_match "... with a gRPC transaction over TLS" '1 transactions sent through gRPC, 0 through the JSON gateway' "$ERR"
 expect_eq "... checked over TLS" "secure" "$(ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$PT" \
     --cacert "$T_TMP/tls.crt" get tls/a --print-value-only)"
+# many transactions at once, as streams of one TLS connection
+run_burry restore "etcd://127.0.0.1:$PT" "$S" --name pit --cacert "$T_TMP/tls.crt" --json -v
+expect_eq "restore of the $TOTAL-key snapshot over TLS creates every key" "0 $TOTAL" "$RC $(jget 'd["created"]')"
+expect_match "... through gRPC only" '[1-9][0-9]+ transactions sent through gRPC, 0 through the JSON gateway' "$ERR"
+expect_eq "... and the server holds them" "$TOTAL" "$(ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$PT" \
+    --cacert "$T_TMP/tls.crt" get pit/ --prefix --keys-only | grep -c .)"
 
 # --- mutual TLS, as Kubernetes runs etcd: a CA signs the server's and the
 # client's certificates; --cert/--key present the client's ---
