@@ -2,10 +2,13 @@
 #include "err.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
-volatile int burry_interrupted;
+/* a signal handler may touch only a lock-free atomic object */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic int must be lock-free");
+_Atomic int burry_interrupted;
 
 int burry_errf(struct burry_err *e, int code, const char *fmt, ...)
 {

@@ -29,7 +29,9 @@ int burry_err_prefix(struct burry_err *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void burry_err_clear(struct burry_err *e);
 
-/* Set by the CLI's signal handler; long loops in the library poll it. */
-extern volatile int burry_interrupted;
+/* Set by the CLI's signal handler; long loops in the library poll it,
+ * helper threads included: atomic (lock-free, so a signal handler may set
+ * it), not merely volatile, which would be a data race between threads. */
+extern _Atomic int burry_interrupted;
 
 #endif
