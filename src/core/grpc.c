@@ -6,6 +6,7 @@
  * headers of an answer that carries no message. */
 #include "grpc.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,13 +75,22 @@ size_t grpc_room(const struct grpc *g)
  * the end of an HTTP/2 stream only at its next internal timeout (up to
  * 200 ms per call), so the transfer ends there; the status of an answer
  * that carries a message is OK (errors come without one). */
+/* The length of the message framed at the start of body (a "compressed"
+ * flag byte, then 4 bytes big-endian), or SIZE_MAX while the frame's head
+ * is not all in. */
+static size_t frame_len(const struct buf *body)
+{
+    const unsigned char *b = (const unsigned char *)body->p;
+    if (body->len < 5)
+        return SIZE_MAX;
+    return (size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4];
+}
+
 static int whole_message(void *ctx, const struct buf *body)
 {
     struct gcall *gc = ctx;
-    const unsigned char *b = (const unsigned char *)body->p;
-    size_t len = body->len;
-    return gc->is_grpc && len >= 5 &&
-           len - 5 >= ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4]);
+    size_t mlen = frame_len(body);
+    return gc->is_grpc && mlen != SIZE_MAX && body->len - 5 >= mlen;
 }
 
 /* grpc-message is percent-encoded; keep it printable. */
@@ -130,14 +140,12 @@ static void call_done(void *ctx, int rc, struct http_resp *resp, const struct bu
     struct burry_err e2 = {0};
     snprintf(reply.msg, sizeof reply.msg, "%s", gc->msg);
     buf_init(&reply.body, 0);
-    if (rc == 0 && reply.status < 0 && gc->is_grpc && whole_message(gc, &resp->body))
+    if (rc == 0 && reply.status < 0 && whole_message(gc, &resp->body))
         reply.status = GRPC_OK; /* ended at the end of its message: see whole_message */
     if (rc == 0 && reply.status == GRPC_OK) {
         /* exactly one uncompressed message */
-        const unsigned char *b = (const unsigned char *)resp->body.p;
-        size_t n = resp->body.len;
-        size_t mlen = n >= 5 ? ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4]) : 0;
-        if (n < 5 || b[0] != 0 || mlen != n - 5) {
+        size_t mlen = frame_len(&resp->body);
+        if (mlen == SIZE_MAX || resp->body.p[0] != 0 || mlen != resp->body.len - 5) {
             rc = burry_errf(&e2, BURRY_EFAIL,
                             "%s at %s sent a gRPC answer that is not one uncompressed message",
                             gc->what, gc->shown);
