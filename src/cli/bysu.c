@@ -393,6 +393,7 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* the agent's: sshd hangs up a session it ends */
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         fputs(usage, stderr);

@@ -4,12 +4,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fts.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -297,14 +300,69 @@ void agent_conf_free(struct agent_conf *c)
     free(c);
 }
 
-/* Run cmd with /bin/sh -c, its standard output on out_fd; the exit status
- * (or 128+signal) in *status. */
-static int run_sh(const char *cmd, int out_fd, int err_fd, int *status, struct burry_err *e)
+/* How long a command killed on the collector's leaving gets between SIGTERM
+ * and SIGKILL. */
+#define AGENT_KILL_GRACE_MS 2000
+
+/* Is the other end of fd gone? A pipe or socket whose reader closed reports
+ * POLLERR or POLLHUP even with no events asked for; files and /dev/null
+ * never do. */
+static int peer_gone(int fd)
+{
+    struct pollfd q = {.fd = fd};
+    return fd >= 0 && poll(&q, 1, 0) == 1 && (q.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Wait for pid, the leader of its own process group, woken by its pidfd
+ * (-1: look every 100 ms). While it runs, a collector that goes away
+ * (watch_fd's reader closes: ssh was killed at the job's timeout) or a
+ * signal to the agent ends the whole group: SIGTERM, then SIGKILL after a
+ * grace. *gone says why: 1 the collector left, 2 the agent was signalled. */
+static int wait_cmd(pid_t pid, int pidfd, int watch_fd, int *st, int *gone)
+{
+    double term_at = 0;
+    *gone = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, st, WNOHANG);
+        if (w == pid)
+            return 0;
+        if (w < 0 && errno != EINTR)
+            return -1;
+        if (!*gone && (burry_interrupted || peer_gone(watch_fd))) {
+            *gone = burry_interrupted ? 2 : 1;
+            kill(-pid, SIGTERM);
+            term_at = mono_ms();
+        } else if (*gone && mono_ms() - term_at >= AGENT_KILL_GRACE_MS) {
+            kill(-pid, SIGKILL);
+        }
+        /* once gone, watch_fd would wake poll at once, again and again */
+        struct pollfd q[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = *gone ? -1 : watch_fd}};
+        /* a signal interrupts poll (no SA_RESTART); the bound covers one
+         * that lands just before it */
+        (void)poll(q, 2, pidfd >= 0 && !*gone ? 1000 : 100);
+    }
+}
+
+/* Run cmd with /bin/sh -c in a process group of its own, its standard
+ * output on out_fd; the exit status (or 128+signal) in *status. The command
+ * is killed, and the call fails, when the agent is signalled or (watch_fd
+ * >= 0) the collector closes its end of watch_fd. */
+static int run_sh(const char *what, const char *cmd, int out_fd, int err_fd, int watch_fd, int *status,
+                  struct burry_err *e)
 {
     pid_t pid = fork();
     if (pid < 0)
         return burry_errf(e, BURRY_EFAIL, "cannot fork (%s)", strerror(errno));
     if (pid == 0) {
+        setpgid(0, 0);
+        signal(SIGPIPE, SIG_DFL); /* the agent ignores it; commands expect the default */
         int nul = open("/dev/null", O_RDONLY);
         if (nul >= 0)
             dup2(nul, 0);
@@ -313,10 +371,16 @@ static int run_sh(const char *cmd, int out_fd, int err_fd, int *status, struct b
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return burry_errf(e, BURRY_EFAIL, "cannot wait for '%s' (%s)", cmd, strerror(errno));
+    setpgid(pid, pid); /* also here: the child may not have run yet */
+    int pidfd = pidfd_open(pid, 0), st = 0, gone = 0;
+    int r = wait_cmd(pid, pidfd, watch_fd, &st, &gone);
+    if (pidfd >= 0)
+        close(pidfd);
+    if (r < 0)
+        return burry_errf(e, BURRY_EFAIL, "cannot wait for the %s (%s)", what, strerror(errno));
+    if (gone)
+        return burry_errf(e, gone == 2 ? BURRY_EINTR : BURRY_EFAIL, "the %s was stopped: %s", what,
+                          gone == 2 ? "the agent was interrupted" : "the collector went away");
     *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     return 0;
 }
@@ -333,8 +397,10 @@ static int tar_fail(struct tarw *t, const char *what)
                       archive_error_string(t->a) ? archive_error_string(t->a) : "unknown error");
 }
 
-/* Copy exactly size bytes of fd into the current entry (zero-padded if the
- * file shrank meanwhile) and record its checksum. */
+/* Copy exactly size bytes of fd into the current entry and record its
+ * checksum. A file that shrank meanwhile fails the snapshot (its tar header
+ * is out already; padding it would store made-up bytes under a checksum
+ * that matches them); bytes it grew by are left out, as the header says. */
 static int tar_body(struct tarw *t, const char *name, int fd, int64_t size)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -348,16 +414,21 @@ static int tar_body(struct tarw *t, const char *name, int fd, int64_t size)
     }
     while (left > 0) {
         size_t want = left < (int64_t)AGENT_BUF ? (size_t)left : AGENT_BUF;
-        ssize_t n = fd >= 0 ? read(fd, buf, want) : 0;
+        ssize_t n = read(fd, buf, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             rc = burry_errf(t->e, BURRY_EFAIL, "cannot read '%s' (%s)", name, strerror(errno));
             goto out;
         }
-        if (n == 0) { /* shrank: keep the header's promise */
-            memset(buf, 0, want);
-            n = (ssize_t)want;
+        if (n == 0) { /* shrank: the header promised more than there is */
+            rc = burry_errf(t->e, BURRY_EFAIL, "'%s' shrank while being read (%lld of %lld bytes there)", name,
+                            (long long)(size - left), (long long)size);
+            goto out;
+        }
+        if (burry_interrupted) {
+            rc = burry_errf(t->e, BURRY_EINTR, "interrupted while reading '%s'", name);
+            goto out;
         }
         EVP_DigestUpdate(md, buf, (size_t)n);
         if (archive_write_data(t->a, buf, (size_t)n) != n) {
@@ -391,67 +462,163 @@ static int tar_add_file(struct tarw *t, const char *name, const struct stat *st,
     return rc;
 }
 
-static int tar_add_path(struct tarw *t, FTSENT *f)
+/* The walk of the listed paths never follows a symlink, however the tree
+ * changes under it: each entry is opened relative to its parent directory's
+ * descriptor with O_NOFOLLOW (O_NONBLOCK too, so a fifo put in a file's
+ * place cannot block the open) and must then be the very object lstat saw.
+ * A directory swapped for a symlink to elsewhere, or a file for a fifo,
+ * fails the snapshot instead of leading outside the listed paths. Entries
+ * go in name order, so the same tree gives the same tar. */
+
+/* "files/" + path without its leading '/' and trailing '/'s. */
+static char *entry_name(const char *path)
 {
     char *name = NULL;
-    int rc = 0, fd = -1;
-    if (asprintf(&name, "files/%s", f->fts_path + 1) < 0)
-        return burry_errf(t->e, BURRY_EFAIL, "out of memory");
+    if (asprintf(&name, "files/%s", path + 1) < 0)
+        return NULL;
     size_t nl = strlen(name);
     while (nl > 6 && name[nl - 1] == '/')
         name[--nl] = 0;
-    const struct stat *st = f->fts_statp;
-    switch (f->fts_info) {
-    case FTS_F:
-        fd = open(f->fts_accpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            rc = burry_errf(t->e, BURRY_EFAIL, "cannot open '%s' (%s)", f->fts_path, strerror(errno));
+    return name;
+}
+
+/* Open name in dirfd without following a symlink; 0 with *fd, the
+ * descriptor of what *st describes, or an error. */
+static int open_same(struct tarw *t, int dirfd, const char *name, const char *path, const struct stat *st,
+                     int flags, int *fd)
+{
+    struct stat now;
+    *fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | flags);
+    if (*fd < 0)
+        return burry_errf(t->e, BURRY_EFAIL, "cannot open '%s' (%s)", path,
+                          errno == ELOOP || errno == ENOTDIR ? "it was replaced while being read" : strerror(errno));
+    if (fstat(*fd, &now) < 0 || now.st_dev != st->st_dev || now.st_ino != st->st_ino ||
+        (now.st_mode & S_IFMT) != (st->st_mode & S_IFMT)) {
+        close(*fd);
+        *fd = -1;
+        return burry_errf(t->e, BURRY_EFAIL, "cannot read '%s' (it was replaced while being read)", path);
+    }
+    return 0;
+}
+
+static int add_dir_entry(struct tarw *t, const char *name, const struct stat *st, const char *target)
+{
+    struct archive_entry *en = archive_entry_new();
+    int rc = 0;
+    archive_entry_copy_stat(en, st);
+    archive_entry_set_pathname(en, name);
+    archive_entry_set_size(en, 0);
+    if (target)
+        archive_entry_set_symlink(en, target);
+    if (archive_write_header(t->a, en) != ARCHIVE_OK)
+        rc = tar_fail(t, name);
+    else if (target)
+        json_array_append_new(t->files, json_pack("{s:s,s:s,s:s}", "path", name, "type", "symlink", "target", target));
+    else
+        json_array_append_new(t->files, json_pack("{s:s,s:s}", "path", name, "type", "dir"));
+    archive_entry_free(en);
+    return rc;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk_entry(struct tarw *t, int dirfd, const char *name, const char *path);
+
+/* The entries of the directory open on fd (path), in name order. */
+static int walk_dir(struct tarw *t, int fd, const char *path)
+{
+    int dup_fd = dup(fd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    if (!d) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return burry_errf(t->e, BURRY_EFAIL, "cannot read the directory '%s' (%s)", path, strerror(errno));
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno)
+                rc = burry_errf(t->e, BURRY_EFAIL, "cannot read the directory '%s' (%s)", path, strerror(errno));
             break;
         }
-        rc = tar_add_file(t, name, st, fd);
-        break;
-    case FTS_D:
-    case FTS_SL:
-    case FTS_SLNONE: {
-        struct archive_entry *en = archive_entry_new();
-        archive_entry_copy_stat(en, st);
-        archive_entry_set_pathname(en, name);
-        archive_entry_set_size(en, 0);
-        char target[PATH_MAX];
-        const char *type = "dir";
-        if (f->fts_info != FTS_D) {
-            ssize_t n = readlink(f->fts_accpath, target, sizeof target - 1);
-            if (n < 0) {
-                archive_entry_free(en);
-                rc = burry_errf(t->e, BURRY_EFAIL, "cannot read link '%s' (%s)", f->fts_path,
-                                strerror(errno));
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 64;
+            char **grown = realloc(names, ncap * sizeof *names);
+            if (!grown) {
+                rc = burry_errf(t->e, BURRY_EFAIL, "out of memory");
                 break;
             }
-            target[n] = 0;
-            archive_entry_set_symlink(en, target);
-            type = "symlink";
+            names = grown;
+            cap = ncap;
         }
-        if (archive_write_header(t->a, en) != ARCHIVE_OK)
-            rc = tar_fail(t, name);
-        else if (f->fts_info == FTS_D)
-            json_array_append_new(t->files, json_pack("{s:s,s:s}", "path", name, "type", type));
-        else
-            json_array_append_new(t->files, json_pack("{s:s,s:s,s:s}", "path", name, "type", type,
-                                                      "target", target));
-        archive_entry_free(en);
-        break;
+        if (!(names[n] = strdup(de->d_name))) {
+            rc = burry_errf(t->e, BURRY_EFAIL, "out of memory");
+            break;
+        }
+        n++;
     }
-    case FTS_DNR:
-    case FTS_ERR:
-    case FTS_NS:
-        rc = burry_errf(t->e, BURRY_EFAIL, "cannot read '%s' (%s)", f->fts_path, strerror(f->fts_errno));
-        break;
-    default: /* sockets, fifos, devices and post-order directories: nothing to keep */
-        break;
+    closedir(d);
+    if (rc == 0)
+        qsort(names, n, sizeof *names, by_name);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            char *child = NULL;
+            size_t pl = strlen(path);
+            if (asprintf(&child, "%s%s%s", path, pl && path[pl - 1] == '/' ? "" : "/", names[i]) < 0)
+                rc = burry_errf(t->e, BURRY_EFAIL, "out of memory");
+            else
+                rc = walk_entry(t, fd, names[i], child);
+            free(child);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+/* One entry, name in dirfd, shown as path: a file, a directory with all it
+ * holds, or a symlink recorded as such. Sockets, fifos and devices have
+ * nothing to keep. */
+static int walk_entry(struct tarw *t, int dirfd, const char *name, const char *path)
+{
+    struct stat st;
+    int rc = 0, fd = -1;
+    if (burry_interrupted)
+        return burry_errf(t->e, BURRY_EINTR, "interrupted");
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return burry_errf(t->e, BURRY_EFAIL, "cannot read '%s' (%s)", path, strerror(errno));
+    char *ename = entry_name(path);
+    if (!ename)
+        return burry_errf(t->e, BURRY_EFAIL, "out of memory");
+    if (S_ISREG(st.st_mode)) {
+        if ((rc = open_same(t, dirfd, name, path, &st, O_NONBLOCK, &fd)) == 0)
+            rc = tar_add_file(t, ename, &st, fd);
+    } else if (S_ISDIR(st.st_mode)) {
+        if ((rc = open_same(t, dirfd, name, path, &st, O_DIRECTORY, &fd)) == 0 &&
+            (rc = add_dir_entry(t, ename, &st, NULL)) == 0)
+            rc = walk_dir(t, fd, path);
+    } else if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlinkat(dirfd, name, target, sizeof target - 1);
+        if (n < 0) {
+            rc = burry_errf(t->e, BURRY_EFAIL, "cannot read the link '%s' (%s)", path, strerror(errno));
+        } else {
+            target[n] = 0;
+            rc = add_dir_entry(t, ename, &st, target);
+        }
     }
     if (fd >= 0)
         close(fd);
-    free(name);
+    free(ename);
     return rc;
 }
 
@@ -467,26 +634,69 @@ static int tar_paths(struct tarw *t, const struct agent_snap *s)
                             p, s->name);
             break;
         }
-        char *argv[] = {p, NULL};
-        FTS *fts = fts_open(argv, FTS_PHYSICAL | FTS_NOCHDIR, NULL);
-        if (!fts) {
-            rc = burry_errf(t->e, BURRY_EFAIL, "cannot walk '%s' (%s)", p, strerror(errno));
-            break;
-        }
-        while (rc == 0) {
-            errno = 0;
-            FTSENT *f = fts_read(fts);
-            if (!f) {
-                if (errno)
-                    rc = burry_errf(t->e, BURRY_EFAIL, "cannot walk '%s' (%s)", p, strerror(errno));
-                break;
-            }
-            rc = tar_add_path(t, f);
-        }
-        fts_close(fts);
+        /* the listed path itself, relative to the current directory, which
+         * does not matter for an absolute one: the directories above it are
+         * the node's configuration, so symlinks there are followed */
+        rc = walk_entry(t, AT_FDCWD, p, p);
     }
     free(copy);
     return rc;
+}
+
+/* post runs on its own once the snapshot is whole, in a session of its
+ * own: the agent exits at once, so the collector's ssh session ends with the
+ * stream and post's duration never counts against the job's timeout. No one
+ * waits on its output then: each line of it, and a failure, go to syslog
+ * (tag bysu-agent). */
+static void post_detached(const struct agent_snap *s)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        openlog("bysu-agent", LOG_PID, LOG_DAEMON);
+        syslog(LOG_WARNING, "cannot run the post command of snapshot '%s' (fork: %s)", s->name, strerror(errno));
+        closelog();
+    }
+    if (pid != 0)
+        return;
+    setsid();
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    int nul = open("/dev/null", O_RDWR), pfd[2];
+    if (nul < 0 || pipe(pfd) < 0)
+        _exit(1);
+    dup2(nul, 0);
+    pid_t c = fork();
+    if (c == 0) {
+        dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        close(pfd[1]);
+        signal(SIGPIPE, SIG_DFL);
+        execl("/bin/sh", "sh", "-c", s->post, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    dup2(nul, 1); /* the session's pipes: sshd ends the session when they close */
+    dup2(nul, 2);
+    openlog("bysu-agent", LOG_PID, LOG_DAEMON);
+    FILE *f = fdopen(pfd[0], "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while (f && (n = getline(&line, &cap, f)) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+                line[i] = line[i] == '\n' && i == n - 1 ? 0 : '?';
+        syslog(LOG_NOTICE, "post command of snapshot '%s': %.400s", s->name, line);
+    }
+    int st = 0;
+    if (c < 0)
+        syslog(LOG_WARNING, "cannot run the post command of snapshot '%s' (fork: %s)", s->name, strerror(errno));
+    else if (waitpid(c, &st, 0) == c && st)
+        syslog(LOG_WARNING, "post command of snapshot '%s' exited with status %d", s->name,
+               WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    _exit(0);
 }
 
 /* The way out of the node: straight to the descriptor, or through age. */
@@ -536,7 +746,7 @@ static int snapshot(const struct agent_conf *c, const struct agent_snap *s, int 
     gethostname(host, sizeof host - 1);
 
     if (s->pre) {
-        if ((rc = run_sh(s->pre, err_fd, err_fd, &status, e)) < 0)
+        if ((rc = run_sh("pre command", s->pre, err_fd, err_fd, out_fd, &status, e)) < 0)
             goto out;
         if (status) {
             rc = burry_errf(e, BURRY_EFAIL, "pre command of snapshot '%s' exited with status %d", s->name, status);
@@ -547,13 +757,13 @@ static int snapshot(const struct agent_conf *c, const struct agent_snap *s, int 
         char tmpl[PATH_MAX];
         const char *dir = getenv("TMPDIR");
         snprintf(tmpl, sizeof tmpl, "%s/bysu-spool.XXXXXX", dir && *dir ? dir : "/tmp");
-        if ((spool = mkstemp(tmpl)) < 0) {
+        if ((spool = mkostemp(tmpl, O_CLOEXEC)) < 0) {
             rc = burry_errf(e, BURRY_EFAIL, "cannot create a spool file in '%s' (%s)",
                             dir && *dir ? dir : "/tmp", strerror(errno));
             goto out;
         }
         unlink(tmpl);
-        if ((rc = run_sh(s->command, spool, err_fd, &status, e)) < 0)
+        if ((rc = run_sh("command", s->command, spool, err_fd, out_fd, &status, e)) < 0)
             goto out;
         if (status) {
             rc = burry_errf(e, BURRY_EFAIL, "command of snapshot '%s' exited with status %d", s->name, status);
@@ -626,8 +836,8 @@ static int snapshot(const struct agent_conf *c, const struct agent_snap *s, int 
      * leaves a stream that does not decrypt */
     if (ao.age && (rc = age_enc_finish(ao.age, e)) < 0)
         goto out;
-    if (s->post && run_sh(s->post, err_fd, err_fd, &status, e) == 0 && status)
-        dprintf(err_fd, "bysu agent: post command of snapshot '%s' exited with status %d\n", s->name, status);
+    if (s->post)
+        post_detached(s);
     (void)c;
 out:
     if (spool >= 0)

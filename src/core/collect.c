@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -501,6 +502,11 @@ static void ring_free(struct ring *r)
 static int ring_wait(struct pull *p, size_t want, struct archive *a)
 {
     struct ring *r = &p->ring;
+    if (now_s() > p->deadline) { /* also while the stream still flows */
+        p->timed_out = 1;
+        archive_set_error(a, ETIMEDOUT, "timed out");
+        return -1;
+    }
     while (r->len < want && !r->eof && !r->err) {
         if (burry_interrupted) {
             p->interrupted = 1;
@@ -591,46 +597,67 @@ static int clean_path(const char *path)
     return 1;
 }
 
-/* The stream's entries against MANIFEST.json: every regular file listed with
- * the same size and SHA-256, and nothing unlisted. */
+/* The stream's entries against MANIFEST.json, one for one: every entry the
+ * manifest lists is in the stream with the same type (a regular file with
+ * the same size and SHA-256, a symlink with the same target), none is
+ * listed twice, and the stream holds nothing unlisted. */
 static int check_manifest(json_t *seen, json_t *m, struct burry_err *e)
 {
     json_t *files = json_object_get(m, "files");
     if (!json_is_array(files) || strcmp(json_string_value(json_object_get(m, "format")) ?: "", "bysu-snapshot"))
         return burry_errf(e, BURRY_EFAIL, "the snapshot's MANIFEST.json is not a bysu manifest");
-    size_t i, nfiles = 0;
+    json_t *listed = json_object();
+    size_t i;
     json_t *f;
+    int rc = 0;
+    if (!listed)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
     json_array_foreach(files, i, f) {
         const char *path = json_string_value(json_object_get(f, "path")) ?: "";
-        if (!clean_path(path))
-            return burry_errf(e, BURRY_EFAIL, "the manifest lists a path that is absolute, empty or has '..': '%s'",
-                              path);
-        if (strcmp(json_string_value(json_object_get(f, "type")) ?: "", "file"))
-            continue;
-        nfiles++;
+        const char *type = json_string_value(json_object_get(f, "type")) ?: "";
+        if (!clean_path(path)) {
+            rc = burry_errf(e, BURRY_EFAIL, "the manifest lists a path that is absolute, empty or has '..': '%s'",
+                            path);
+            break;
+        }
+        if (json_object_get(listed, path)) {
+            rc = burry_errf(e, BURRY_EFAIL, "the manifest lists '%s' twice", path);
+            break;
+        }
+        json_object_set(listed, path, json_true());
         json_t *s = json_object_get(seen, path);
-        if (!s)
-            return burry_errf(e, BURRY_EFAIL, "'%s' is in the manifest but not in the stream", path);
-        if (strcmp(json_string_value(json_object_get(s, "sha256")), json_string_value(json_object_get(f, "sha256")) ?: "") ||
-            json_integer_value(json_object_get(s, "size")) != json_integer_value(json_object_get(f, "size")))
-            return burry_errf(e, BURRY_EFAIL, "checksum mismatch on '%s'", path);
+        if (!s) {
+            rc = burry_errf(e, BURRY_EFAIL, "'%s' is in the manifest but not in the stream", path);
+            break;
+        }
+        const char *got = json_string_value(json_object_get(s, "type"));
+        if (strcmp(got, type)) {
+            rc = burry_errf(e, BURRY_EFAIL, "'%s' is a %s in the stream but '%s' in the manifest", path, got, type);
+            break;
+        }
+        if (!strcmp(type, "file") &&
+            (strcmp(json_string_value(json_object_get(s, "sha256")), json_string_value(json_object_get(f, "sha256")) ?: "") ||
+             json_integer_value(json_object_get(s, "size")) != json_integer_value(json_object_get(f, "size")))) {
+            rc = burry_errf(e, BURRY_EFAIL, "checksum mismatch on '%s'", path);
+            break;
+        }
+        if (!strcmp(type, "symlink") &&
+            strcmp(json_string_value(json_object_get(s, "target")), json_string_value(json_object_get(f, "target")) ?: "")) {
+            rc = burry_errf(e, BURRY_EFAIL, "the symlink '%s' points elsewhere than the manifest says", path);
+            break;
+        }
     }
-    if (nfiles != json_object_size(seen)) {
-        /* name a file the manifest does not list */
+    if (rc == 0 && json_object_size(listed) != json_object_size(seen)) {
         const char *path;
         json_t *v;
-        json_object_foreach(seen, path, v) {
-            int listed = 0;
-            json_array_foreach(files, i, f)
-                listed |= !strcmp(json_string_value(json_object_get(f, "path")) ?: "", path) &&
-                          !strcmp(json_string_value(json_object_get(f, "type")) ?: "", "file");
-            if (!listed)
-                return burry_errf(e, BURRY_EFAIL, "'%s' is in the stream but not in the manifest", path);
-        }
-        return burry_errf(e, BURRY_EFAIL, "the stream holds %zu files but the manifest lists %zu",
-                          json_object_size(seen), nfiles);
+        json_object_foreach(seen, path, v)
+            if (!json_object_get(listed, path)) {
+                rc = burry_errf(e, BURRY_EFAIL, "'%s' is in the stream but not in the manifest", path);
+                break;
+            }
     }
-    return 0;
+    json_decref(listed);
+    return rc;
 }
 
 /* Without the key the central side can only check the shape of what the
@@ -651,19 +678,28 @@ static int has_age_header(const struct pull *p)
     return 0;
 }
 
-/* Read the entries of an opened tar, hashing each regular file into seen
- * (path -> {sha256, size}) and parsing MANIFEST.json, which must come last.
+/* Read the entries of an opened tar into seen (path -> {type, and sha256
+ * and size of a regular file, target of a symlink}) and parse
+ * MANIFEST.json, which must come last.
  * BURRY_EFAIL with e left unset means the archive itself failed to read. */
 static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size_t *entries, struct burry_err *e)
 {
     struct archive_entry *en;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    char *mtext = NULL;
+    char *mtext = NULL, *path = NULL;
     int rc = 0, r;
     if (!md)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     while ((r = archive_read_next_header(a, &en)) == ARCHIVE_OK) {
-        const char *path = archive_entry_pathname(en);
+        /* a directory's name as tar writes it, "a/b/", is "a/b" in the manifest */
+        free(path);
+        if (!(path = strdup(archive_entry_pathname(en) ?: ""))) {
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+        size_t pl = strlen(path);
+        while (pl > 1 && path[pl - 1] == '/' && archive_entry_filetype(en) == AE_IFDIR)
+            path[--pl] = 0;
         if (*manifest) {
             rc = burry_errf(e, BURRY_EFAIL, "entry '%s' follows MANIFEST.json", path);
             goto out;
@@ -678,8 +714,22 @@ static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size
             goto out;
         }
         int is_manifest = !strcmp(path, "MANIFEST.json");
-        if (archive_entry_filetype(en) != AE_IFREG)
+        const char *type = archive_entry_hardlink(en)                ? NULL
+                           : archive_entry_filetype(en) == AE_IFREG ? "file"
+                           : archive_entry_filetype(en) == AE_IFDIR ? "dir"
+                           : archive_entry_filetype(en) == AE_IFLNK ? "symlink"
+                                                                    : NULL;
+        if (!type || (is_manifest && strcmp(type, "file"))) {
+            rc = burry_errf(e, BURRY_EFAIL, "the stream holds '%s', a %s, which a snapshot never holds", path,
+                            archive_entry_hardlink(en) ? "hard link" : "special file");
+            goto out;
+        }
+        if (strcmp(type, "file")) {
+            const char *target = archive_entry_symlink(en);
+            json_object_set_new(seen, path, target ? json_pack("{s:s,s:s}", "type", type, "target", target)
+                                                   : json_pack("{s:s}", "type", type));
             continue;
+        }
         if (is_manifest && archive_entry_size(en) > (1 << 26)) {
             rc = burry_errf(e, BURRY_EFAIL, "MANIFEST.json is too large");
             goto out;
@@ -717,7 +767,7 @@ static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size
                 goto out;
             }
         } else {
-            json_object_set_new(seen, path, json_pack("{s:s,s:I}", "sha256", hex, "size", (json_int_t)size));
+            json_object_set_new(seen, path, json_pack("{s:s,s:s,s:I}", "type", "file", "sha256", hex, "size", (json_int_t)size));
         }
     }
     if (r != ARCHIVE_EOF) {
@@ -727,6 +777,7 @@ static int read_entries(struct archive *a, json_t *seen, json_t **manifest, size
     if (!*manifest)
         rc = burry_errf(e, BURRY_EFAIL, "the stream ended without MANIFEST.json");
 out:
+    free(path);
     free(mtext);
     EVP_MD_CTX_free(md);
     return rc;
@@ -858,6 +909,36 @@ static void ssh_message(int fd, char *msg, size_t len)
         snprintf(msg, len, "%s", best);
 }
 
+/* Wait for pid to exit, until deadline: 1 when it did (*ws set), 0 when the
+ * deadline came first, -1 when interrupted. */
+static int wait_until(pid_t pid, double deadline, int *ws)
+{
+    int pfd = pidfd_open(pid, 0), r;
+    for (;;) {
+        pid_t w = waitpid(pid, ws, WNOHANG);
+        if (w == pid || (w < 0 && errno != EINTR)) {
+            if (w < 0)
+                *ws = 255 << 8; /* cannot be: ssh is our child */
+            r = 1;
+            break;
+        }
+        if (burry_interrupted) {
+            r = -1;
+            break;
+        }
+        double left = deadline - now_s();
+        if (left <= 0) {
+            r = 0;
+            break;
+        }
+        struct pollfd q = {.fd = pfd, .events = POLLIN};
+        (void)poll(&q, 1, pfd >= 0 && left < 0.25 ? (int)(left * 1000) + 1 : pfd >= 0 ? 250 : 20);
+    }
+    if (pfd >= 0)
+        close(pfd);
+    return r;
+}
+
 static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, const struct bysu_job *j,
                      json_t *res, struct burry_err *e)
 {
@@ -960,15 +1041,33 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
             rc = BURRY_EFAIL;
         archive_read_free(dummy);
     }
+    /* Whether the node ended the stream itself: then a failure to read it
+     * is better told by ssh's status and the agent's message. */
+    pthread_mutex_lock(&p.ring.mu);
+    int stream_ended = p.ring.eof;
+    pthread_mutex_unlock(&p.ring.mu);
     /* ssh's exit status; a killed ssh also ends the reader thread's stream */
     if (rc < 0)
         kill(ssh, SIGTERM);
     ring_free(&p.ring);
     close(p.fd);
     p.fd = -1;
-    int ws;
-    while (waitpid(ssh, &ws, 0) < 0 && errno == EINTR)
-        ;
+    int ws = 0;
+    if (rc == 0) {
+        /* The whole stream is in, so ssh ends now; should it not, the job's
+         * deadline still holds. */
+        int r = wait_until(ssh, p.deadline, &ws);
+        if (r <= 0) {
+            p.timed_out = r == 0;
+            p.interrupted = r < 0;
+            kill(ssh, SIGTERM);
+            while (waitpid(ssh, &ws, 0) < 0 && errno == EINTR)
+                ;
+        }
+    } else {
+        while (waitpid(ssh, &ws, 0) < 0 && errno == EINTR)
+            ;
+    }
     ssh = -1;
     char said[512];
     ssh_message(errfd, said, sizeof said);
@@ -983,7 +1082,8 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
         goto out;
     }
     int status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    if (status) {
+    /* a stream rejected here got ssh killed: its status says nothing then */
+    if (status && !(rc < 0 && e->code && !stream_ended)) {
         burry_err_clear(e);
         rc = burry_errf(e, BURRY_EFAIL, "ssh to node '%s' exited with status %d%s%s", n->name, status,
                         said[0] ? ": " : "", said);

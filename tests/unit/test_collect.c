@@ -142,7 +142,9 @@ static void test_conf(void)
 
 struct ent {
     const char *path;
-    const char *data; /* NULL: a directory */
+    const char *data;    /* NULL: a directory (or a link, below) */
+    const char *symlink; /* a symlink to this */
+    const char *hardlink; /* a hard link to this path */
 };
 
 static void sha_hex(const char *data, char hex[65])
@@ -166,11 +168,16 @@ static size_t make_tar(const struct ent *ents, size_t n, const char *manifest, c
     for (size_t i = 0; i <= n; i++) {
         const char *p = i < n ? ents[i].path : "MANIFEST.json";
         const char *d = i < n ? ents[i].data : manifest;
+        const char *sl = i < n ? ents[i].symlink : NULL, *hl = i < n ? ents[i].hardlink : NULL;
         struct archive_entry *en = archive_entry_new();
         archive_entry_set_pathname(en, p);
-        archive_entry_set_filetype(en, d ? AE_IFREG : AE_IFDIR);
+        archive_entry_set_filetype(en, d || hl ? AE_IFREG : sl ? AE_IFLNK : AE_IFDIR);
         archive_entry_set_perm(en, d ? 0644 : 0755);
         archive_entry_set_size(en, d ? (la_int64_t)strlen(d) : 0);
+        if (sl)
+            archive_entry_set_symlink(en, sl);
+        if (hl)
+            archive_entry_set_hardlink(en, hl);
         archive_write_header(a, en);
         if (d)
             archive_write_data(a, d, strlen(d));
@@ -189,6 +196,11 @@ static char *manifest_of(const struct ent *ents, size_t n, const char *skip, con
     for (size_t i = 0; i < n; i++) {
         if (skip && !strcmp(ents[i].path, skip))
             continue;
+        if (ents[i].symlink) {
+            json_array_append_new(files, json_pack("{s:s,s:s,s:s}", "path", ents[i].path, "type", "symlink", "target",
+                                                   ents[i].symlink));
+            continue;
+        }
         if (!ents[i].data) {
             json_array_append_new(files, json_pack("{s:s,s:s}", "path", ents[i].path, "type", "dir"));
             continue;
@@ -223,10 +235,10 @@ static void test_stream(void)
     char msg[1100], *m;
     size_t len;
     const struct ent good[] = {
-        {"files/etc/app", NULL},
-        {"files/etc/app/a.conf", "alpha\n"},
-        {"files/etc/app/b.conf", "beta\n"},
-        {"output/pg.out", "-- dump\n"},
+        {"files/etc/app", NULL, NULL, NULL},
+        {"files/etc/app/a.conf", "alpha\n", NULL, NULL},
+        {"files/etc/app/b.conf", "beta\n", NULL, NULL},
+        {"output/pg.out", "-- dump\n", NULL, NULL},
     };
     m = manifest_of(good, 4, NULL, NULL);
     len = make_tar(good, 4, m, tar, sizeof tar);
@@ -239,10 +251,10 @@ static void test_stream(void)
 
     /* a file whose bytes differ from the checksum the manifest lists */
     const struct ent changed[] = {
-        {"files/etc/app", NULL},
-        {"files/etc/app/a.conf", "ALPHA\n"},
-        {"files/etc/app/b.conf", "beta\n"},
-        {"output/pg.out", "-- dump\n"},
+        {"files/etc/app", NULL, NULL, NULL},
+        {"files/etc/app/a.conf", "ALPHA\n", NULL, NULL},
+        {"files/etc/app/b.conf", "beta\n", NULL, NULL},
+        {"output/pg.out", "-- dump\n", NULL, NULL},
     };
     m = manifest_of(good, 4, NULL, NULL);
     len = make_tar(changed, 4, m, tar, sizeof tar);
@@ -265,14 +277,14 @@ static void test_stream(void)
     free(m);
 
     /* ".." in the stream, even when the manifest lists it faithfully */
-    const struct ent dotdot[] = {{"files/../../etc/passwd", "root:x:0:0\n"}};
+    const struct ent dotdot[] = {{"files/../../etc/passwd", "root:x:0:0\n", NULL, NULL}};
     m = manifest_of(dotdot, 1, NULL, NULL);
     len = make_tar(dotdot, 1, m, tar, sizeof tar);
     T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "'..'") && strstr(msg, "files/../../etc/passwd"),
             "a stream path with '..' is refused");
     free(m);
 
-    const struct ent updir[] = {{"../x", "x\n"}};
+    const struct ent updir[] = {{"../x", "x\n", NULL, NULL}};
     m = manifest_of(updir, 1, NULL, NULL);
     len = make_tar(updir, 1, m, tar, sizeof tar);
     T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "'../x'"), "a stream path starting with '..' is refused");
@@ -286,7 +298,7 @@ static void test_stream(void)
     free(m);
 
     /* names that merely contain two dots are fine */
-    const struct ent dots[] = {{"files/srv/..hidden", "h\n"}, {"files/srv/a..b", "ab\n"}};
+    const struct ent dots[] = {{"files/srv/..hidden", "h\n", NULL, NULL}, {"files/srv/a..b", "ab\n", NULL, NULL}};
     m = manifest_of(dots, 2, NULL, NULL);
     len = make_tar(dots, 2, m, tar, sizeof tar);
     T_CHECK(check(tar, len, msg, sizeof msg) == 0, "'..hidden' and 'a..b' are ordinary names");
@@ -300,6 +312,80 @@ static void test_stream(void)
     len = make_tar(good, 4, m, tar, sizeof tar);
     T_CHECK(at && check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "checksum mismatch"), "a wrong size is refused");
     free(m);
+
+    /* A file listed twice must not make room for an unlisted one: the
+     * counts would agree (2 listed, 2 in the stream). */
+    const struct ent sneak[] = {
+        {"output/x.out", "x\n", NULL, NULL},
+        {"files/etc/cron.d/evil", "* * * * * root sh\n", NULL, NULL},
+    };
+    {
+        char hex[65], extra[256];
+        sha_hex("x\n", hex);
+        snprintf(extra, sizeof extra, "{\"path\": \"output/x.out\", \"type\": \"file\", \"size\": 2, \"sha256\": \"%s\"}", hex);
+        m = manifest_of(sneak, 1, NULL, extra);
+        len = make_tar(sneak, 2, m, tar, sizeof tar);
+        T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "the manifest lists 'output/x.out' twice"),
+                "a manifest that lists a file twice is refused");
+        free(m);
+        m = manifest_of(sneak, 1, NULL, NULL);
+        len = make_tar(sneak, 2, m, tar, sizeof tar);
+        T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "'files/etc/cron.d/evil' is in the stream but not in the manifest"),
+                "an unlisted file is refused, named");
+        free(m);
+    }
+
+    /* directories and symlinks are accounted for too */
+    const struct ent links[] = {
+        {"files/srv", NULL, NULL, NULL},
+        {"files/srv/cfg", NULL, "/etc/app.conf", NULL},
+        {"files/srv/a", "a\n", NULL, NULL},
+    };
+    m = manifest_of(links, 3, NULL, NULL);
+    len = make_tar(links, 3, m, tar, sizeof tar);
+    T_CHECK(check(tar, len, msg, sizeof msg) == 0, "a stream with a directory and a symlink, as listed, passes");
+    free(m);
+    m = manifest_of(links, 3, "files/srv/cfg", NULL);
+    len = make_tar(links, 3, m, tar, sizeof tar);
+    T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "'files/srv/cfg' is in the stream but not in the manifest"),
+            "an unlisted symlink is refused");
+    free(m);
+    m = manifest_of(links, 3, "files/srv", NULL);
+    len = make_tar(links, 3, m, tar, sizeof tar);
+    T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "'files/srv' is in the stream but not in the manifest"),
+            "an unlisted directory is refused");
+    free(m);
+    {
+        const struct ent elsewhere[] = {
+            {"files/srv", NULL, NULL, NULL},
+            {"files/srv/cfg", NULL, "/etc/shadow", NULL},
+            {"files/srv/a", "a\n", NULL, NULL},
+        };
+        m = manifest_of(links, 3, NULL, NULL);
+        len = make_tar(elsewhere, 3, m, tar, sizeof tar);
+        T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "the symlink 'files/srv/cfg' points elsewhere"),
+                "a symlink whose target differs from the manifest's is refused");
+        free(m);
+        const struct ent retyped[] = {
+            {"files/srv", "now a file\n", NULL, NULL},
+            {"files/srv/cfg", NULL, "/etc/app.conf", NULL},
+            {"files/srv/a", "a\n", NULL, NULL},
+        };
+        m = manifest_of(links, 3, NULL, NULL);
+        len = make_tar(retyped, 3, m, tar, sizeof tar);
+        T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "'files/srv' is a file in the stream but 'dir' in the manifest"),
+                "an entry of another type than listed is refused");
+        free(m);
+        const struct ent hard[] = {
+            {"files/srv/a", "a\n", NULL, NULL},
+            {"files/srv/b", NULL, NULL, "/etc/shadow"},
+        };
+        m = manifest_of(hard, 1, NULL, NULL);
+        len = make_tar(hard, 2, m, tar, sizeof tar);
+        T_CHECK(check(tar, len, msg, sizeof msg) < 0 && strstr(msg, "'files/srv/b', a hard link"),
+                "a hard link in the stream is refused");
+        free(m);
+    }
 
     /* not a bysu manifest, no manifest, something after it, a damaged tar */
     len = make_tar(good, 4, "{\"format\": \"other\", \"files\": []}", tar, sizeof tar);
@@ -317,7 +403,7 @@ static void test_stream(void)
         size_t used = 0;
         archive_write_set_format_pax_restricted(a);
         archive_write_open_memory(a, tar, sizeof tar, &used);
-        const char *names[] = {"MANIFEST.json", "files/late"}, *data[] = {"{}", "late\n"};
+        const char *names[] = {"MANIFEST.json", "files/late", NULL, NULL}, *data[] = {"{}", "late\n", NULL, NULL};
         for (int i = 0; i < 2; i++) {
             struct archive_entry *en = archive_entry_new();
             archive_entry_set_pathname(en, names[i]);
