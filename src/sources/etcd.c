@@ -1189,6 +1189,9 @@ static int etcd_write_submit(struct source *s, const struct bnode *n, enum src_w
     w->ctx = ctx;
     w->token = token;
     s->mode = mode;
+    /* a write cut short by an interrupt may or may not have been applied:
+     * let the ones in flight end, so that the summary counts what they did */
+    http_set_drain(s->h, mode == SRC_WRITE_CREATE || mode == SRC_WRITE_OVERWRITE);
     if (!n->has_value) {
         /* a path without a key (an ancestor the restorer made up for
          * --into, or a directory of the archive): nothing to write */
@@ -1616,10 +1619,16 @@ static int start_txns(struct source *s, struct burry_err *e)
     char *hdrs[2] = {s->auth_hdr, NULL};
     const char *ghdrs[2] = {s->token_hdr, NULL};
     int grpc = s->way != TXN_WAY_GW;
-    if (grpc && !s->g && !(s->g = grpc_new(s->o, ETCD_INFLIGHT, e)))
-        return e->code ? e->code : BURRY_EFAIL;
-    if (!grpc && !s->hm && !(s->hm = http_multi_new(s->o, ETCD_INFLIGHT, e)))
-        return e->code ? e->code : BURRY_EFAIL;
+    if (grpc && !s->g) {
+        if (!(s->g = grpc_new(s->o, ETCD_INFLIGHT, e)))
+            return e->code ? e->code : BURRY_EFAIL;
+        grpc_set_drain(s->g, 1); /* see drain_txns */
+    }
+    if (!grpc && !s->hm) {
+        if (!(s->hm = http_multi_new(s->o, ETCD_INFLIGHT, e)))
+            return e->code ? e->code : BURRY_EFAIL;
+        http_multi_set_drain(s->hm, 1);
+    }
     snprintf(url, sizeof url, "%s/v3/kv/txn", s->base);
     for (size_t i = 0; i < ETCD_INFLIGHT && (grpc ? grpc_room(s->g) : http_multi_room(s->hm)); i++) {
         struct txn_slot *t = &s->fl[i];
@@ -1746,9 +1755,10 @@ static int pump_txns(struct source *s, int timeout_ms, struct burry_err *e)
     return ng ? grpc_pump(s->g, timeout_ms, e) : nh ? http_multi_pump(s->hm, timeout_ms, e) : 0;
 }
 
-/* After a fatal error: wait for the txns still in flight (each bounded by
- * the request timeout) and record what they did, so that the summary
- * counts every key written. */
+/* After a fatal error or an interrupt: wait for the txns still in flight
+ * (each bounded by the request timeout; the handles were told not to cut
+ * them short on an interrupt, whose outcome would then be unknown) and
+ * record what they did, so that the summary counts every key written. */
 static void drain_txns(struct source *s)
 {
     struct burry_err e2 = {0};
@@ -1770,13 +1780,14 @@ static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
 {
     if (s->mode != SRC_WRITE_CREATE)
         return pump_sync(s, e);
-    int rc = start_txns(s, e);
+    /* once interrupted, nothing new starts */
+    int rc = burry_interrupted ? burry_errf(e, BURRY_EINTR, "interrupted") : start_txns(s, e);
     if (rc == 0 && txns_inflight(s) > 0)
         rc = pump_txns(s, timeout_ms, e);
     for (size_t i = 0; rc >= 0 && i < ETCD_INFLIGHT; i++)
         if (s->fl[i].busy && s->fl[i].answered)
             rc = txn_done(s, &s->fl[i], 0, e);
-    if (rc >= 0)
+    if (rc >= 0 && !burry_interrupted)
         rc = start_txns(s, e); /* refill before the callbacks run */
     if (rc >= 0 && burry_interrupted)
         rc = burry_errf(e, BURRY_EINTR, "interrupted");

@@ -326,6 +326,38 @@ expect_eq "the run after the interrupted one completes: created + existing = eve
 expect_eq "... what the interrupted run wrote counts as existing" "$ICREATED" "$(jget 'd["existing"]')"
 etcd_stop int
 
+# --- SIGINT while transactions are in flight: 100,000 keys; the restore is
+# stopped (SIGSTOP) once the server holds some of them, SIGINT is queued and
+# it goes on. The transactions in flight are not cut short: they end and are
+# counted, so what it says it created is exactly what the server holds ---
+etcd_start manysrc --max-txn-ops 1000 || exit 1
+etcd_py "$ETCD_PORT" "
+for j in range(100):
+    kv.call('/v3/kv/txn', {'success': [{'request_put': {'key': kv.b(b'm/%06d' % (j * 1000 + i)),
+                                                        'value': kv.b(b'v')}} for i in range(1000)]})" ||
+    not_ok "load 100,000 keys"
+run_burry backup "etcd://127.0.0.1:$ETCD_PORT" "$S" --name many --json
+expect_eq "backup of 100,000 keys for the interrupted restore" "0 100000" "$RC $(jget 'd["nodes"]')"
+etcd_stop manysrc
+etcd_start int2 || exit 1
+PI=$ETCD_PORT
+m_range() { curl -s -X POST "http://127.0.0.1:$PI/v3/kv/range" -d '{"key":"bS8=","range_end":"bTA=","count_only":true}'; }
+m_written() { m_range | grep -q '"count"'; }
+"$BURRY" restore "etcd://127.0.0.1:$PI" "$S" --name many --json >"$T_TMP/int2.out" 2>"$T_TMP/int2.err" &
+RPID=$!
+check "the restore of 100,000 keys starts writing" wait_until 30 m_written
+kill -STOP "$RPID"
+kill -INT "$RPID"
+kill -CONT "$RPID"
+wait "$RPID"
+IRC=$?
+ICREATED=$(sed -n 's/.*stopped after [0-9]* nodes (\([0-9]*\) created).*/\1/p' "$T_TMP/int2.err")
+check "SIGINT with transactions in flight: exit non-zero" test "$IRC" -ne 0
+check "... part-way through ($ICREATED of 100000 created)" test "${ICREATED:-0}" -gt 0 -a "${ICREATED:-0}" -lt 100000
+expect_eq "... and the keys the transactions in flight wrote are counted: created = keys on the server" \
+    "$ICREATED" "$(m_range | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))')"
+etcd_stop int2
+
 # --- authentication ---
 etcd_start auth || exit 1
 PU=$ETCD_PORT
