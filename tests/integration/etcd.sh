@@ -5,7 +5,9 @@
 # --into, prefix backups, a point-in-time read, an empty key space, wrong
 # credentials, a value too large for the target, and a server that goes
 # away mid-restore, TLS with a private CA, and the gRPC read with its
-# fallback to the JSON gateway. Checked through the gateway and etcdctl.
+# fallback to the JSON gateway; restores into servers with lower limits than
+# the defaults, and a transaction whose answer is lost. Checked through the
+# gateway and etcdctl.
 set -u; . "$(dirname "$0")/../lib/lib.sh"; . "$(dirname "$0")/../lib/etcd.sh"; t_tmpdir
 
 etcd_start src --max-request-bytes 4194304 || exit 1
@@ -156,6 +158,61 @@ kv_list "$PW" >"$T_TMP/w.kv"
 check "... and the target holds exactly what the restore through gRPC wrote" cmp -s "$T_TMP/b.kv" "$T_TMP/w.kv"
 kill $PROXY_PID 2>/dev/null
 etcd_stop gw
+
+# --- a server with lower limits than etcd's defaults: requests of up to
+# 256 KiB (its gRPC server then reads messages of up to 768 KiB, less than a
+# batch of 1 MiB) and 64 operations per transaction. The restore learns both
+# from the server's refusals and sends smaller transactions, all through
+# gRPC, neither failing nor falling back to the JSON gateway ---
+etcd_start limsrc || exit 1
+etcd_py "$ETCD_PORT" "kv.load([(b'a/%05d' % i, b'v') for i in range(1200)] +
+                              [(b'b/%05d' % i, b'x' * 8000) for i in range(300)] +
+                              [(b'd/%03d' % i, b'v') for i in range(100)])" || not_ok "load 1,600 keys"
+run_burry backup "etcd://127.0.0.1:$ETCD_PORT" "$T_TMP/lim" --name lim --json
+expect_eq "backup of 1,600 keys (300 of them 8000 bytes) for the limited servers" "0 1600" "$RC $(jget 'd["nodes"]')"
+etcd_stop limsrc
+count_all() { etcd_py "$1" "print(kv.call('/v3/kv/range', {'key': kv.b(b'\0'), 'range_end': kv.b(b'\0'), 'count_only': True}).get('count', 0))"; }
+etcd_start lim1 --max-request-bytes 262144 --max-txn-ops 64 || exit 1
+run_burry restore "etcd://127.0.0.1:$ETCD_PORT" "$T_TMP/lim" --name lim --json -v
+expect_eq "limited server: the restore exits 0 and creates every key" "0 1600 0" \
+    "$RC $(jget 'd["created"]') $(jget 'd["failed"]')"
+expect_match "... after learning the operations per transaction it takes" \
+    "refused a transaction of 128 operations \(etcdserver: too many operations in txn request\); sending at most 64" "$ERR"
+expect_match "... and the size of transaction it takes" \
+    "did not take a transaction of [0-9]+ bytes .*; sending transactions of at most [0-9]+ bytes from now on" "$ERR"
+expect_match "... all through gRPC" "[1-9][0-9]* transactions sent through gRPC, 0 through the JSON gateway" "$ERR"
+expect_eq "... and the server holds every key" 1600 "$(count_all "$ETCD_PORT")"
+etcd_stop lim1
+# large values first: the transactions that are too large come before any
+# gRPC transaction succeeded, and are no sign that the member lacks gRPC
+etcd_start lim2 --max-request-bytes 262144 || exit 1
+run_burry restore "etcd://127.0.0.1:$ETCD_PORT" "$T_TMP/lim" --name lim --path b --json -v
+expect_eq "limited server, only the 8000-byte values: exit 0, every key created" "0 300" "$RC $(jget 'd["created"]')"
+expect_no_match "... without taking the member for one that lacks gRPC" "does not answer gRPC" "$ERR"
+expect_match "... all through gRPC" "[1-9][0-9]* transactions sent through gRPC, 0 through the JSON gateway" "$ERR"
+etcd_stop lim2
+
+# --- the answer to a transaction is lost after the server applied it (the
+# fault proxy drops the connection when the server starts its answer): the
+# restore sends it again, and counts its keys as created, not as existing;
+# and the member is not taken for one that lacks gRPC ---
+etcd_start lost || exit 1
+PL=$ETCD_PORT
+rm -f "$T_TMP/proxy5.port"
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy5.port" "$PL" \
+    --h2-drop-answers 1 --stats "$T_TMP/proxy5.stats" 2>>"$T_TMP/proxy.log" &
+PROXY_PID=$!
+wait_until 10 test -s "$T_TMP/proxy5.port" || not_ok "the fault proxy did not start"
+run_burry restore "etcd://127.0.0.1:$(cat "$T_TMP/proxy5.port")" "$T_TMP/lim" --name lim --path d --json -v
+expect_eq "an answer lost: exit 0, the 100 keys created, none existing" "0 100 0" \
+    "$RC $(jget 'd["created"]') $(jget 'd["existing"]')"
+expect_match "... saying the answer was lost and the transaction sent again" \
+    "the answer to a transaction was lost .*; sending it again" "$ERR"
+expect_no_match "... without taking the member for one that lacks gRPC" "does not answer gRPC" "$ERR"
+expect_match "... after the proxy dropped an answer" 'dropped=1' "$(cat "$T_TMP/proxy5.stats")"
+expect_eq "... and the server holds the 100 keys" 100 "$(count_all "$PL")"
+kill $PROXY_PID 2>/dev/null
+etcd_stop lost
 
 # --- --with-leases into an empty server ---
 run_burry restore "etcd://127.0.0.1:$PC" "$S" --with-leases --path leased --json
