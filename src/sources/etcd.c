@@ -30,14 +30,13 @@
 #include "jsonout.h"
 
 #define ETCD_TXN_OPS 128                       /* server default --max-txn-ops: ops per txn at first */
-#define ETCD_REQ_LIMIT ((size_t)3 << 19)        /* server default --max-request-bytes, 1.5 MiB */
 #define ETCD_BATCH_BYTES ((size_t)1 << 20)      /* keep each txn request under this at first */
 #define ETCD_OP_OVERHEAD 64                     /* protobuf framing per op, generously */
 /* etcd's gRPC server reads requests of up to its --max-request-bytes plus
  * this; it resets the stream of a larger one without reading it */
 #define ETCD_GRPC_SLACK ((size_t)512 << 10)
 #define ETCD_LOST_TRIES 3                       /* sends of writes whose answers get lost */
-#define ETCD_PAGE_FIRST 8                       /* keys in the first page: values may be 1.5 MiB */
+#define ETCD_PAGE_FIRST 8                       /* keys in the first page: values may be MiBs */
 #define ETCD_PAGE_MIN 1
 #define ETCD_PAGE_MAX 10000
 #define ETCD_PAGE_BYTES ((size_t)4 << 20)       /* aim for pages of about this size */
@@ -1213,12 +1212,9 @@ static int etcd_write_submit(struct source *s, const struct bnode *n, enum src_w
         wop_decide(w, SRC_W_EXISTING, NULL);
     } else if (n->path_len < 2 || n->path[0] != '/') {
         wop_decide(w, SRC_W_FAILED, "etcd keys cannot be empty");
-    } else if (n->path_len - 1 + n->value_len + ETCD_OP_OVERHEAD * 4 > ETCD_REQ_LIMIT) {
-        char m[120];
-        snprintf(m, sizeof m, "value too large for etcd (%zu bytes; a request may hold %zu)",
-                 n->value_len, ETCD_REQ_LIMIT);
-        wop_decide(w, SRC_W_FAILED, m);
     } else {
+        /* whatever its size: only the server knows what it takes (its
+         * --max-request-bytes); a value too large fails when it says so */
         w->klen = n->path_len - 1;
         w->vlen = n->value_len;
         w->key = malloc(w->klen + 1);
