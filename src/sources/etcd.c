@@ -36,6 +36,8 @@
  * this; it resets the stream of a larger one without reading it */
 #define ETCD_GRPC_SLACK ((size_t)512 << 10)
 #define ETCD_LOST_TRIES 3                       /* sends of writes whose answers get lost */
+#define ETCD_BUSY_TRIES 6                       /* "too many requests" in a row, at most */
+#define ETCD_BUSY_PAUSE_MS 200                  /* the wait after the first, doubled after each */
 #define ETCD_PAGE_FIRST 8                       /* keys in the first page: values may be MiBs */
 #define ETCD_PAGE_MIN 1
 #define ETCD_PAGE_MAX 10000
@@ -305,6 +307,8 @@ struct source {
     enum txn_way way;
     size_t max_ops, max_bytes; /* per txn; lowered when the server refuses more */
     long long rev_start;       /* the server's revision when it was opened */
+    int busy_tries;            /* "too many requests" answers in a row (see busy) */
+    double busy_until;         /* no txn starts before this (now_s) */
     unsigned long long txns_grpc, txns_gw; /* txns sent each way (-v) */
     const char *host;          /* the member in use, "host:port" */
     char base[300];            /* "http://host:port" */
@@ -1381,6 +1385,7 @@ enum refusal {
     REFUSED_OTHER,             /* about some of its keys, or the whole server */
     REFUSED_TOO_LARGE,         /* the request is larger than the server takes */
     REFUSED_TOO_MANY_OPS,      /* more operations than its --max-txn-ops */
+    REFUSED_BUSY,              /* "too many requests": try again in a moment */
 };
 
 static enum refusal refusal_kind(const char *m)
@@ -1391,7 +1396,43 @@ static enum refusal refusal_kind(const char *m)
         return REFUSED_TOO_LARGE;
     if (strstr(m, "too many operations in txn request"))
         return REFUSED_TOO_MANY_OPS;
+    /* applying its log lags behind committing it (gRPC RESOURCE_EXHAUSTED,
+     * the gateway's 429: both also say "larger than max", above) */
+    if (strstr(m, "too many requests"))
+        return REFUSED_BUSY;
     return REFUSED_OTHER;
+}
+
+/* etcd refused a txn with "too many requests" (m): it is overloaded for a
+ * moment. No txn starts before a pause, 0.2 s after the first such answer
+ * and doubled after each next in a row; after ETCD_BUSY_TRIES of them the
+ * run stops. Answers to txns sent before a pause began do not count. */
+static int busy(struct source *s, const char *m, struct burry_err *e)
+{
+    double now = now_s();
+    if (now < s->busy_until)
+        return 0;
+    if (++s->busy_tries >= ETCD_BUSY_TRIES)
+        return burry_errf(e, BURRY_EFAIL,
+                          "etcd at %s kept refusing writes with '%s' (%d times in a row, waiting "
+                          "longer each time); it is overloaded: let it catch up, then run the "
+                          "restore again", s->host, m, s->busy_tries);
+    double pause = ETCD_BUSY_PAUSE_MS / 1000.0 * (double)(1 << (s->busy_tries - 1));
+    s->busy_until = now + pause;
+    blog(&s->o->log, BLOG_INFO, "etcd at %s is busy (%s); sending again in %.1fs", s->host, m, pause);
+    return 0;
+}
+
+/* Sleep until t (now_s), at most max_ms; sooner when interrupted. */
+static void nap_until(double t, int max_ms)
+{
+    double left = t - now_s();
+    if (left > max_ms / 1000.0)
+        left = max_ms / 1000.0;
+    if (left <= 0)
+        return;
+    struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+    nanosleep(&ts, NULL);
 }
 
 /* The server did not take a txn of req_len bytes (why): the txns after it
@@ -1435,14 +1476,31 @@ static void value_too_large(struct wop *w, const char *why)
 static int send_txn(struct source *s, json_t **j, char *msg, size_t msglen, struct burry_err *e)
 {
     long status;
-    s->txns_gw++;
-    int rc = call(s, "/v3/kv/txn", s->req.p, s->req.len, j, &status, e);
-    if (rc < 0)
-        return rc;
-    if (status == 200)
-        return 0;
     char tmp[40];
-    const char *m = gw_msg(*j, status, tmp, sizeof tmp);
+    const char *m;
+    int rc;
+    for (;;) {
+        s->txns_gw++;
+        rc = call(s, "/v3/kv/txn", s->req.p, s->req.len, j, &status, e);
+        if (rc < 0)
+            return rc;
+        if (status == 200) {
+            s->busy_tries = 0;
+            return 0;
+        }
+        m = gw_msg(*j, status, tmp, sizeof tmp);
+        if (refusal_kind(m) != REFUSED_BUSY)
+            break;
+        rc = busy(s, m, e);
+        json_decref(*j);
+        *j = NULL;
+        if (rc < 0)
+            return rc;
+        while (now_s() < s->busy_until && !burry_interrupted)
+            nap_until(s->busy_until, 100);
+        if (burry_interrupted)
+            return burry_errf(e, BURRY_EINTR, "interrupted");
+    }
     /* whole-server conditions end the run; per-key refusals do not */
     if (strstr(m, "requires authentication") || strstr(m, "user name is empty") ||
         strstr(m, "no leader") || strstr(m, "timed out") || strstr(m, "stopped") ||
@@ -1710,6 +1768,8 @@ static int start_txns(struct source *s, struct burry_err *e)
     char *hdrs[2] = {s->auth_hdr, NULL};
     const char *ghdrs[2] = {s->token_hdr, NULL};
     int grpc = s->way != TXN_WAY_GW;
+    if (now_s() < s->busy_until)
+        return 0; /* see busy */
     if (grpc && !s->g) {
         if (!(s->g = grpc_new(s->o, ETCD_INFLIGHT, e)))
             return e->code ? e->code : BURRY_EFAIL;
@@ -1807,13 +1867,15 @@ static int txn_lost(struct source *s, struct txn_slot *t, struct wop **rest, siz
 }
 
 /* A txn etcd refused as a whole, for reason m: for a limit of the server,
- * its writes go again in smaller txns; else run_batch sorts them out (rest):
- * some key exists, an expired token, a key it denies, a server-wide
- * condition. */
-static void txn_refused(struct source *s, struct txn_slot *t, const char *m, struct wop **rest,
-                        size_t *nrest)
+ * its writes go again in smaller txns, and when it is busy after a pause;
+ * else run_batch sorts them out (rest): some key exists, an expired token,
+ * a key it denies, a server-wide condition. <0 when the run ends. */
+static int txn_refused(struct source *s, struct txn_slot *t, const char *m, struct wop **rest,
+                       size_t *nrest, struct burry_err *e)
 {
     enum refusal why = refusal_kind(m);
+    if (why == REFUSED_BUSY)
+        return busy(s, m, e);
     if (why == REFUSED_TOO_LARGE && t->n == 1)
         value_too_large(t->b[0], m);
     else if (why == REFUSED_TOO_LARGE)
@@ -1823,6 +1885,7 @@ static void txn_refused(struct source *s, struct txn_slot *t, const char *m, str
     else
         for (size_t i = 0; i < t->n; i++)
             rest[(*nrest)++] = t->b[i];
+    return 0;
 }
 
 /* Decide the writes of an ended txn. The usual answer (all created) is
@@ -1848,6 +1911,7 @@ static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct bu
             wop_decide(t->b[i], SRC_W_CREATED, NULL);
         if (t->grpc && s->way == TXN_WAY_TRY_GRPC)
             s->way = TXN_WAY_GRPC;
+        s->busy_tries = 0;
     } else if (salvage) {
     } else if (t->rc < 0) {
         rc = t->grpc ? txn_lost(s, t, rest, &nrest, &no_grpc, e) : burry_errf(e, t->rc, "%s", t->msg);
@@ -1860,7 +1924,8 @@ static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct bu
                         "%ld); is this an etcd v3 server?", s->host, t->status);
     } else {
         /* through the gateway, the bare txn does not say which key exists */
-        txn_refused(s, t, t->grpc ? t->msg : gw_msg(t->j, t->status, tmp, sizeof tmp), rest, &nrest);
+        rc = txn_refused(s, t, t->grpc ? t->msg : gw_msg(t->j, t->status, tmp, sizeof tmp), rest,
+                         &nrest, e);
     }
     if (no_grpc && s->way != TXN_WAY_GW) {
         /* its writes, still undecided, go again through the gateway */
@@ -1926,6 +1991,8 @@ static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
     int rc = burry_interrupted ? burry_errf(e, BURRY_EINTR, "interrupted") : start_txns(s, e);
     if (rc == 0 && txns_inflight(s) > 0)
         rc = pump_txns(s, timeout_ms, e);
+    else if (rc == 0)
+        nap_until(s->busy_until, timeout_ms); /* nothing in flight while etcd is busy */
     for (size_t i = 0; rc >= 0 && i < ETCD_INFLIGHT; i++)
         if (s->fl[i].busy && s->fl[i].answered)
             rc = txn_done(s, &s->fl[i], 0, e);

@@ -6,8 +6,8 @@
 # credentials, a value too large for the target, and a server that goes
 # away mid-restore, TLS with a private CA, and the gRPC read with its
 # fallback to the JSON gateway; restores into servers with lower limits than
-# the defaults, and a transaction whose answer is lost. Checked through the
-# gateway and etcdctl.
+# the defaults, a transaction whose answer is lost, and a server that says
+# "too many requests". Checked through the gateway and etcdctl.
 set -u; . "$(dirname "$0")/../lib/lib.sh"; . "$(dirname "$0")/../lib/etcd.sh"; t_tmpdir
 
 etcd_start src --max-request-bytes 4194304 || exit 1
@@ -226,6 +226,40 @@ expect_match "... after the proxy dropped an answer" 'dropped=1' "$(cat "$T_TMP/
 expect_eq "... and the server holds the 100 keys" 100 "$(count_all "$PL")"
 kill $PROXY_PID 2>/dev/null
 etcd_stop lost
+
+# --- etcd "too many requests" (it applies its log slower than it commits
+# it) is a moment of overload, not a refusal of the keys: the restore waits
+# and sends again, and stops with a clear message when it lasts. Through the
+# fault proxy, which refuses HTTP/2 (so the gateway's answers can be
+# injected) and answers the first transactions with the gateway's 429 ---
+etcd_start busy || exit 1
+PBZ=$ETCD_PORT
+busy_proxy() { # busy_proxy N: the first N transactions get "too many requests"
+    rm -f "$T_TMP/proxy6.port"
+    /usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy6.port" "$PBZ" --refuse-h2 \
+        --match /v3/kv/txn --fail "$1" --status 429 --json-error 'etcdserver: too many requests' \
+        --stats "$T_TMP/proxy6.stats" 2>>"$T_TMP/proxy.log" &
+    PROXY_PID=$!
+    wait_until 10 test -s "$T_TMP/proxy6.port" || not_ok "the fault proxy did not start"
+}
+busy_proxy 4
+run_burry restore "etcd://127.0.0.1:$(cat "$T_TMP/proxy6.port")" "$T_TMP/lim" --name lim --path d --json -v
+expect_eq "etcd busy four times: exit 0, the 100 keys created, none failed" "0 100 0" \
+    "$RC $(jget 'd["created"]') $(jget 'd["failed"]')"
+expect_match "... saying it waits and sends again" \
+    "etcd at 127.0.0.1:[0-9]+ is busy \(etcdserver: too many requests\); sending again in" "$ERR"
+expect_match "... after the proxy answered 'too many requests'" 'injected=4' "$(cat "$T_TMP/proxy6.stats")"
+expect_eq "... and the server holds the 100 keys" 100 "$(count_all "$PBZ")"
+kill $PROXY_PID 2>/dev/null
+etcdctl3 "$PBZ" del d/ --prefix >/dev/null
+busy_proxy 1000
+run_burry restore "etcd://127.0.0.1:$(cat "$T_TMP/proxy6.port")" "$T_TMP/lim" --name lim --path d --json
+expect_eq "etcd busy for good: exit 1, nothing created, no key counted as failed" "1 0 0" \
+    "$RC $(jget 'd["created"]') $(jget 'd["failed"]')"
+expect_match "... saying it is overloaded after a bounded number of tries" \
+    "kept refusing writes with 'etcdserver: too many requests' \(6 times in a row.*overloaded" "$ERR"
+kill $PROXY_PID 2>/dev/null
+etcd_stop busy
 
 # --- --with-leases into an empty server ---
 run_burry restore "etcd://127.0.0.1:$PC" "$S" --with-leases --path leased --json

@@ -9,7 +9,7 @@ unchanged, so signatures still verify) and the real server answers.
                 [--delay SECONDS --delay-match TEXT]
                 [--cut-body N --cut-match TEXT]
                 [--rewrite OLD=NEW --rewrite-match TEXT]
-                [--h2-drop-answers N]
+                [--refuse-h2] [--json-error MESSAGE] [--h2-drop-answers N]
 
 The first N requests whose request line contains TEXT get CODE (default 503)
 with an S3/Azure-style XML error body instead of being forwarded. With
@@ -23,7 +23,11 @@ stops after N bytes of its body and both connections drop: the server
 went away in the middle of its answer. With --rewrite, the bytes OLD are
 replaced by NEW (of the same length, so every length stays right) in the
 body of every answer to a request whose line holds the --rewrite-match
-text: a server that answers wrongly. With --h2-drop-answers N,
+text: a server that answers wrongly. With --refuse-h2, every HTTP/2 client
+preface is answered with a 505, whatever --match says: a server that speaks
+HTTP/1.1 only. With --json-error, an injected answer carries {"error":
+MESSAGE, "message": MESSAGE} (the form of etcd's JSON gateway) instead of
+the XML body. With --h2-drop-answers N,
 connections that start with the HTTP/2 preface are passed through as they
 are, frame by frame, and the first N answers the server starts (a HEADERS
 frame on a stream) are dropped with both connections: the server did the
@@ -32,6 +36,7 @@ any free one), writes that port to PORTFILE, and after every request writes
 "requests=R injected=I delayed=D dropped=X" to the stats file.
 """
 import argparse
+import json
 import os
 import socket
 import sys
@@ -203,6 +208,9 @@ def serve(conn, args):
                 inject = args.match.encode() in head[0] and counts['injected'] < args.fail
                 if inject:
                     counts['injected'] += 1
+                status = args.status
+                if h2 and args.refuse_h2:   # not counted: --fail is for --match
+                    inject, status = True, 505
                 write_stats(args.stats)
             if expect and not inject:
                 client.write(b'HTTP/1.1 100 Continue\r\n\r\n')
@@ -214,17 +222,21 @@ def serve(conn, args):
                         os._exit(1)
             if inject and expect:   # the client holds its body back: answer and close
                 client.write(b'HTTP/1.1 %d Injected\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'
-                             % args.status)
+                             % status)
                 client.flush()
                 return
             body = client.read(content_length(head)) if content_length(head) else b''
             if inject:
                 msg = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable'
                        b'</Code><Message>injected by the test fault proxy</Message></Error>')
+                ctype = b'application/xml'
+                if args.json_error:
+                    msg = json.dumps({'error': args.json_error, 'message': args.json_error}).encode()
+                    ctype = b'application/json'
                 if method == b'HEAD':
                     msg = b''
-                client.write(b'HTTP/1.1 %d Injected\r\nContent-Type: application/xml\r\n'
-                             b'Content-Length: %d\r\n\r\n' % (args.status, len(msg)) + msg)
+                client.write(b'HTTP/1.1 %d Injected\r\nContent-Type: %s\r\n'
+                             b'Content-Length: %d\r\n\r\n' % (status, ctype, len(msg)) + msg)
                 client.flush()
                 continue
             if args.delay and args.delay_match.encode() in head[0]:
@@ -271,6 +283,8 @@ def main():
     p.add_argument('--cut-match', default='')
     p.add_argument('--rewrite', default='')
     p.add_argument('--rewrite-match', default='')
+    p.add_argument('--refuse-h2', action='store_true')
+    p.add_argument('--json-error', default='')
     p.add_argument('--h2-drop-answers', type=int, default=0)
     args = p.parse_args()
     if args.rewrite:
