@@ -61,6 +61,11 @@ void grpc_free(struct grpc *g)
     free(g);
 }
 
+void grpc_set_drain(struct grpc *g, int on)
+{
+    http_multi_set_drain(g->hm, on);
+}
+
 size_t grpc_inflight(const struct grpc *g)
 {
     return http_multi_inflight(g->hm);

@@ -26,6 +26,9 @@ struct grpc;
 struct grpc *grpc_new(const struct burry_opts *o, size_t max_inflight, struct burry_err *e);
 /* Abandons calls still in flight without running their callbacks. */
 void grpc_free(struct grpc *g); /* NULL ok */
+/* Calls in flight are not cut short when the program is interrupted: see
+ * http_multi_set_drain. Off by default. */
+void grpc_set_drain(struct grpc *g, int on);
 
 /* gRPC status codes a caller acts on (the rest are reported as they come). */
 #define GRPC_OK 0

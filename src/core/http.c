@@ -22,6 +22,7 @@ struct http {
     int stream_stopped;           /* its stream callback said stop */
     const char *want_header;      /* header to keep, or NULL */
     char *header;                 /* where to keep it (HTTP_HEADER_MAX bytes) */
+    int drain;                    /* see http_set_drain */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
@@ -61,10 +62,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     return len;
 }
 
-/* Stops a transfer once the program was asked to stop. */
+/* Stops a transfer once the program was asked to stop, unless its handle
+ * lets what it sent end (ctx: the handle's drain flag, or NULL). */
 static int on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-    return burry_interrupted ? 1 : 0;
+    const int *drain = ctx;
+    return burry_interrupted && !(drain && *drain) ? 1 : 0;
 }
 
 struct http *http_new(const struct burry_opts *o, struct burry_err *e)
@@ -85,6 +88,11 @@ struct http *http_new(const struct burry_opts *o, struct burry_err *e)
     }
     h->o = o;
     return h;
+}
+
+void http_set_drain(struct http *h, int on)
+{
+    h->drain = on != 0;
 }
 
 void http_free(struct http *h)
@@ -189,6 +197,7 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
     if (r->body && !r->aws_sigv4)
         hdrs = curl_slist_append(hdrs, "Expect:");
     http_setup(c, h->o, r->url, r->method, hdrs, r->body, r->body_len, on_body, h);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &h->drain);
     resp->header[0] = 0;
     h->want_header = r->want_header;
     h->header = resp->header;

@@ -53,6 +53,10 @@ struct http_resp {
 /* A handle using opts->cacert/cert/key and opts->timeout_s. */
 struct http *http_new(const struct burry_opts *o, struct burry_err *e);
 void http_free(struct http *h);                       /* NULL ok */
+/* With on set, a request in flight is not cut short when the program is
+ * interrupted (burry_interrupted): it ends by itself, within the timeout,
+ * so that the caller learns what a write it sent did. Off by default. */
+void http_set_drain(struct http *h, int on);
 
 /* Send one request. Returns 0 once a response arrived (whatever its
  * status), or BURRY_EFAIL when none did ("cannot reach http://h:p: ...",

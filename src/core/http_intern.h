@@ -11,7 +11,9 @@
 /* Reset c and set it up for request r: URL, timeouts from o, TLS files,
  * http(s) only, no redirects, headers, method and body (the body pointer is
  * used as is, so it must live until the transfer ends). The response body
- * goes to sink(ctx). */
+ * goes to sink(ctx). The transfer stops when the program is interrupted,
+ * unless CURLOPT_XFERINFODATA, set after this, points to a non-zero int
+ * (the handle's drain flag). */
 void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char *method,
                 struct curl_slist *hdrs, const void *body, size_t body_len,
                 size_t (*sink)(char *, size_t, size_t, void *), void *ctx);

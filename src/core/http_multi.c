@@ -38,6 +38,7 @@ struct http_multi {
     const char *where;            /* server named in messages, or NULL: the URL */
     struct hm_slot *slots;
     size_t nslots, busy, h2_busy;
+    int drain;                    /* see http_multi_set_drain */
 };
 
 static size_t hm_on_body(char *p, size_t size, size_t n, void *ctx)
@@ -141,6 +142,11 @@ void http_multi_free(struct http_multi *m)
     curl_global_cleanup();
 }
 
+void http_multi_set_drain(struct http_multi *m, int on)
+{
+    m->drain = on != 0;
+}
+
 void http_multi_set_where(struct http_multi *m, const char *where)
 {
     m->where = where;
@@ -201,6 +207,7 @@ int http_multi_submit(struct http_multi *m, const char *what, const struct http_
     sl->hctx = r->hctx;
     buf_init(&sl->body, sl->max_resp);
     http_setup(c, m->o, sl->url, r->method, sl->hdrs, sl->req_body, r->body ? r->body_len : 0, hm_on_body, sl);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m->drain);
     curl_easy_setopt(c, CURLOPT_PRIVATE, sl);
     if (r->on_header) {
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hm_on_header);

@@ -29,6 +29,11 @@ struct http_multi *http_multi_new(const struct burry_opts *o, size_t max_infligh
  * messages of failed requests instead of the request URL; NULL restores the
  * URL. */
 void http_multi_set_where(struct http_multi *m, const char *where);
+/* With on set, requests in flight are not cut short when the program is
+ * interrupted (burry_interrupted): the caller stops submitting and pumps
+ * until they end by themselves (each within the timeout), so that it
+ * learns what the writes it sent did. Off by default. */
+void http_multi_set_drain(struct http_multi *m, int on);
 /* Abandons requests still in flight without running their callbacks. */
 void http_multi_free(struct http_multi *m);                  /* NULL ok */
 /* The same, keeping the handle for new requests. */

@@ -7,7 +7,10 @@
  * not answer gRPC is read and written through the gateway (/v3/kv/range,
  * /v3/kv/txn). Everything else goes through the gateway: the transactions
  * that find keys existing, overwrites and dry runs (/v3/kv/txn), leases and
- * authentication (/v3/lease/..., /v3/auth/...). */
+ * authentication (/v3/lease/..., /v3/auth/...). Transactions start at
+ * etcd's default limits (128 operations, about 1 MiB) and shrink for the
+ * rest of the run when a server refuses them as too large or as holding
+ * too many operations. */
 #include "registry.h"
 
 #include <ctype.h>
@@ -26,11 +29,16 @@
 #include "http_multi.h"
 #include "jsonout.h"
 
-#define ETCD_TXN_OPS 128                       /* server default --max-txn-ops */
-#define ETCD_REQ_LIMIT ((size_t)3 << 19)        /* server default --max-request-bytes, 1.5 MiB */
-#define ETCD_BATCH_BYTES ((size_t)1 << 20)      /* keep each txn request under this */
+#define ETCD_TXN_OPS 128                       /* server default --max-txn-ops: ops per txn at first */
+#define ETCD_BATCH_BYTES ((size_t)1 << 20)      /* keep each txn request under this at first */
 #define ETCD_OP_OVERHEAD 64                     /* protobuf framing per op, generously */
-#define ETCD_PAGE_FIRST 8                       /* keys in the first page: values may be 1.5 MiB */
+/* etcd's gRPC server reads requests of up to its --max-request-bytes plus
+ * this; it resets the stream of a larger one without reading it */
+#define ETCD_GRPC_SLACK ((size_t)512 << 10)
+#define ETCD_LOST_TRIES 3                       /* sends of writes whose answers get lost */
+#define ETCD_BUSY_TRIES 6                       /* "too many requests" in a row, at most */
+#define ETCD_BUSY_PAUSE_MS 200                  /* the wait after the first, doubled after each */
+#define ETCD_PAGE_FIRST 8                       /* keys in the first page: values may be MiBs */
 #define ETCD_PAGE_MIN 1
 #define ETCD_PAGE_MAX 10000
 #define ETCD_PAGE_BYTES ((size_t)4 << 20)       /* aim for pages of about this size */
@@ -264,6 +272,8 @@ struct wop { /* one queued write */
     void *ctx, *token;
     int done;                  /* outcome decided (callback not run yet) */
     int sent;                  /* part of a txn in flight */
+    int unsure;                /* sent in a txn whose answer was lost: may exist by this run */
+    int lost;                  /* how many times that happened */
     enum src_write_outcome out;
     char *msg;
 };
@@ -272,6 +282,7 @@ struct wop { /* one queued write */
 struct txn_slot {
     struct wop *b[ETCD_TXN_OPS];
     size_t n;
+    size_t bytes;              /* the size of its request */
     int busy;                  /* sent; answer not processed yet */
     int answered;
     int grpc;                  /* sent with gRPC, not through the gateway */
@@ -294,6 +305,10 @@ struct source {
     struct http_multi *hm;     /* create-only txns through the gateway */
     struct txn_slot fl[ETCD_INFLIGHT];
     enum txn_way way;
+    size_t max_ops, max_bytes; /* per txn; lowered when the server refuses more */
+    long long rev_start;       /* the server's revision when it was opened */
+    int busy_tries;            /* "too many requests" answers in a row (see busy) */
+    double busy_until;         /* no txn starts before this (now_s) */
     unsigned long long txns_grpc, txns_gw; /* txns sent each way (-v) */
     const char *host;          /* the member in use, "host:port" */
     char base[300];            /* "http://host:port" */
@@ -508,6 +523,8 @@ static int etcd_open(struct source **out, const char *url, const struct burry_op
     if (!s)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     s->o = o;
+    s->max_ops = ETCD_TXN_OPS;
+    s->max_bytes = ETCD_BATCH_BYTES;
     buf_init(&s->req, 0);
     buf_init(&s->tmp, 0);
     if ((rc = etcdurl_parse(url, &s->u, e)) < 0)
@@ -527,6 +544,7 @@ static int etcd_open(struct source **out, const char *url, const struct burry_op
         if (rc == 0 && (rc = answer_ok(s, j, status, "report its status", &e2)) == 0) {
             const char *v = json_string_value(json_object_get(j, "version"));
             s->version = strdup(v ? v : "");
+            s->rev_start = jnum(json_object_get(j, "header"), "revision");
         }
         json_decref(j);
         if (rc == 0 && o->user)
@@ -1189,18 +1207,18 @@ static int etcd_write_submit(struct source *s, const struct bnode *n, enum src_w
     w->ctx = ctx;
     w->token = token;
     s->mode = mode;
+    /* a write cut short by an interrupt may or may not have been applied:
+     * let the ones in flight end, so that the summary counts what they did */
+    http_set_drain(s->h, mode == SRC_WRITE_CREATE || mode == SRC_WRITE_OVERWRITE);
     if (!n->has_value) {
         /* a path without a key (an ancestor the restorer made up for
          * --into, or a directory of the archive): nothing to write */
         wop_decide(w, SRC_W_EXISTING, NULL);
     } else if (n->path_len < 2 || n->path[0] != '/') {
         wop_decide(w, SRC_W_FAILED, "etcd keys cannot be empty");
-    } else if (n->path_len - 1 + n->value_len + ETCD_OP_OVERHEAD * 4 > ETCD_REQ_LIMIT) {
-        char m[120];
-        snprintf(m, sizeof m, "value too large for etcd (%zu bytes; a request may hold %zu)",
-                 n->value_len, ETCD_REQ_LIMIT);
-        wop_decide(w, SRC_W_FAILED, m);
     } else {
+        /* whatever its size: only the server knows what it takes (its
+         * --max-request-bytes); a value too large fails when it says so */
         w->klen = n->path_len - 1;
         w->vlen = n->value_len;
         w->key = malloc(w->klen + 1);
@@ -1362,19 +1380,127 @@ static int build_txn_pb(struct source *s, struct wop **b, size_t n, struct burry
     return rc ? burry_errf(e, BURRY_EFAIL, "out of memory") : 0;
 }
 
+/* What etcd's refusal of a whole txn (its message m) says beyond its keys. */
+enum refusal {
+    REFUSED_OTHER,             /* about some of its keys, or the whole server */
+    REFUSED_TOO_LARGE,         /* the request is larger than the server takes */
+    REFUSED_TOO_MANY_OPS,      /* more operations than its --max-txn-ops */
+    REFUSED_BUSY,              /* "too many requests": try again in a moment */
+};
+
+static enum refusal refusal_kind(const char *m)
+{
+    /* etcd's own check of --max-request-bytes, then its gRPC server's of
+     * that plus ETCD_GRPC_SLACK (which the gateway passes on) */
+    if (strstr(m, "request is too large") || strstr(m, "larger than max"))
+        return REFUSED_TOO_LARGE;
+    if (strstr(m, "too many operations in txn request"))
+        return REFUSED_TOO_MANY_OPS;
+    /* applying its log lags behind committing it (gRPC RESOURCE_EXHAUSTED,
+     * the gateway's 429: both also say "larger than max", above) */
+    if (strstr(m, "too many requests"))
+        return REFUSED_BUSY;
+    return REFUSED_OTHER;
+}
+
+/* etcd refused a txn with "too many requests" (m): it is overloaded for a
+ * moment. No txn starts before a pause, 0.2 s after the first such answer
+ * and doubled after each next in a row; after ETCD_BUSY_TRIES of them the
+ * run stops. Answers to txns sent before a pause began do not count. */
+static int busy(struct source *s, const char *m, struct burry_err *e)
+{
+    double now = now_s();
+    if (now < s->busy_until)
+        return 0;
+    if (++s->busy_tries >= ETCD_BUSY_TRIES)
+        return burry_errf(e, BURRY_EFAIL,
+                          "etcd at %s kept refusing writes with '%s' (%d times in a row, waiting "
+                          "longer each time); it is overloaded: let it catch up, then run the "
+                          "restore again", s->host, m, s->busy_tries);
+    double pause = ETCD_BUSY_PAUSE_MS / 1000.0 * (double)(1 << (s->busy_tries - 1));
+    s->busy_until = now + pause;
+    blog(&s->o->log, BLOG_INFO, "etcd at %s is busy (%s); sending again in %.1fs", s->host, m, pause);
+    return 0;
+}
+
+/* Sleep until t (now_s), at most max_ms; sooner when interrupted. */
+static void nap_until(double t, int max_ms)
+{
+    double left = t - now_s();
+    if (left > max_ms / 1000.0)
+        left = max_ms / 1000.0;
+    if (left <= 0)
+        return;
+    struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* The server did not take a txn of req_len bytes (why): the txns after it
+ * hold at most half that, for the rest of the run. A txn sent before a
+ * lower limit was learnt says nothing new. */
+static void fewer_bytes(struct source *s, size_t req_len, const char *why)
+{
+    size_t b = req_len / 2;
+    if (req_len > s->max_bytes)
+        return;
+    s->max_bytes = b;
+    blog(&s->o->log, BLOG_INFO,
+         "etcd at %s did not take a transaction of %zu bytes (%s); sending transactions of at "
+         "most %zu bytes from now on", s->host, req_len, why, b);
+}
+
+/* The server refused a txn of n operations as too many: at most half
+ * that per txn, for the rest of the run (as in fewer_bytes). */
+static void fewer_ops(struct source *s, size_t n, const char *why)
+{
+    size_t k = n / 2 ? n / 2 : 1;
+    if (n > s->max_ops)
+        return;
+    s->max_ops = k;
+    blog(&s->o->log, BLOG_INFO,
+         "etcd at %s refused a transaction of %zu operations (%s); sending at most %zu per "
+         "transaction from now on", s->host, n, why, k);
+}
+
+/* A write that alone is more than the server takes. */
+static void value_too_large(struct wop *w, const char *why)
+{
+    char *m = str_printf("value too large for etcd (%zu bytes): %s", w->vlen, why);
+    wop_decide(w, SRC_W_FAILED, m ? m : why);
+    free(m);
+}
+
 /* Send a built txn. 0 with *j (caller decrefs) on success; 1 when etcd
- * refused it (msg says why: the ops are then tried one by one); <0 fatal. */
+ * refused it (msg says why: the ops are then tried in smaller txns); <0
+ * fatal. */
 static int send_txn(struct source *s, json_t **j, char *msg, size_t msglen, struct burry_err *e)
 {
     long status;
-    s->txns_gw++;
-    int rc = call(s, "/v3/kv/txn", s->req.p, s->req.len, j, &status, e);
-    if (rc < 0)
-        return rc;
-    if (status == 200)
-        return 0;
     char tmp[40];
-    const char *m = gw_msg(*j, status, tmp, sizeof tmp);
+    const char *m;
+    int rc;
+    for (;;) {
+        s->txns_gw++;
+        rc = call(s, "/v3/kv/txn", s->req.p, s->req.len, j, &status, e);
+        if (rc < 0)
+            return rc;
+        if (status == 200) {
+            s->busy_tries = 0;
+            return 0;
+        }
+        m = gw_msg(*j, status, tmp, sizeof tmp);
+        if (refusal_kind(m) != REFUSED_BUSY)
+            break;
+        rc = busy(s, m, e);
+        json_decref(*j);
+        *j = NULL;
+        if (rc < 0)
+            return rc;
+        while (now_s() < s->busy_until && !burry_interrupted)
+            nap_until(s->busy_until, 100);
+        if (burry_interrupted)
+            return burry_errf(e, BURRY_EINTR, "interrupted");
+    }
     /* whole-server conditions end the run; per-key refusals do not */
     if (strstr(m, "requires authentication") || strstr(m, "user name is empty") ||
         strstr(m, "no leader") || strstr(m, "timed out") || strstr(m, "stopped") ||
@@ -1390,14 +1516,17 @@ static int send_txn(struct source *s, json_t **j, char *msg, size_t msglen, stru
     return 1;
 }
 
-/* The existing value of the i-th read of a txn answer: 1 and val filled,
- * 0 when the key is absent. */
-static int read_result(json_t *j, size_t i, struct buf *val)
+/* The existing key of the i-th read of a txn answer: 1 with its value in
+ * val and its create_revision in crev (each when not NULL), 0 when the key
+ * is absent. */
+static int read_result(json_t *j, size_t i, struct buf *val, long long *crev)
 {
     json_t *rr = json_object_get(json_array_get(json_object_get(j, "responses"), i), "response_range");
     json_t *kv = json_array_get(json_object_get(rr, "kvs"), 0);
     if (!kv)
         return 0;
+    if (crev)
+        *crev = jnum(kv, "create_revision");
     if (val && decode_field(kv, "value", val) < 0)
         return -1;
     return 1;
@@ -1430,13 +1559,17 @@ static int run_batch(struct source *s, struct wop **b, size_t n, struct burry_er
                 goto one_by_one;
             int ok = json_is_true(json_object_get(j, "succeeded"));
             for (size_t i = 0, k = 0; i < n; i++) {
+                long long crev = 0;
                 if (!want[i])
                     continue;
                 if (ok) {
                     wop_decide(b[i], SRC_W_CREATED, NULL);
                     want[i] = 0;
-                } else if (read_result(j, k, NULL) == 1) {
-                    wop_decide(b[i], SRC_W_EXISTING, NULL);
+                } else if (read_result(j, k, NULL, &crev) == 1) {
+                    /* a write sent before in a txn whose answer was lost,
+                     * found created since this run began, is this run's */
+                    wop_decide(b[i], b[i]->unsure && crev > s->rev_start ? SRC_W_CREATED
+                                                                           : SRC_W_EXISTING, NULL);
                     want[i] = 0;
                 }
                 k++;
@@ -1458,7 +1591,7 @@ static int run_batch(struct source *s, struct wop **b, size_t n, struct burry_er
         goto one_by_one;
     enum src_write_outcome outc[ETCD_TXN_OPS];
     for (size_t i = 0; i < n; i++) {
-        int ex = read_result(j, i, &s->tmp);
+        int ex = read_result(j, i, &s->tmp, NULL);
         if (ex < 0) {
             json_decref(j);
             return burry_errf(e, BURRY_EFAIL, "etcd at %s sent a value that is not base64", s->host);
@@ -1492,12 +1625,31 @@ static int run_batch(struct source *s, struct wop **b, size_t n, struct burry_er
         wop_decide(b[i], outc[i], NULL);
     return 0;
 
-one_by_one:
-    /* etcd refused the batch as a whole (a key it denies, a request too
-     * large): each op alone, so that only the guilty ones fail */
+one_by_one:;
+    /* etcd refused the batch as a whole: for a limit of the server, in two
+     * halves; else (a key it denies) each op alone, so that only the guilty
+     * ones fail */
+    enum refusal why = refusal_kind(msg);
     if (n == 1) {
-        wop_decide(b[0], SRC_W_FAILED, msg);
+        if (why == REFUSED_TOO_LARGE)
+            value_too_large(b[0], msg);
+        else
+            wop_decide(b[0], SRC_W_FAILED, msg);
         return 0;
+    }
+    if (why != REFUSED_OTHER) {
+        struct wop *u[ETCD_TXN_OPS];
+        size_t nu = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!b[i]->done)
+                u[nu++] = b[i];
+        if (why == REFUSED_TOO_MANY_OPS)
+            fewer_ops(s, nu, msg);
+        if (nu > 1) {
+            if ((rc = run_batch(s, u, nu / 2, e)) < 0)
+                return rc;
+            return run_batch(s, u + nu / 2, nu - nu / 2, e);
+        }
     }
     for (size_t i = 0; i < n; i++)
         if (!b[i]->done && (rc = run_batch(s, &b[i], 1, e)) < 0)
@@ -1506,15 +1658,15 @@ one_by_one:
 }
 
 /* Pick the next batch: undecided writes not in flight, in queue order,
- * at most ETCD_TXN_OPS of them and about ETCD_BATCH_BYTES. */
+ * at most max_ops of them and about max_bytes (a larger write alone). */
 static size_t next_batch(struct source *s, struct wop **b)
 {
     size_t n = 0, bytes = 0;
-    for (struct wop *w = s->qh; w && n < ETCD_TXN_OPS; w = w->next) {
+    for (struct wop *w = s->qh; w && n < s->max_ops; w = w->next) {
         if (w->done || w->sent)
             continue;
         size_t cost = w->klen * 3 + w->vlen + ETCD_OP_OVERHEAD * 3;
-        if (n && bytes + cost > ETCD_BATCH_BYTES)
+        if (n && bytes + cost > s->max_bytes)
             break;
         b[n++] = w;
         bytes += cost;
@@ -1616,10 +1768,18 @@ static int start_txns(struct source *s, struct burry_err *e)
     char *hdrs[2] = {s->auth_hdr, NULL};
     const char *ghdrs[2] = {s->token_hdr, NULL};
     int grpc = s->way != TXN_WAY_GW;
-    if (grpc && !s->g && !(s->g = grpc_new(s->o, ETCD_INFLIGHT, e)))
-        return e->code ? e->code : BURRY_EFAIL;
-    if (!grpc && !s->hm && !(s->hm = http_multi_new(s->o, ETCD_INFLIGHT, e)))
-        return e->code ? e->code : BURRY_EFAIL;
+    if (now_s() < s->busy_until)
+        return 0; /* see busy */
+    if (grpc && !s->g) {
+        if (!(s->g = grpc_new(s->o, ETCD_INFLIGHT, e)))
+            return e->code ? e->code : BURRY_EFAIL;
+        grpc_set_drain(s->g, 1); /* see drain_txns */
+    }
+    if (!grpc && !s->hm) {
+        if (!(s->hm = http_multi_new(s->o, ETCD_INFLIGHT, e)))
+            return e->code ? e->code : BURRY_EFAIL;
+        http_multi_set_drain(s->hm, 1);
+    }
     snprintf(url, sizeof url, "%s/v3/kv/txn", s->base);
     for (size_t i = 0; i < ETCD_INFLIGHT && (grpc ? grpc_room(s->g) : http_multi_room(s->hm)); i++) {
         struct txn_slot *t = &s->fl[i];
@@ -1648,6 +1808,7 @@ static int start_txns(struct source *s, struct burry_err *e)
         s->txns_grpc += grpc != 0;
         s->txns_gw += grpc == 0;
         t->n = n;
+        t->bytes = s->req.len;
         t->busy = 1;
         t->grpc = grpc;
         t->answered = 0;
@@ -1660,56 +1821,111 @@ static int start_txns(struct source *s, struct burry_err *e)
     return 0;
 }
 
-/* Decide the writes of an answered txn. The usual answer (all created)
- * is handled here; anything else falls back to run_batch, which asks
- * again: a txn that did not succeed wrote nothing. With salvage set (the
- * run is ending on another error) only that usual answer is used. */
+/* Whether a transfer error (libcurl's words) says the member does not
+ * speak HTTP/2 at all (h2c refused): no gRPC call was then read. */
+static int not_http2(const char *m)
+{
+    return strstr(m, "Server returned nothing") || strstr(m, "Error in the HTTP2 framing layer") ||
+           strstr(m, "Weird server reply") || strstr(m, "Unsupported protocol");
+}
+
+/* A gRPC txn that ended without an answer (t->rc < 0, t->msg says why).
+ * 0 when its writes are to go again (left undecided), or through the
+ * gateway (*no_grpc, or in rest); <0 when the run ends. */
+static int txn_lost(struct source *s, struct txn_slot *t, struct wop **rest, size_t *nrest,
+                    int *no_grpc, struct burry_err *e)
+{
+    const char *m = t->msg;
+    /* interrupted, timed out, or the member is gone */
+    if (t->rc == BURRY_EINTR || strstr(m, "no answer from") || strstr(m, "Couldn't connect") ||
+        strstr(m, "Couldn't resolve"))
+        return burry_errf(e, t->rc, "%s", m);
+    for (size_t i = 0; i < t->n; i++)
+        t->b[i]->unsure = 1; /* see run_batch */
+    if (s->way != TXN_WAY_GRPC && not_http2(m)) {
+        *no_grpc = 1;
+        return 0;
+    }
+    /* The request went out and the connection broke: the server may have
+     * applied it. Its writes go again; one found existing then counts as
+     * created when it was created after this run began. */
+    if (t->bytes > ETCD_GRPC_SLACK) {
+        /* what a request above the member's gRPC limit gets: its stream is
+         * reset unread, and libcurl (7.88) loses the status sent with it */
+        if (t->n > 1)
+            fewer_bytes(s, t->bytes, m);
+        else /* one large write: the gateway says whether etcd takes it */
+            rest[(*nrest)++] = t->b[0];
+        return 0;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (++t->b[i]->lost >= ETCD_LOST_TRIES)
+            return burry_errf(e, t->rc, "%s", m);
+    blog(&s->o->log, BLOG_INFO, "etcd at %s: the answer to a transaction was lost (%s); sending it again",
+         s->host, m);
+    return 0;
+}
+
+/* A txn etcd refused as a whole, for reason m: for a limit of the server,
+ * its writes go again in smaller txns, and when it is busy after a pause;
+ * else run_batch sorts them out (rest): some key exists, an expired token,
+ * a key it denies, a server-wide condition. <0 when the run ends. */
+static int txn_refused(struct source *s, struct txn_slot *t, const char *m, struct wop **rest,
+                       size_t *nrest, struct burry_err *e)
+{
+    enum refusal why = refusal_kind(m);
+    if (why == REFUSED_BUSY)
+        return busy(s, m, e);
+    if (why == REFUSED_TOO_LARGE && t->n == 1)
+        value_too_large(t->b[0], m);
+    else if (why == REFUSED_TOO_LARGE)
+        fewer_bytes(s, t->bytes, m);
+    else if (why == REFUSED_TOO_MANY_OPS && t->n > 1)
+        fewer_ops(s, t->n, m);
+    else
+        for (size_t i = 0; i < t->n; i++)
+            rest[(*nrest)++] = t->b[i];
+    return 0;
+}
+
+/* Decide the writes of an ended txn. The usual answer (all created) is
+ * handled here. A txn refused wrote nothing: its writes go again (in
+ * smaller txns after a limit of the server) or to run_batch, which asks
+ * through the gateway. One whose answer was lost may have written: see
+ * txn_lost. With salvage set (the run is ending on another error) only
+ * the usual answer is used, the other writes stay undecided. */
 static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct burry_err *e)
 {
     struct wop *rest[ETCD_TXN_OPS];
     size_t nrest = 0;
     int rc = 0;
     int no_grpc = 0;
+    char tmp[40];
     for (size_t i = 0; i < t->n; i++)
         t->b[i]->sent = 0;
-    if (t->rc < 0) {
-        /* before gRPC worked once, a failure short of a timeout may just
-         * mean no gRPC here (nothing was written then) */
-        if (t->grpc && s->way != TXN_WAY_GRPC && t->rc != BURRY_EINTR &&
-            !strstr(t->msg, "no answer from"))
-            no_grpc = 1;
-        else if (!salvage)
-            rc = burry_errf(e, t->rc, "%s", t->msg);
-    } else if (t->grpc) {
-        if (t->status == GRPC_OK && t->succeeded) {
-            for (size_t i = 0; i < t->n; i++)
-                wop_decide(t->b[i], SRC_W_CREATED, NULL);
-            if (s->way == TXN_WAY_TRY_GRPC)
-                s->way = TXN_WAY_GRPC;
-        } else if ((t->status < 0 || t->status == GRPC_UNIMPLEMENTED) && s->way != TXN_WAY_GRPC) {
-            no_grpc = 1;
-        } else {
-            /* some key exists, or etcd refused the txn (an expired
-             * token, a key it denies, a server-wide condition): the
-             * gateway's run_batch sorts it out, as below */
-            for (size_t i = 0; i < t->n; i++)
-                rest[nrest++] = t->b[i];
-        }
-    } else if (!t->j) {
-        if (!salvage)
-            rc = burry_errf(e, BURRY_EFAIL,
-                            "etcd at %s sent an answer to /v3/kv/txn that is not JSON (HTTP status "
-                            "%ld); is this an etcd v3 server?", s->host, t->status);
-    } else if (t->status == 200 && json_is_true(json_object_get(t->j, "succeeded"))) {
+    int created = t->rc == 0 && (t->grpc ? t->status == GRPC_OK && t->succeeded
+                                         : t->status == 200 && t->j &&
+                                               json_is_true(json_object_get(t->j, "succeeded")));
+    if (created) {
         for (size_t i = 0; i < t->n; i++)
             wop_decide(t->b[i], SRC_W_CREATED, NULL);
+        if (t->grpc && s->way == TXN_WAY_TRY_GRPC)
+            s->way = TXN_WAY_GRPC;
+        s->busy_tries = 0;
+    } else if (salvage) {
+    } else if (t->rc < 0) {
+        rc = t->grpc ? txn_lost(s, t, rest, &nrest, &no_grpc, e) : burry_errf(e, t->rc, "%s", t->msg);
+    } else if (t->grpc && (t->status < 0 || t->status == GRPC_UNIMPLEMENTED) &&
+               s->way != TXN_WAY_GRPC) {
+        no_grpc = 1; /* an answer, but not gRPC: nothing was written */
+    } else if (!t->grpc && !t->j) {
+        rc = burry_errf(e, BURRY_EFAIL,
+                        "etcd at %s sent an answer to /v3/kv/txn that is not JSON (HTTP status "
+                        "%ld); is this an etcd v3 server?", s->host, t->status);
     } else {
-        /* some key exists (the bare txn does not say which), or etcd
-         * refused the txn as a whole (an expired token, a key it denies,
-         * a server-wide condition): run_batch finds the existing keys,
-         * renews, splits or fails */
-        for (size_t i = 0; i < t->n; i++)
-            rest[nrest++] = t->b[i];
+        /* through the gateway, the bare txn does not say which key exists */
+        rc = txn_refused(s, t, t->grpc ? t->msg : gw_msg(t->j, t->status, tmp, sizeof tmp), rest,
+                         &nrest, e);
     }
     if (no_grpc && s->way != TXN_WAY_GW) {
         /* its writes, still undecided, go again through the gateway */
@@ -1718,7 +1934,7 @@ static int txn_done(struct source *s, struct txn_slot *t, int salvage, struct bu
              "etcd at %s does not answer gRPC transactions; writing through its JSON gateway",
              s->host);
     }
-    if (rc == 0 && nrest && !salvage)
+    if (rc == 0 && nrest)
         rc = run_batch(s, rest, nrest, e);
     json_decref(t->j);
     t->j = NULL;
@@ -1746,9 +1962,10 @@ static int pump_txns(struct source *s, int timeout_ms, struct burry_err *e)
     return ng ? grpc_pump(s->g, timeout_ms, e) : nh ? http_multi_pump(s->hm, timeout_ms, e) : 0;
 }
 
-/* After a fatal error: wait for the txns still in flight (each bounded by
- * the request timeout) and record what they did, so that the summary
- * counts every key written. */
+/* After a fatal error or an interrupt: wait for the txns still in flight
+ * (each bounded by the request timeout; the handles were told not to cut
+ * them short on an interrupt, whose outcome would then be unknown) and
+ * record what they did, so that the summary counts every key written. */
 static void drain_txns(struct source *s)
 {
     struct burry_err e2 = {0};
@@ -1770,13 +1987,16 @@ static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
 {
     if (s->mode != SRC_WRITE_CREATE)
         return pump_sync(s, e);
-    int rc = start_txns(s, e);
+    /* once interrupted, nothing new starts */
+    int rc = burry_interrupted ? burry_errf(e, BURRY_EINTR, "interrupted") : start_txns(s, e);
     if (rc == 0 && txns_inflight(s) > 0)
         rc = pump_txns(s, timeout_ms, e);
+    else if (rc == 0)
+        nap_until(s->busy_until, timeout_ms); /* nothing in flight while etcd is busy */
     for (size_t i = 0; rc >= 0 && i < ETCD_INFLIGHT; i++)
         if (s->fl[i].busy && s->fl[i].answered)
             rc = txn_done(s, &s->fl[i], 0, e);
-    if (rc >= 0)
+    if (rc >= 0 && !burry_interrupted)
         rc = start_txns(s, e); /* refill before the callbacks run */
     if (rc >= 0 && burry_interrupted)
         rc = burry_errf(e, BURRY_EINTR, "interrupted");

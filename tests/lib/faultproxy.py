@@ -9,6 +9,7 @@ unchanged, so signatures still verify) and the real server answers.
                 [--delay SECONDS --delay-match TEXT]
                 [--cut-body N --cut-match TEXT]
                 [--rewrite OLD=NEW --rewrite-match TEXT]
+                [--refuse-h2] [--json-error MESSAGE] [--h2-drop-answers N]
 
 The first N requests whose request line contains TEXT get CODE (default 503)
 with an S3/Azure-style XML error body instead of being forwarded. With
@@ -22,11 +23,20 @@ stops after N bytes of its body and both connections drop: the server
 went away in the middle of its answer. With --rewrite, the bytes OLD are
 replaced by NEW (of the same length, so every length stays right) in the
 body of every answer to a request whose line holds the --rewrite-match
-text: a server that answers wrongly. The proxy listens on port P (default: any free one),
-writes that port to PORTFILE, and after every request writes
-"requests=R injected=I delayed=D" to the stats file.
+text: a server that answers wrongly. With --refuse-h2, every HTTP/2 client
+preface is answered with a 505, whatever --match says: a server that speaks
+HTTP/1.1 only. With --json-error, an injected answer carries {"error":
+MESSAGE, "message": MESSAGE} (the form of etcd's JSON gateway) instead of
+the XML body. With --h2-drop-answers N,
+connections that start with the HTTP/2 preface are passed through as they
+are, frame by frame, and the first N answers the server starts (a HEADERS
+frame on a stream) are dropped with both connections: the server did the
+work, the client never hears of it. The proxy listens on port P (default:
+any free one), writes that port to PORTFILE, and after every request writes
+"requests=R injected=I delayed=D dropped=X" to the stats file.
 """
 import argparse
+import json
 import os
 import socket
 import sys
@@ -34,7 +44,7 @@ import threading
 import time
 
 lock = threading.Lock()
-counts = {'requests': 0, 'injected': 0, 'delayed': 0}
+counts = {'requests': 0, 'injected': 0, 'delayed': 0, 'dropped': 0}
 
 
 def read_head(f):
@@ -59,8 +69,8 @@ def content_length(head):
 def write_stats(path):
     if path:
         with open(path, 'w') as f:
-            f.write('requests=%d injected=%d delayed=%d\n'
-                    % (counts['requests'], counts['injected'], counts['delayed']))
+            f.write('requests=%d injected=%d delayed=%d dropped=%d\n'
+                    % (counts['requests'], counts['injected'], counts['delayed'], counts['dropped']))
 
 
 class Body:
@@ -126,6 +136,57 @@ def relay_response(up, client, method, body=None):
     return True
 
 
+def pass_h2(conn, client, head, args):
+    """Relay an HTTP/2 connection whose preface (head) was read: the
+    client's bytes as they come, the server's frame by frame, until an
+    answer to drop (see --h2-drop-answers) or either side closes."""
+    up_sock = socket.create_connection(('127.0.0.1', args.upstream))
+    up_sock.sendall(b''.join(head))
+
+    def client_to_server():
+        try:
+            while True:
+                data = client.read1(65536)
+                if not data:
+                    break
+                up_sock.sendall(data)
+        except (OSError, ValueError):
+            pass
+        for s in (up_sock, conn):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    threading.Thread(target=client_to_server, daemon=True).start()
+    up = up_sock.makefile('rb')
+    try:
+        while True:
+            fh = up.read(9)
+            if len(fh) != 9:
+                return
+            payload = up.read(int.from_bytes(fh[:3], 'big'))
+            stream = int.from_bytes(fh[5:9], 'big') & 0x7fffffff
+            if fh[3] == 1 and stream != 0:   # HEADERS: the server answers
+                with lock:
+                    drop = counts['dropped'] < args.h2_drop_answers
+                    if drop:
+                        counts['dropped'] += 1
+                        write_stats(args.stats)
+                if drop:
+                    return
+            conn.sendall(fh + payload)
+    except (OSError, ValueError):
+        return
+    finally:
+        for s in (up_sock, conn):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
 def serve(conn, args):
     client = conn.makefile('rwb')
     up_sock = None
@@ -138,11 +199,18 @@ def serve(conn, args):
             method = head[0].split()[0]
             expect = [l for l in head if l.lower().startswith(b'expect:')]
             head = [l for l in head if not l.lower().startswith(b'expect:')]
+            h2 = head[0].startswith(b'PRI * HTTP/2.0')
+            if h2 and args.h2_drop_answers:
+                pass_h2(conn, client, head, args)
+                return
             with lock:
                 counts['requests'] += 1
                 inject = args.match.encode() in head[0] and counts['injected'] < args.fail
                 if inject:
                     counts['injected'] += 1
+                status = args.status
+                if h2 and args.refuse_h2:   # not counted: --fail is for --match
+                    inject, status = True, 505
                 write_stats(args.stats)
             if expect and not inject:
                 client.write(b'HTTP/1.1 100 Continue\r\n\r\n')
@@ -154,17 +222,21 @@ def serve(conn, args):
                         os._exit(1)
             if inject and expect:   # the client holds its body back: answer and close
                 client.write(b'HTTP/1.1 %d Injected\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'
-                             % args.status)
+                             % status)
                 client.flush()
                 return
             body = client.read(content_length(head)) if content_length(head) else b''
             if inject:
                 msg = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable'
                        b'</Code><Message>injected by the test fault proxy</Message></Error>')
+                ctype = b'application/xml'
+                if args.json_error:
+                    msg = json.dumps({'error': args.json_error, 'message': args.json_error}).encode()
+                    ctype = b'application/json'
                 if method == b'HEAD':
                     msg = b''
-                client.write(b'HTTP/1.1 %d Injected\r\nContent-Type: application/xml\r\n'
-                             b'Content-Length: %d\r\n\r\n' % (args.status, len(msg)) + msg)
+                client.write(b'HTTP/1.1 %d Injected\r\nContent-Type: %s\r\n'
+                             b'Content-Length: %d\r\n\r\n' % (status, ctype, len(msg)) + msg)
                 client.flush()
                 continue
             if args.delay and args.delay_match.encode() in head[0]:
@@ -211,6 +283,9 @@ def main():
     p.add_argument('--cut-match', default='')
     p.add_argument('--rewrite', default='')
     p.add_argument('--rewrite-match', default='')
+    p.add_argument('--refuse-h2', action='store_true')
+    p.add_argument('--json-error', default='')
+    p.add_argument('--h2-drop-answers', type=int, default=0)
     args = p.parse_args()
     if args.rewrite:
         old, sep, new = args.rewrite.partition('=')
