@@ -245,6 +245,9 @@ eval "kill -9 \$CONSUL_PID_d; wait \$CONSUL_PID_d 2>/dev/null"
 wait "$RPID"; KRC=$?
 expect_eq "restore into a killed server: exit 1" 1 "$KRC"
 expect_match "killed server: says how far it got and that a re-run is safe" 'stopped after [0-9]+ nodes.*running it again is safe' "$(cat "$T_TMP/kill.err")"
+expect_match "killed server: the summary says the restore stopped, with its counts so far" \
+    '^restore of snapshot [^ ]+ stopped before its end \(see the error below\); so far: created [0-9]+, ' "$(cat "$T_TMP/kill.out")"
+expect_no_match "killed server: no summary claims a finished restore" '^restored snapshot' "$(cat "$T_TMP/kill.out")"
 consul_restart d || not_ok "consul d restarts"
 # after a restart Consul applies its log again: count once the count holds
 # (at least the 500 keys seen before the kill: they were committed)
