@@ -145,6 +145,25 @@ static int put_escaped(struct buf *b, const char *s, size_t n)
     return 0;
 }
 
+/* Go's HTTP mux answers a path with an empty, '.' or '..' segment (one
+ * trailing '/' aside) with a redirect to its cleaned form, which names
+ * another key; so /v1/kv/<key> reaches exactly that key only when the key
+ * has none. Returns the length of the longest start of k whose path is
+ * clean: n when k is clean, else where its first such segment begins (0,
+ * or just after a '/'). */
+static size_t kv_clean_len(const char *k, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        const char *slash = memchr(k + i, '/', n - i);
+        size_t j = slash ? (size_t)(slash - k) : n;
+        size_t len = j - i;
+        if (len == 0 || (len == 1 && k[i] == '.') || (len == 2 && k[i] == '.' && k[i + 1] == '.'))
+            return i;
+        i = j + 1; /* past n without a '/'; at n after a final '/', an empty last segment: fine */
+    }
+    return n;
+}
+
 /* Append s as a JSON string literal. Bytes >= 0x80 pass through (Consul
  * keys are Go strings; invalid UTF-8 is replaced by the server). */
 static int put_json_str(struct buf *b, const char *s, size_t n)
@@ -816,6 +835,13 @@ out:
 
 /* ---- restore -------------------------------------------------------------- */
 
+/* An operation's bytes in a transaction body, at most (a key's bytes as
+ * JSON escapes, its value as base64). */
+static size_t op_size(const struct wop *w)
+{
+    return w->klen * 6 + (w->vlen + 2) / 3 * 4 + 96;
+}
+
 static int consul_write_submit(struct source *s, const struct bnode *n, enum src_write_mode mode,
                                src_write_cb cb, void *ctx, void *token, struct burry_err *e)
 {
@@ -860,6 +886,9 @@ static int consul_write_submit(struct source *s, const struct bnode *n, enum src
         w->key[w->klen] = 0;
         if (w->vlen)
             memcpy(w->val, n->value, w->vlen);
+        if (op_size(w) > CONSUL_TXN_BUDGET && kv_clean_len(w->key, w->klen) < w->klen)
+            w->bad = "a value this large can only be written through Consul's /v1/kv path, which cannot "
+                     "name a key with an empty, '.' or '..' segment (a final '/' aside)";
     }
     s->nq++;
     return 0;
@@ -913,11 +942,6 @@ static json_t *load_answer(const char *p, size_t n)
     json_t *j = bad ? NULL : json_loadb(b.p ? b.p : "", b.len, JSON_ALLOW_NUL, NULL);
     buf_free(&b);
     return j;
-}
-
-static size_t op_size(const struct wop *w)
-{
-    return w->klen * 6 + (w->vlen + 2) / 3 * 4 + 96;
 }
 
 /* Outcome of one operation of a transaction that Consul rejected. */
@@ -1029,51 +1053,17 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
 }
 
 /* A value whose transaction would be over Consul's request limit goes
- * alone through the plain KV endpoint. */
-static int run_put(struct source *s, struct wop *w, int plan, struct burry_err *e)
+ * alone through the plain KV endpoint (its key's path checked clean at
+ * submit). Create-only asks for cas=0; --overwrite read the key first
+ * (run_chunk). */
+static int run_put(struct source *s, struct wop *w, struct burry_err *e)
 {
     struct buf url;
     struct http_resp r = {0};
     int rc = 0;
     buf_init(&url, 0);
-    if (w->key[0] == '/' || strstr(w->key, "//") || strstr(w->key, "/./") || strstr(w->key, "/../")) {
-        w->done = 1;
-        w->out = SRC_W_FAILED;
-        w->msg = strdup("a value this large can only be written through Consul's /v1/kv path, "
-                        "which cannot name a key with empty, '.' or '..' segments");
-        goto out;
-    }
-    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 || put_escaped(&url, w->key, w->klen) < 0) {
-        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-        goto out;
-    }
-    size_t base_len = url.len;
-    if (s->mode != SRC_WRITE_CREATE) {
-        struct http_req g = {.method = "GET", .url = url.p, .headers = s->hdrs};
-        if ((rc = http_do(s->h, "Consul", &g, &r, e)) < 0)
-            goto out;
-        if (r.status == 404) {
-            w->exists = 0;
-        } else if (r.status == 200) {
-            json_t *j = load_answer(r.body.p, r.body.len);
-            json_t *kv = json_array_get(j, 0), *v = json_object_get(kv, "Value");
-            buf_reset(&s->tmp);
-            if (json_is_string(v))
-                b64_decode(json_string_value(v), json_string_length(v), &s->tmp);
-            w->exists = 1;
-            w->differs = s->tmp.len != w->vlen || (w->vlen && memcmp(s->tmp.p, w->val, w->vlen)) ||
-                         (unsigned long long)jint(kv, "Flags") != w->flags;
-            json_decref(j);
-        } else {
-            rc = unexpected(s, "a key read", &r, e);
-            goto out;
-        }
-        buf_free(&r.body);
-        if (plan || (w->exists && !w->differs))
-            goto out;
-    }
-    url.len = base_len;
-    if (buf_printf(&url, "?flags=%llu%s", w->flags, s->mode == SRC_WRITE_CREATE ? "&cas=0" : "") < 0) {
+    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 || put_escaped(&url, w->key, w->klen) < 0 ||
+        buf_printf(&url, "?flags=%llu%s", w->flags, s->mode == SRC_WRITE_CREATE ? "&cas=0" : "") < 0) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
@@ -1104,22 +1094,21 @@ out:
     return rc;
 }
 
-/* Work out the outcome of ops [0, n) of a chunk that fits one transaction. */
+/* Work out the outcome of ops [0, n) of a chunk that fits one transaction,
+ * or of the one op too large for a transaction. Keys are read through a
+ * "get" transaction in every case: its key travels in the JSON body, where
+ * no URL rule can change it. */
 static int run_chunk(struct source *s, struct wop **list, size_t n, struct burry_err *e)
 {
     int rc;
     enum src_write_mode mode = s->mode;
-    if (n == 1 && op_size(list[0]) > CONSUL_TXN_BUDGET) {
-        if ((rc = run_put(s, list[0], mode == SRC_WRITE_PLAN || mode == SRC_WRITE_PLAN_OVERWRITE, e)) < 0)
-            return rc;
-    } else if (mode == SRC_WRITE_CREATE) {
-        return run_txn(s, list, n, "cas", e);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            list[i]->exists = 1;
-        if ((rc = run_txn(s, list, n, "get", e)) < 0)
-            return rc;
-    }
+    int big = n == 1 && op_size(list[0]) > CONSUL_TXN_BUDGET;
+    if (mode == SRC_WRITE_CREATE)
+        return big ? run_put(s, list[0], e) : run_txn(s, list, n, "cas", e);
+    for (size_t i = 0; i < n; i++)
+        list[i]->exists = 1;
+    if ((rc = run_txn(s, list, n, "get", e)) < 0)
+        return rc;
     /* read done (plan, overwrite): decide, then write what must change */
     struct wop *todo[CONSUL_MAX_OPS];
     size_t m = 0;
@@ -1137,7 +1126,9 @@ static int run_chunk(struct source *s, struct wop **list, size_t n, struct burry
             todo[m++] = w;
         }
     }
-    return m ? run_txn(s, todo, m, "set", e) : 0;
+    if (!m)
+        return 0;
+    return big ? run_put(s, todo[0], e) : run_txn(s, todo, m, "set", e);
 }
 
 static int consul_pump(struct source *s, int timeout_ms, struct burry_err *e)
