@@ -608,8 +608,13 @@ static void read_all(struct kv_scan *sc)
     struct source *s = sc->s;
     struct buf url;
     buf_init(&url, 0);
+    /* a recursive read takes every key starting with the bytes it names;
+     * a prefix the URL cannot name as it is ("./cfg", "cfg/..") is read
+     * from its longest start that it can, and emit_ent keeps the keys
+     * under the prefix */
+    size_t rlen = kv_clean_len(s->u.prefix, sc->plen);
     if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 ||
-        put_escaped(&url, s->u.prefix, sc->plen) < 0 ||
+        put_escaped(&url, s->u.prefix, rlen) < 0 ||
         buf_puts(&url, "?recurse=true&consistent") < 0) {
         sc->http_rc = burry_errf(&sc->http_e, BURRY_EFAIL, "out of memory");
     } else {
@@ -762,6 +767,12 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     buf_init(&sc.msg[0], 0);
     buf_init(&sc.msg[1], 0);
     sc.cur = &sc.ring[0];
+    size_t rlen = kv_clean_len(s->u.prefix, sc.plen);
+    if (rlen < sc.plen)
+        blog(&s->o->log, BLOG_INFO, "Consul's /v1/kv path cannot name the prefix '%s' as it is (an empty, "
+             "'.' or '..' segment): reading every key%s%s%s and keeping those under the prefix",
+             shown_key(&sc.msg[0], s->u.prefix, sc.plen), rlen ? " starting with '" : "",
+             rlen ? shown_key(&sc.msg[1], s->u.prefix, rlen) : "", rlen ? "'" : "");
     if (!(sc.yajl = yajl_alloc(&kv_events, NULL, &sc))) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;

@@ -314,7 +314,9 @@ consul_stop f
 # cleaned form, and libcurl would clean it itself: a value too large for a
 # transaction (written alone through PUT /v1/kv/KEY) under such a key fails,
 # it is never written to the cleaned key. --overwrite and --dry-run read
-# such a value through a "get" transaction, where the key is in the body.
+# such a value through a "get" transaction, where the key is in the body. A
+# prefix with such segments is read from its longest start that a path can
+# name, keeping only its keys.
 consul_start dots || not_ok "consul dots starts"
 PDOT=$CONSUL_PORT
 big() { head -c 380000 /dev/urandom | base64 -w0; }
@@ -352,6 +354,18 @@ expect_eq "dots --overwrite: exit 1, 1 overwritten, 2 existing, 3 failed" "1 1 2
     "$RC $(jget 'd["overwritten"]') $(jget 'd["existing"]') $(jget 'd["failed"]')"
 expect_eq "dots --overwrite: the big value is back" "$(kv_dump "$PDOT" plainbig)" "$(kv_dump "$PDOTT" plainbig)"
 expect_eq "dots --overwrite: still nothing under the cleaned keys" 3 "$(nkeys "$PDOTT")"
+
+printf '"./cfg/a"\tYQ==\t0\n"./cfgx"\tYQ==\t0\n"cfg/../b"\tYg==\t0\n"cfg/..x"\tYg==\t0\n' | kv_load "$PDOT"
+run_burry backup "consul://127.0.0.1:$PDOT/./cfg" "$T_TMP/dotpre" --name dotpre --json
+expect_eq "prefix './cfg': backup exits 0 with its one key" "0 1" "$RC $(jget 'd["nodes"]')"
+expect_eq "... that key, not its neighbour './cfgx'" "tree/a/@data" \
+    "$(zstd -qdc "$T_TMP"/dotpre/dotpre/*.tar.zst | tar -t | grep @data)"
+run_burry backup "consul://127.0.0.1:$PDOT/cfg/.." "$T_TMP/dotdot" --name dotdot --json
+expect_eq "prefix 'cfg/..': backup exits 0 with its one key" "0 1" "$RC $(jget 'd["nodes"]')"
+expect_eq "... that key, not its neighbour 'cfg/..x'" "tree/b/@data" \
+    "$(zstd -qdc "$T_TMP"/dotdot/dotdot/*.tar.zst | tar -t | grep @data)"
+run_burry dump "consul://127.0.0.1:$PDOT/./cfg"
+expect_eq "dump of prefix './cfg': its one key" "0 /a" "$RC $(cut -f1 <<<"$OUT" | tr '\n' ' ' | sed 's/ $//')"
 consul_stop dots
 consul_stop dott
 
