@@ -971,6 +971,37 @@ static void op_error(struct wop *w, const char *what)
     w->done = 1;
 }
 
+/* Whether Consul's key k (valid UTF-8, from a JSON answer) is the key
+ * sent as ours: Go's JSON decoder made each byte of ours that is not
+ * valid UTF-8 a U+FFFD (EF BF BD). */
+static int same_key(const char *ours, size_t n, const char *k, size_t kn)
+{
+    const unsigned char *p = (const unsigned char *)ours;
+    size_t i = 0, j = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        /* the second byte's range (no overlong form, surrogate or past U+10FFFF) */
+        unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        for (size_t x = 1; x < len; x++) {
+            unsigned char d = i + x < n ? p[i + x] : 0;
+            if (d < (x == 1 ? lo : 0x80) || d > (x == 1 ? hi : 0xBF)) {
+                len = 0;
+                break;
+            }
+        }
+        const char *want = len ? ours + i : "\xEF\xBF\xBD";
+        size_t wl = len ? len : 3;
+        if (kn - j < wl || memcmp(k + j, want, wl))
+            return 0;
+        i += len ? len : 1;
+        j += wl;
+    }
+    return j == kn;
+}
+
 /* Send one transaction of the ops in list (verb "cas" create-only, "set",
  * or "get"), retrying without the operations Consul rejects until it
  * passes; results of a passing "get" are compared with the wanted values. */
@@ -1040,7 +1071,10 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
                                   s->hostport);
             continue; /* again without the rejected operations */
         }
+        /* a "get" result for each key the token may read, in the order
+         * asked: Consul leaves the others out without a word */
         json_t *res = json_object_get(j, "Results");
+        size_t next = 0;
         for (size_t i = 0; i < m; i++) {
             struct wop *w = live[i];
             if (!get) {
@@ -1048,7 +1082,24 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
                 w->done = 1;
                 continue;
             }
-            json_t *kv = json_object_get(json_array_get(res, i), "KV");
+            json_t *kv = NULL;
+            for (size_t x = next; x < json_array_size(res) && !kv; x++) {
+                json_t *c = json_object_get(json_array_get(res, x), "KV");
+                json_t *k = json_object_get(c, "Key");
+                if (json_is_string(k) &&
+                    same_key(w->key, w->klen, json_string_value(k), json_string_length(k))) {
+                    kv = c;
+                    next = x + 1;
+                }
+            }
+            if (!kv) {
+                w->out = SRC_W_FAILED;
+                w->done = 1;
+                free(w->msg);
+                w->msg = strdup("not readable with this ACL token (permission denied): Consul left it out of "
+                                "its answer");
+                continue;
+            }
             json_t *v = json_object_get(kv, "Value");
             buf_reset(&s->tmp);
             if (json_is_string(v) && b64_decode(json_string_value(v), json_string_length(v), &s->tmp) < 0) {
