@@ -955,18 +955,28 @@ static json_t *load_answer(const char *p, size_t n)
     return j;
 }
 
-/* Outcome of one operation of a transaction that Consul rejected. */
-static void op_error(struct wop *w, const char *what)
+/* Whether what is one of Consul's messages "<head><key, Go-quoted><tail>":
+ * the key may hold any words, so only its fixed start and end tell. */
+static int quoted_msg(const char *what, const char *head, const char *tail)
 {
-    if (strstr(what, "index is stale")) {
+    size_t n = strlen(what), hn = strlen(head), tn = strlen(tail);
+    return n >= hn + tn && !strncmp(what, head, hn) && !strcmp(what + n - tn, tail);
+}
+
+/* Outcome of one operation of a transaction that Consul rejected, by its
+ * verb: a create-only "cas" finds the key there, a "get" finds it absent;
+ * anything else fails the node. */
+static void op_error(struct wop *w, const char *verb, const char *what)
+{
+    if (!strcmp(verb, "cas") && quoted_msg(what, "failed to set key \"", "\", index is stale")) {
         w->out = SRC_W_EXISTING;
-    } else if (strstr(what, "doesn't exist")) {
+    } else if (!strcmp(verb, "get") && quoted_msg(what, "key \"", "\" doesn't exist")) {
         w->exists = 0;
         return;
     } else {
         w->out = SRC_W_FAILED;
         free(w->msg);
-        w->msg = strdup(strstr(what, "Permission denied") ? "permission denied (check the ACL token)" : what);
+        w->msg = strdup(!strcmp(what, "Permission denied") ? "permission denied (check the ACL token)" : what);
     }
     w->done = 1;
 }
@@ -1061,7 +1071,7 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
                 json_int_t k = json_integer_value(json_object_get(x, "OpIndex"));
                 const char *what = json_string_value(json_object_get(x, "What"));
                 if (k >= 0 && (size_t)k < m) {
-                    op_error(live[k], what ? what : "rejected");
+                    op_error(live[k], verb, what ? what : "rejected");
                     hit++;
                 }
             }
