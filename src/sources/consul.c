@@ -874,16 +874,18 @@ static int consul_write_submit(struct source *s, const struct bnode *n, enum src
      * made up (an ancestor of --into): a flat key space needs no key there */
     w->want = n->has_value || n->attrs;
     size_t plen = strlen(s->u.prefix);
-    if (w->want && n->path_len == 0 && plen == 0)
-        w->bad = "Consul has no empty key; restore it under a prefix (consul://HOST:PORT/prefix)";
-    else if (w->want && n->has_value && n->value_len > CONSUL_MAX_VALUE)
-        w->bad = "value too large";
     json_t *fl = json_object_get(n->attrs, "flags");
     if (json_is_integer(fl)) /* past INT64_MAX: recorded as negative, same bits */
         w->flags = (unsigned long long)json_integer_value(fl);
     w->vlen = n->has_value ? n->value_len : 0;
+    /* the key: the prefix, then the path ("/a/b" is "a/b" at the root) */
+    w->klen = n->path_len ? plen + n->path_len - !plen : plen;
+    if (w->want && w->klen == 0) /* the root, or "/" (a backup's "app/") at the root */
+        w->bad = "it would be Consul's empty key, which cannot exist; restore it under a prefix "
+                 "(consul://HOST:PORT/prefix)";
+    else if (w->want && n->has_value && n->value_len > CONSUL_MAX_VALUE)
+        w->bad = "value too large";
     if (w->want && !w->bad) {
-        w->klen = n->path_len ? plen + n->path_len - !plen : plen;
         w->key = malloc(w->klen + 1);
         w->val = malloc(w->vlen + 1);
         if (!w->key || !w->val) {

@@ -419,6 +419,19 @@ curl -s -X DELETE "http://127.0.0.1:$PDOTT/v1/kv/stale/index%20is%20stale" >/dev
 run_burry restore "consul://127.0.0.1:$PDOTT/stale" "$S" --name stale --json
 expect_eq "create-only: creates 'index is stale', finds \"doesn't exist\"" "0 1 1" \
     "$RC $(jget 'd["created"]') $(jget 'd["existing"]')"
+
+# a backup of prefix app turns the folder key "app/" into the path "/":
+# restored at the root it would be the empty key, which Consul cannot hold
+printf '"app/"\t\t0\n"app/x"\tYQ==\t0\n' | kv_load "$PDOT"
+run_burry backup "consul://127.0.0.1:$PDOT/app" "$S" --name app --json
+expect_eq "prefix app with its folder key: backup exits 0" "0 2" "$RC $(jget 'd["nodes"]')"
+run_burry restore "consul://127.0.0.1:$PDOTT" "$S" --name app --json
+expect_eq "... restored at the root: exit 1, 1 created, 1 failed" "1 1 1" \
+    "$RC $(jget 'd["created"]') $(jget 'd["failed"]')"
+expect_match "... the folder key fails as Consul's empty key" \
+    "cannot restore '/': it would be Consul's empty key, which cannot exist; restore it under a prefix" "$ERR"
+run_burry restore "consul://127.0.0.1:$PDOTT" "$S" --name app --dry-run
+expect_match "... --dry-run says so too" "^failed +/ +\(it would be Consul's empty key" "$OUT"
 consul_stop dots
 consul_stop dott
 
