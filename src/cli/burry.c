@@ -626,6 +626,13 @@ static int run_verb(struct cli *c, int legacy)
         else if (out && legacy && rc == 0)
             printf("Operation successfully completed. Restored snapshot %s: %llu created, %llu existing\n",
                    jstr(out, "snapshot"), jint(out, "created"), jint(out, "existing"));
+        else if (out && !c->quiet && json_is_true(json_object_get(out, "stopped")))
+            printf("%s of snapshot %s stopped before its end (see the error below); so far: %s%llu, "
+                   "%llu existing, %s%llu, %llu failed\n",
+                   c->dry_run ? "dry run" : "restore", jstr(out, "snapshot"),
+                   c->dry_run ? "would create " : "created ", jint(out, "created"), jint(out, "existing"),
+                   c->dry_run ? "would overwrite " : "overwritten ", jint(out, "overwritten"),
+                   jint(out, "failed"));
         else if (out && !c->quiet && c->dry_run)
             printf("dry run of snapshot %s: would create %llu, %llu exist already (%llu differ), "
                    "would overwrite %llu, %llu failed; nothing was changed\n",

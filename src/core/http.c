@@ -147,6 +147,10 @@ void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char
     long tmo = o->timeout_s > 0 ? o->timeout_s : 10;
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    /* every caller builds its path exactly (a Consul key, an object name):
+     * libcurl would otherwise drop "." and ".." segments and send the
+     * request to another key or object */
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, tmo);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);

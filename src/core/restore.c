@@ -504,7 +504,7 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     struct buf np;
     struct restore r = {.o = o, .req = req, .sops = sops};
     unsigned long long matched = 0;
-    int rc;
+    int rc, stopped = 0;
 
     buf_init(&np, 0);
     *out = NULL;
@@ -610,17 +610,18 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     goto out;
 
 fatal:
+    stopped = 1; /* the counts say how far it got, not what a whole run did */
     if (!req->dry_run)
         burry_err_prefix(e, "restore of snapshot '%s' into %s stopped after %llu nodes (%llu created); "
                          "running it again is safe, it creates only what is missing",
                          id, desc ? desc : src_url, r.done, r.created);
 out:
     if (m && rc != BURRY_EUSAGE && (src || r.done))
-        *out = json_pack("{s:O,s:O,s:b,s:I,s:I,s:I,s:I,s:I}", "snapshot", json_object_get(m, "snapshot"),
-                         "name", json_object_get(m, "name"), "dry_run", req->dry_run, "created",
-                         (json_int_t)r.created, "existing", (json_int_t)r.existing, "different",
-                         (json_int_t)r.different, "overwritten", (json_int_t)r.overwritten, "failed",
-                         (json_int_t)r.failed);
+        *out = json_pack("{s:O,s:O,s:b,s:b,s:I,s:I,s:I,s:I,s:I}", "snapshot", json_object_get(m, "snapshot"),
+                         "name", json_object_get(m, "name"), "dry_run", req->dry_run, "stopped", stopped,
+                         "created", (json_int_t)r.created, "existing", (json_int_t)r.existing,
+                         "different", (json_int_t)r.different, "overwritten", (json_int_t)r.overwritten,
+                         "failed", (json_int_t)r.failed);
     if (sr.free)
         sr.free(&sr);
     if (src)

@@ -145,6 +145,25 @@ static int put_escaped(struct buf *b, const char *s, size_t n)
     return 0;
 }
 
+/* Go's HTTP mux answers a path with an empty, '.' or '..' segment (one
+ * trailing '/' aside) with a redirect to its cleaned form, which names
+ * another key; so /v1/kv/<key> reaches exactly that key only when the key
+ * has none. Returns the length of the longest start of k whose path is
+ * clean: n when k is clean, else where its first such segment begins (0,
+ * or just after a '/'). */
+static size_t kv_clean_len(const char *k, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        const char *slash = memchr(k + i, '/', n - i);
+        size_t j = slash ? (size_t)(slash - k) : n;
+        size_t len = j - i;
+        if (len == 0 || (len == 1 && k[i] == '.') || (len == 2 && k[i] == '.' && k[i + 1] == '.'))
+            return i;
+        i = j + 1; /* past n without a '/'; at n after a final '/', an empty last segment: fine */
+    }
+    return n;
+}
+
 /* Append s as a JSON string literal. Bytes >= 0x80 pass through (Consul
  * keys are Go strings; invalid UTF-8 is replaced by the server). */
 static int put_json_str(struct buf *b, const char *s, size_t n)
@@ -589,8 +608,13 @@ static void read_all(struct kv_scan *sc)
     struct source *s = sc->s;
     struct buf url;
     buf_init(&url, 0);
+    /* a recursive read takes every key starting with the bytes it names;
+     * a prefix the URL cannot name as it is ("./cfg", "cfg/..") is read
+     * from its longest start that it can, and emit_ent keeps the keys
+     * under the prefix */
+    size_t rlen = kv_clean_len(s->u.prefix, sc->plen);
     if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 ||
-        put_escaped(&url, s->u.prefix, sc->plen) < 0 ||
+        put_escaped(&url, s->u.prefix, rlen) < 0 ||
         buf_puts(&url, "?recurse=true&consistent") < 0) {
         sc->http_rc = burry_errf(&sc->http_e, BURRY_EFAIL, "out of memory");
     } else {
@@ -743,6 +767,12 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
     buf_init(&sc.msg[0], 0);
     buf_init(&sc.msg[1], 0);
     sc.cur = &sc.ring[0];
+    size_t rlen = kv_clean_len(s->u.prefix, sc.plen);
+    if (rlen < sc.plen)
+        blog(&s->o->log, BLOG_INFO, "Consul's /v1/kv path cannot name the prefix '%s' as it is (an empty, "
+             "'.' or '..' segment): reading every key%s%s%s and keeping those under the prefix",
+             shown_key(&sc.msg[0], s->u.prefix, sc.plen), rlen ? " starting with '" : "",
+             rlen ? shown_key(&sc.msg[1], s->u.prefix, rlen) : "", rlen ? "'" : "");
     if (!(sc.yajl = yajl_alloc(&kv_events, NULL, &sc))) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
@@ -816,6 +846,13 @@ out:
 
 /* ---- restore -------------------------------------------------------------- */
 
+/* An operation's bytes in a transaction body, at most (a key's bytes as
+ * JSON escapes, its value as base64). */
+static size_t op_size(const struct wop *w)
+{
+    return w->klen * 6 + (w->vlen + 2) / 3 * 4 + 96;
+}
+
 static int consul_write_submit(struct source *s, const struct bnode *n, enum src_write_mode mode,
                                src_write_cb cb, void *ctx, void *token, struct burry_err *e)
 {
@@ -837,16 +874,18 @@ static int consul_write_submit(struct source *s, const struct bnode *n, enum src
      * made up (an ancestor of --into): a flat key space needs no key there */
     w->want = n->has_value || n->attrs;
     size_t plen = strlen(s->u.prefix);
-    if (w->want && n->path_len == 0 && plen == 0)
-        w->bad = "Consul has no empty key; restore it under a prefix (consul://HOST:PORT/prefix)";
-    else if (w->want && n->has_value && n->value_len > CONSUL_MAX_VALUE)
-        w->bad = "value too large";
     json_t *fl = json_object_get(n->attrs, "flags");
     if (json_is_integer(fl)) /* past INT64_MAX: recorded as negative, same bits */
         w->flags = (unsigned long long)json_integer_value(fl);
     w->vlen = n->has_value ? n->value_len : 0;
+    /* the key: the prefix, then the path ("/a/b" is "a/b" at the root) */
+    w->klen = n->path_len ? plen + n->path_len - !plen : plen;
+    if (w->want && w->klen == 0) /* the root, or "/" (a backup's "app/") at the root */
+        w->bad = "it would be Consul's empty key, which cannot exist; restore it under a prefix "
+                 "(consul://HOST:PORT/prefix)";
+    else if (w->want && n->has_value && n->value_len > CONSUL_MAX_VALUE)
+        w->bad = "value too large";
     if (w->want && !w->bad) {
-        w->klen = n->path_len ? plen + n->path_len - !plen : plen;
         w->key = malloc(w->klen + 1);
         w->val = malloc(w->vlen + 1);
         if (!w->key || !w->val) {
@@ -860,6 +899,9 @@ static int consul_write_submit(struct source *s, const struct bnode *n, enum src
         w->key[w->klen] = 0;
         if (w->vlen)
             memcpy(w->val, n->value, w->vlen);
+        if (op_size(w) > CONSUL_TXN_BUDGET && kv_clean_len(w->key, w->klen) < w->klen)
+            w->bad = "a value this large can only be written through Consul's /v1/kv path, which cannot "
+                     "name a key with an empty, '.' or '..' segment (a final '/' aside)";
     }
     s->nq++;
     return 0;
@@ -915,25 +957,61 @@ static json_t *load_answer(const char *p, size_t n)
     return j;
 }
 
-static size_t op_size(const struct wop *w)
+/* Whether what is one of Consul's messages "<head><key, Go-quoted><tail>":
+ * the key may hold any words, so only its fixed start and end tell. */
+static int quoted_msg(const char *what, const char *head, const char *tail)
 {
-    return w->klen * 6 + (w->vlen + 2) / 3 * 4 + 96;
+    size_t n = strlen(what), hn = strlen(head), tn = strlen(tail);
+    return n >= hn + tn && !strncmp(what, head, hn) && !strcmp(what + n - tn, tail);
 }
 
-/* Outcome of one operation of a transaction that Consul rejected. */
-static void op_error(struct wop *w, const char *what)
+/* Outcome of one operation of a transaction that Consul rejected, by its
+ * verb: a create-only "cas" finds the key there, a "get" finds it absent;
+ * anything else fails the node. */
+static void op_error(struct wop *w, const char *verb, const char *what)
 {
-    if (strstr(what, "index is stale")) {
+    if (!strcmp(verb, "cas") && quoted_msg(what, "failed to set key \"", "\", index is stale")) {
         w->out = SRC_W_EXISTING;
-    } else if (strstr(what, "doesn't exist")) {
+    } else if (!strcmp(verb, "get") && quoted_msg(what, "key \"", "\" doesn't exist")) {
         w->exists = 0;
         return;
     } else {
         w->out = SRC_W_FAILED;
         free(w->msg);
-        w->msg = strdup(strstr(what, "Permission denied") ? "permission denied (check the ACL token)" : what);
+        w->msg = strdup(!strcmp(what, "Permission denied") ? "permission denied (check the ACL token)" : what);
     }
     w->done = 1;
+}
+
+/* Whether Consul's key k (valid UTF-8, from a JSON answer) is the key
+ * sent as ours: Go's JSON decoder made each byte of ours that is not
+ * valid UTF-8 a U+FFFD (EF BF BD). */
+static int same_key(const char *ours, size_t n, const char *k, size_t kn)
+{
+    const unsigned char *p = (const unsigned char *)ours;
+    size_t i = 0, j = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        /* the second byte's range (no overlong form, surrogate or past U+10FFFF) */
+        unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        for (size_t x = 1; x < len; x++) {
+            unsigned char d = i + x < n ? p[i + x] : 0;
+            if (d < (x == 1 ? lo : 0x80) || d > (x == 1 ? hi : 0xBF)) {
+                len = 0;
+                break;
+            }
+        }
+        const char *want = len ? ours + i : "\xEF\xBF\xBD";
+        size_t wl = len ? len : 3;
+        if (kn - j < wl || memcmp(k + j, want, wl))
+            return 0;
+        i += len ? len : 1;
+        j += wl;
+    }
+    return j == kn;
 }
 
 /* Send one transaction of the ops in list (verb "cas" create-only, "set",
@@ -995,7 +1073,7 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
                 json_int_t k = json_integer_value(json_object_get(x, "OpIndex"));
                 const char *what = json_string_value(json_object_get(x, "What"));
                 if (k >= 0 && (size_t)k < m) {
-                    op_error(live[k], what ? what : "rejected");
+                    op_error(live[k], verb, what ? what : "rejected");
                     hit++;
                 }
             }
@@ -1005,7 +1083,10 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
                                   s->hostport);
             continue; /* again without the rejected operations */
         }
+        /* a "get" result for each key the token may read, in the order
+         * asked: Consul leaves the others out without a word */
         json_t *res = json_object_get(j, "Results");
+        size_t next = 0;
         for (size_t i = 0; i < m; i++) {
             struct wop *w = live[i];
             if (!get) {
@@ -1013,7 +1094,24 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
                 w->done = 1;
                 continue;
             }
-            json_t *kv = json_object_get(json_array_get(res, i), "KV");
+            json_t *kv = NULL;
+            for (size_t x = next; x < json_array_size(res) && !kv; x++) {
+                json_t *c = json_object_get(json_array_get(res, x), "KV");
+                json_t *k = json_object_get(c, "Key");
+                if (json_is_string(k) &&
+                    same_key(w->key, w->klen, json_string_value(k), json_string_length(k))) {
+                    kv = c;
+                    next = x + 1;
+                }
+            }
+            if (!kv) {
+                w->out = SRC_W_FAILED;
+                w->done = 1;
+                free(w->msg);
+                w->msg = strdup("not readable with this ACL token (permission denied): Consul left it out of "
+                                "its answer");
+                continue;
+            }
             json_t *v = json_object_get(kv, "Value");
             buf_reset(&s->tmp);
             if (json_is_string(v) && b64_decode(json_string_value(v), json_string_length(v), &s->tmp) < 0) {
@@ -1029,51 +1127,17 @@ static int run_txn(struct source *s, struct wop **list, size_t n, const char *ve
 }
 
 /* A value whose transaction would be over Consul's request limit goes
- * alone through the plain KV endpoint. */
-static int run_put(struct source *s, struct wop *w, int plan, struct burry_err *e)
+ * alone through the plain KV endpoint (its key's path checked clean at
+ * submit). Create-only asks for cas=0; --overwrite read the key first
+ * (run_chunk). */
+static int run_put(struct source *s, struct wop *w, struct burry_err *e)
 {
     struct buf url;
     struct http_resp r = {0};
     int rc = 0;
     buf_init(&url, 0);
-    if (w->key[0] == '/' || strstr(w->key, "//") || strstr(w->key, "/./") || strstr(w->key, "/../")) {
-        w->done = 1;
-        w->out = SRC_W_FAILED;
-        w->msg = strdup("a value this large can only be written through Consul's /v1/kv path, "
-                        "which cannot name a key with empty, '.' or '..' segments");
-        goto out;
-    }
-    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 || put_escaped(&url, w->key, w->klen) < 0) {
-        rc = burry_errf(e, BURRY_EFAIL, "out of memory");
-        goto out;
-    }
-    size_t base_len = url.len;
-    if (s->mode != SRC_WRITE_CREATE) {
-        struct http_req g = {.method = "GET", .url = url.p, .headers = s->hdrs};
-        if ((rc = http_do(s->h, "Consul", &g, &r, e)) < 0)
-            goto out;
-        if (r.status == 404) {
-            w->exists = 0;
-        } else if (r.status == 200) {
-            json_t *j = load_answer(r.body.p, r.body.len);
-            json_t *kv = json_array_get(j, 0), *v = json_object_get(kv, "Value");
-            buf_reset(&s->tmp);
-            if (json_is_string(v))
-                b64_decode(json_string_value(v), json_string_length(v), &s->tmp);
-            w->exists = 1;
-            w->differs = s->tmp.len != w->vlen || (w->vlen && memcmp(s->tmp.p, w->val, w->vlen)) ||
-                         (unsigned long long)jint(kv, "Flags") != w->flags;
-            json_decref(j);
-        } else {
-            rc = unexpected(s, "a key read", &r, e);
-            goto out;
-        }
-        buf_free(&r.body);
-        if (plan || (w->exists && !w->differs))
-            goto out;
-    }
-    url.len = base_len;
-    if (buf_printf(&url, "?flags=%llu%s", w->flags, s->mode == SRC_WRITE_CREATE ? "&cas=0" : "") < 0) {
+    if (buf_puts(&url, s->base) < 0 || buf_puts(&url, "/v1/kv/") < 0 || put_escaped(&url, w->key, w->klen) < 0 ||
+        buf_printf(&url, "?flags=%llu%s", w->flags, s->mode == SRC_WRITE_CREATE ? "&cas=0" : "") < 0) {
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
@@ -1104,22 +1168,21 @@ out:
     return rc;
 }
 
-/* Work out the outcome of ops [0, n) of a chunk that fits one transaction. */
+/* Work out the outcome of ops [0, n) of a chunk that fits one transaction,
+ * or of the one op too large for a transaction. Keys are read through a
+ * "get" transaction in every case: its key travels in the JSON body, where
+ * no URL rule can change it. */
 static int run_chunk(struct source *s, struct wop **list, size_t n, struct burry_err *e)
 {
     int rc;
     enum src_write_mode mode = s->mode;
-    if (n == 1 && op_size(list[0]) > CONSUL_TXN_BUDGET) {
-        if ((rc = run_put(s, list[0], mode == SRC_WRITE_PLAN || mode == SRC_WRITE_PLAN_OVERWRITE, e)) < 0)
-            return rc;
-    } else if (mode == SRC_WRITE_CREATE) {
-        return run_txn(s, list, n, "cas", e);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            list[i]->exists = 1;
-        if ((rc = run_txn(s, list, n, "get", e)) < 0)
-            return rc;
-    }
+    int big = n == 1 && op_size(list[0]) > CONSUL_TXN_BUDGET;
+    if (mode == SRC_WRITE_CREATE)
+        return big ? run_put(s, list[0], e) : run_txn(s, list, n, "cas", e);
+    for (size_t i = 0; i < n; i++)
+        list[i]->exists = 1;
+    if ((rc = run_txn(s, list, n, "get", e)) < 0)
+        return rc;
     /* read done (plan, overwrite): decide, then write what must change */
     struct wop *todo[CONSUL_MAX_OPS];
     size_t m = 0;
@@ -1137,7 +1200,9 @@ static int run_chunk(struct source *s, struct wop **list, size_t n, struct burry
             todo[m++] = w;
         }
     }
-    return m ? run_txn(s, todo, m, "set", e) : 0;
+    if (!m)
+        return 0;
+    return big ? run_put(s, todo[0], e) : run_txn(s, todo, m, "set", e);
 }
 
 static int consul_pump(struct source *s, int timeout_ms, struct burry_err *e)

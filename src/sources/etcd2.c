@@ -26,7 +26,8 @@
 #define E2_MAX_DEPTH 2048
 
 /* etcd v2 error codes (etcd's error package) */
-enum { EC_NOT_FOUND = 100, EC_NOT_FILE = 102, EC_NOT_DIR = 104, EC_EXISTS = 105 };
+enum { EC_NOT_FOUND = 100, EC_NOT_FILE = 102, EC_NOT_DIR = 104, EC_EXISTS = 105, EC_RAFT_INTERNAL = 300,
+       EC_LEADER_ELECT = 301 };
 
 struct e2url {
     char *host;      /* "127.0.0.1" (brackets removed) */
@@ -714,6 +715,18 @@ static void req_answer(struct source *s, struct e2req *q, long status, const str
         struct burry_err e = {0};
         auth_error(s, &e);
         set_dead(s, 0, &e, "%s", "");
+        return;
+    }
+    /* a server that is stopping (or without a leader) answers the writes
+     * in flight so, applied or not: a fact about the server, not about
+     * this node, and no write after it can be trusted to be counted */
+    if (code == EC_RAFT_INTERNAL || code == EC_LEADER_ELECT || status >= 500) {
+        if (code)
+            set_dead(s, BURRY_EFAIL, NULL, "etcd at %s failed a request (%s, error %d): it is stopping or "
+                     "has no leader; the writes in flight may or may not have been applied", s->u.shown, m, code);
+        else
+            set_dead(s, BURRY_EFAIL, NULL, "etcd at %s failed a request (HTTP %ld): it is stopping or has no "
+                     "leader; the writes in flight may or may not have been applied", s->u.shown, status);
         return;
     }
     switch (q->phase) {

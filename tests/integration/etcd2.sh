@@ -265,6 +265,67 @@ expect_eq "the re-run exits 0" 0 "$RC"
 expect_eq "the re-run accounts for every node" 3031 "$(jget 'd["created"] + d["existing"]')"
 check "the re-run created what was missing" test "$(jget 'd["created"]')" -gt 0
 expect_eq "after the re-run the trees are equal" "$(e2_tree "$PBIG" /big)" "$(e2_tree "$PV" /big)"
+
+# --- the target answers 5xx, or shuts down mid-restore ---
+# A server answering 5xx (or etcd's "Raft Internal Error", error 300, the
+# answer of a stopping etcd to the writes it was given) may or may not have
+# applied those writes: the restore stops there, naming the server, instead
+# of counting them as failed nodes. Through tests/lib/faultproxy.py first,
+# which answers 503 to three creates and passes the rest to a real etcd.
+etcd_start p5 || exit 1
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/p5.port" "$ETCD_PORT" \
+    --match 'PUT /v2/keys/big/d01/' --fail 3 --status 503 2>>"$T_TMP/proxy.log" &
+PROXY_PID=$!
+wait_until 10 test -s "$T_TMP/p5.port" || not_ok "the fault proxy starts"
+PP=$(cat "$T_TMP/p5.port")
+run_burry restore "etcd2://127.0.0.1:$PP/big" "$S" --name "etcd2-127.0.0.1-$PBIG-big" --json
+kill "$PROXY_PID" 2>/dev/null
+wait "$PROXY_PID" 2>/dev/null
+expect_eq "a 503 mid-restore: exit 1, the restore stopped, no node counted as failed" "1 True 0" \
+    "$RC $(jget 'd["stopped"]') $(jget 'd["failed"]')"
+expect_match "... saying the server failed a request, naming it" \
+    "stopped after [0-9]+ nodes \([0-9]+ created\); running it again is safe.*etcd at 127.0.0.1:$PP failed a request \(HTTP 503\)" "$ERR"
+expect_no_match "... and no node is reported as refused" "cannot restore" "$ERR"
+etcd_stop p5
+
+# Then a real etcd stopped (SIGTERM) while 20,000 keys are being restored:
+# the writes in flight get error 300 or no answer; either way the restore
+# stops, says how far it got and names the server, and no node is counted
+# as failed.
+/usr/bin/python3 - "$PBIG" <<'PY' || not_ok "20,000-key fixture could not be loaded"
+import http.client, sys, threading
+port, n, T = int(sys.argv[1]), 20000, 32
+def work(t):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    for i in range(t, n, T):
+        c.request("PUT", "/v2/keys/many/d%03d/k%05d" % (i // 100, i), "value=v%d" % i,
+                  {"Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse(); r.read()
+        assert r.status == 201, r.status
+ts = [threading.Thread(target=work, args=(t,)) for t in range(T)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+PY
+run_burry backup "etcd2://127.0.0.1:$PBIG/many" "$S" --name many --json
+expect_eq "20,000 keys: backup exits 0 (with /many and 200 directories)" "0 20201" "$RC $(jget 'd["nodes"]')"
+etcd_start term || exit 1
+PT=$ETCD_PORT
+"$BURRY" restore "etcd2://127.0.0.1:$PT/many" "$S" --name many --json >"$T_TMP/term.out" 2>"$T_TMP/term.err" &
+RPID=$!
+has_d010() { curl -s "http://127.0.0.1:$PT/v2/keys/many/d010" | grep -q '"key"'; }
+check "the restore of 20,000 keys starts writing" wait_until 30 has_d010
+kill -TERM "$ETCD_PID_term"
+wait "$RPID"
+RC=$?
+OUT=$(cat "$T_TMP/term.out")
+expect_eq "etcd stopped mid-restore: exit 1, the restore stopped, no node counted as failed" "1 True 0" \
+    "$RC $(jget 'd["stopped"]') $(jget 'd["failed"]')"
+check "... before its end" test "$(jget 'd["created"]')" -lt 20201
+expect_match "... saying how far it got, naming the server that went away" \
+    "stopped after [0-9]+ nodes \([0-9]+ created\); running it again is safe.*(etcd at 127.0.0.1:$PT failed a request \(Raft Internal Error, error 300\)|cannot reach etcd at 127.0.0.1:$PT|answer of etcd at 127.0.0.1:$PT broke off)" \
+    "$(cat "$T_TMP/term.err")"
+expect_no_match "... and no node is reported as refused" "cannot restore" "$(cat "$T_TMP/term.err")"
+etcd_stop term
 etcd_stop big
 etcd_stop victim
 
