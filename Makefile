@@ -5,7 +5,7 @@
 
 CC      ?= cc
 VERSION := 0.1.0
-PKGS    := libarchive jansson libcrypto libcurl inih yajl
+PKGS    := libarchive jansson libcrypto libcurl inih yajl zlib
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter -Wvla
 CFLAGS  ?= -O2 -g

@@ -9,7 +9,7 @@ set -u
 # the single-threaded client.
 PACKAGES=(
     gcc make pkg-config
-    libarchive-dev libjansson-dev libssl-dev libzstd-dev libzookeeper-st-dev
+    libarchive-dev libjansson-dev libssl-dev libzstd-dev libzookeeper-st-dev zlib1g-dev
     libcurl4-openssl-dev libinih-dev libyajl-dev
     zookeeper default-jre-headless etcd-server etcd-client
     python3 python3-kazoo

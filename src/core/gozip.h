@@ -32,9 +32,11 @@ struct gozip;
  * for resolving a snapshot without reading it all. */
 int gozip_peek(fmt_read_fn in, void *ctx, const char *id, json_t **out, struct burry_err *e);
 
-/* Read the whole archive once (every CRC-32, every name, every size) and
- * keep the node paths, not the values, to order the nodes. On success the
- * description (as gozip_peek, plus "nodes" and "bytes") is available. */
+/* Read the whole archive once (every CRC-32, every name, every size, each
+ * local header against the central directory) and keep the node paths,
+ * not the values, to order the nodes. A node's path is the bytes of its
+ * entry's name, decoded as above. On success the description (as
+ * gozip_peek, plus "nodes" and "bytes") is available. */
 struct gozip *gozip_open(fmt_read_fn in, gozip_rewind_fn rewind, void *ctx, const char *id,
                          struct burry_err *e);
 json_t *gozip_manifest(struct gozip *z);   /* borrowed */

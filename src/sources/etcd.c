@@ -311,6 +311,7 @@ struct source {
     double busy_until;         /* no txn starts before this (now_s) */
     unsigned long long txns_grpc, txns_gw; /* txns sent each way (-v) */
     const char *host;          /* the member in use, "host:port" */
+    long last_status;          /* HTTP status of the gateway's last answer, 0: none came */
     char base[300];            /* "http://host:port" */
     char *auth_hdr;            /* "Authorization: TOKEN", wiped at close */
     char *token_hdr;           /* "token: TOKEN" for gRPC, wiped at close */
@@ -396,9 +397,11 @@ static int call(struct source *s, const char *ep, const char *body, size_t len, 
         struct http_req r = {.method = "POST", .url = url, .headers = (const char *const *)hdrs,
                              .body = body, .body_len = len, .max_resp = ETCD_RESP_MAX};
         struct http_resp resp;
+        s->last_status = 0;
         int rc = http_do(s->h, "etcd", &r, &resp, e);
         if (rc < 0)
             return rc;
+        s->last_status = resp.status;
         json_error_t je;
         json_t *j = json_loadb(resp.body.p, resp.body.len, 0, &je);
         buf_free(&resp.body);
@@ -491,11 +494,12 @@ static int authenticate(struct source *s, struct burry_err *e)
     snprintf(url, sizeof url, "%s/v3/auth/authenticate", s->base);
     struct http_req r = {.method = "POST", .url = url, .body = body.p, .body_len = body.len};
     struct http_resp resp;
+    s->last_status = 0;
     int rc = http_do(s->h, "etcd", &r, &resp, e);
     buf_wipe(&body);
     if (rc < 0)
         return rc;
-    status = resp.status;
+    status = s->last_status = resp.status;
     j = json_loadb(resp.body.p, resp.body.len, 0, NULL);
     buf_wipe(&resp.body);
     const char *tok = json_string_value(json_object_get(j, "token"));
@@ -514,12 +518,54 @@ static int authenticate(struct source *s, struct burry_err *e)
     return s->auth_hdr && s->token_hdr ? 0 : burry_errf(e, BURRY_EFAIL, "out of memory");
 }
 
-/* Connect to the first member that answers; authenticate when asked. */
+/* Whether a member that failed to open is only unavailable, so that the
+ * next one may serve: it could not be reached, did not answer in time or
+ * broke off, answered with a server error (5xx, also from a proxy in front
+ * of it), or says it has no leader or timed out. Anything else (a refusal
+ * of the credentials or of the request, an answer that is not etcd's) would
+ * be the same on every member: it ends the run. */
+static int member_unavailable(const struct source *s, const struct burry_err *e)
+{
+    const char *m = e->msg;
+    if (e->code == BURRY_EINTR)
+        return 0;
+    if (!strncmp(m, "cannot reach", 12) || !strncmp(m, "no answer from", 14) ||
+        strstr(m, "broke off") || s->last_status >= 500)
+        return 1;
+    return strstr(m, "no leader") || strstr(m, "timed out") || strstr(m, "unavailable") ||
+           strstr(m, "Unavailable");
+}
+
+/* One member: its status (it must have a leader), then authentication. */
+static int member_open(struct source *s, struct burry_err *e)
+{
+    json_t *j = NULL;
+    long status = 0;
+    int rc = call(s, "/v3/maintenance/status", "{}", 2, &j, &status, e);
+    if (rc == 0 && (rc = answer_ok(s, j, status, "report its status", e)) == 0) {
+        const char *v = json_string_value(json_object_get(j, "version"));
+        free(s->version);
+        s->version = strdup(v ? v : "");
+        s->rev_start = jnum(json_object_get(j, "header"), "revision");
+        if (!jnum(j, "leader"))
+            rc = burry_errf(e, BURRY_EFAIL, "etcd at %s has no leader", s->host);
+    }
+    json_decref(j);
+    if (rc == 0 && s->o->user)
+        rc = authenticate(s, e);
+    return rc;
+}
+
+/* Connect to the first member that serves; authenticate when asked. A
+ * member that is only unavailable is skipped (said at info level); the
+ * error when none serves names each. */
 static int etcd_open(struct source **out, const char *url, const struct burry_opts *o,
                      struct burry_err *e)
 {
     struct source *s = calloc(1, sizeof *s);
+    struct buf why;
     int rc;
+    buf_init(&why, 0);
     if (!s)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     s->o = o;
@@ -536,33 +582,29 @@ static int etcd_open(struct source **out, const char *url, const struct burry_op
     const char *scheme = (s->u.https || o->cacert || o->cert) ? "https" : "http";
     for (size_t i = 0; i < s->u.nhosts; i++) {
         struct burry_err e2 = {0};
-        json_t *j = NULL;
-        long status = 0;
         s->host = s->u.hosts[i];
         snprintf(s->base, sizeof s->base, "%s://%s", scheme, s->host);
-        rc = call(s, "/v3/maintenance/status", "{}", 2, &j, &status, &e2);
-        if (rc == 0 && (rc = answer_ok(s, j, status, "report its status", &e2)) == 0) {
-            const char *v = json_string_value(json_object_get(j, "version"));
-            s->version = strdup(v ? v : "");
-            s->rev_start = jnum(json_object_get(j, "header"), "revision");
-        }
-        json_decref(j);
-        if (rc == 0 && o->user)
-            rc = authenticate(s, &e2);
-        if (rc == 0)
+        if ((rc = member_open(s, &e2)) == 0)
             break;
-        /* a member that answered but refused is an answer: do not hide it */
-        if (i + 1 == s->u.nhosts || strncmp(e2.msg, "cannot reach", 12) != 0 ||
-            strstr(e2.msg, "authentication")) {
+        if (s->u.nhosts == 1 || !member_unavailable(s, &e2)) {
             burry_errf(e, rc, "%s", e2.msg);
+            goto fail;
+        }
+        /* each message names its member */
+        buf_printf(&why, "%s%s", why.len ? "; " : "", e2.msg);
+        if (i + 1 == s->u.nhosts) {
+            burry_errf(e, BURRY_EFAIL, "none of the %zu etcd members serves: %s", s->u.nhosts,
+                       why.p ? why.p : "out of memory");
             goto fail;
         }
         blog(&o->log, BLOG_INFO, "%s; trying the next member", e2.msg);
     }
     blog(&o->log, BLOG_DEBUG, "connected to etcd %s at %s", s->version, s->host);
+    buf_free(&why);
     *out = s;
     return 0;
 fail:
+    buf_free(&why);
     etcd_close(s);
     return rc;
 }

@@ -7,7 +7,8 @@
 # away mid-restore, TLS with a private CA, and the gRPC read with its
 # fallback to the JSON gateway; restores into servers with lower limits than
 # the defaults, a transaction whose answer is lost, and a server that says
-# "too many requests". Checked through the gateway and etcdctl.
+# "too many requests"; several members, the first not answering. Checked
+# through the gateway and etcdctl.
 set -u; . "$(dirname "$0")/../lib/lib.sh"; . "$(dirname "$0")/../lib/etcd.sh"; t_tmpdir
 
 etcd_start src --max-request-bytes 4194304 || exit 1
@@ -665,6 +666,72 @@ run_burry restore "etcd+https://127.0.0.1:$PM" "$S" --name mtls --snapshot "$MID
 expect_eq "... and the restore over mutual TLS creates it elsewhere" "0 1" "$RC $(jget 'd["created"]')"
 expect_eq "... checked with etcdctl" "mutual" "$(ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$PM" \
     --cacert "$T_TMP/ca.crt" --cert "$T_TMP/client.crt" --key "$T_TMP/client.key" get /copy/m/a --print-value-only)"
+
+# --- several members: one that takes connections but does not answer
+# (SIGSTOP), or answers 503 "no leader", is skipped for the next one, said
+# at info level (-v); a refusal that any member would give ends the run at once;
+# with no member serving, the error names each ---
+etcd_start ma || exit 1
+PMA=$ETCD_PORT
+etcd_start mb || exit 1
+PMB=$ETCD_PORT
+etcd_py "$PMB" "kv.load([(b'mem/1', b'one'), (b'mem/2', b'two'), (b'mem/3', b'three')])" ||
+    not_ok "load 3 keys into the second member"
+MEMBERS="etcd://127.0.0.1:$PMA,127.0.0.1:$PMB"
+kill -STOP "$ETCD_PID_ma"
+run_burry backup "$MEMBERS" "$S" --name members --timeout 3 --json -v
+R1="$RC $(jget 'd["nodes"]')"
+E1=$ERR
+run_burry restore "$MEMBERS" "$S" --name members --into /copy --timeout 3 --json -v
+R2="$RC $(jget 'd["created"]')"
+E2=$ERR
+kill -STOP "$ETCD_PID_mb"
+run_burry backup "$MEMBERS" "$S" --name members --timeout 3
+R3=$RC
+E3=$ERR
+kill -CONT "$ETCD_PID_ma" "$ETCD_PID_mb"
+expect_eq "first member stopped: the backup reads the 3 keys of the second" "0 3" "$R1"
+expect_match "... saying which member it skipped and why" \
+    "no answer from etcd at http://127.0.0.1:$PMA/v3/maintenance/status within 3s; trying the next member" "$E1"
+expect_eq "first member stopped: the restore writes into the second" "0 3" "$R2"
+expect_match "... saying which member it skipped" "etcd at http://127.0.0.1:$PMA/.*trying the next member" "$E2"
+expect_eq "... checked on the second member" "/copy/mem/1=one /copy/mem/2=two /copy/mem/3=three" \
+    "$(etcd_py "$PMB" "print(' '.join('%s=%s' % (k.decode(), v.decode()) for k, v, _ in kv.all(b'/copy/')))" 2>&1)"
+expect_eq "both members stopped: exit 1" 1 "$R3"
+expect_match "... the error names both members" \
+    "none of the 2 etcd members serves: no answer from etcd at http://127.0.0.1:$PMA/.* within 3s; no answer from etcd at http://127.0.0.1:$PMB/.* within 3s" "$E3"
+rm -f "$T_TMP/proxy6.port" "$T_TMP/proxy7.port" "$T_TMP/proxy8.port"
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy6.port" "$PMA" \
+    --match /v3/maintenance/status --fail 1000 --status 503 --json-error "etcdserver: no leader" \
+    2>>"$T_TMP/proxy.log" &
+PROXY_PID=$!
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy7.port" "$PMA" \
+    --match /v3/maintenance/status --fail 1000 --status 403 --json-error "etcdserver: permission denied" \
+    2>>"$T_TMP/proxy.log" &
+PROXY2_PID=$!
+# a member whose status names no leader (the field renamed on the way)
+/usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy8.port" "$PMA" \
+    --rewrite '"leader"="leadex"' --rewrite-match /v3/maintenance/status 2>>"$T_TMP/proxy.log" &
+PROXY3_PID=$!
+trap 'kill $PROXY_PID $PROXY2_PID $PROXY3_PID 2>/dev/null; t_cleanup' EXIT
+wait_until 10 test -s "$T_TMP/proxy6.port" || not_ok "the fault proxy did not start"
+wait_until 10 test -s "$T_TMP/proxy7.port" || not_ok "the fault proxy did not start"
+wait_until 10 test -s "$T_TMP/proxy8.port" || not_ok "the fault proxy did not start"
+run_burry backup "etcd://127.0.0.1:$(cat "$T_TMP/proxy6.port"),127.0.0.1:$PMB" "$S" --name members --json -v
+expect_eq "a member answering 503 'no leader': the backup reads the next one (3 keys and their 3 copies)" \
+    "0 6" "$RC $(jget 'd["nodes"]')"
+expect_match "... saying why it skipped it" "etcd at 127.0.0.1:$(cat "$T_TMP/proxy6.port") .*no leader; trying the next member" "$ERR"
+run_burry backup "etcd://127.0.0.1:$(cat "$T_TMP/proxy8.port"),127.0.0.1:$PMB" "$S" --name members --json -v
+expect_eq "a member without a leader: the backup reads the next one" "0 6" "$RC $(jget 'd["nodes"]')"
+expect_match "... saying why it skipped it" \
+    "etcd at 127.0.0.1:$(cat "$T_TMP/proxy8.port") has no leader; trying the next member" "$ERR"
+run_burry backup "etcd://127.0.0.1:$(cat "$T_TMP/proxy7.port"),127.0.0.1:$PMB" "$S" --name members
+expect_eq "a member refusing with 'permission denied': exit 1, no other member tried" 1 "$RC"
+expect_match "... with the refusal" "permission denied" "$ERR"
+expect_no_match "... without trying the next member" "trying the next member" "$ERR"
+kill $PROXY_PID $PROXY2_PID $PROXY3_PID 2>/dev/null
+etcd_stop ma
+etcd_stop mb
 
 # --- malformed URLs ---
 run_burry backup "etcd://user:pw@127.0.0.1:$PA" "$S"

@@ -196,6 +196,27 @@ expect_match "a damaged zip: refused, saying why" "refusing to restore.*17952490
 zk_tree "$PC" >"$T_TMP/c-after.tree"
 check "a damaged zip: nothing was created" cmp -s "$T_TMP/c-before.tree" "$T_TMP/c-after.tree"
 
+# --- a damaged local header: the streaming reader would skip its entry ---
+# (byte 445 is the signature of /edge/bin's local header; 12 nodes and exit 0
+# before the central directory was checked)
+/usr/bin/python3 - "$ZKZIP" "$T_TMP/lhdr/1795249013.zip" <<'PY'
+import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+os.makedirs(os.path.dirname(dst), exist_ok=True)
+b = bytearray(open(src, 'rb').read())
+assert b[445:449] == b'PK\x03\x04'
+b[445] ^= 0xff
+open(dst, 'wb').write(b)
+PY
+run_burry show "$T_TMP/lhdr/1795249013.zip"
+expect_eq "a damaged local header: show exits 1" 1 "$RC"
+expect_match "a damaged local header: show names the entry the central directory lists" \
+    "damaged: its central directory lists '1795249013/edge/bin/content' at offset 445" "$ERR"
+run_burry restore "$ZC" "$T_TMP/lhdr/1795249013.zip"
+expect_eq "a damaged local header: restore exits 1" 1 "$RC"
+zk_tree "$PC" >"$T_TMP/c-after-lhdr.tree"
+check "a damaged local header: nothing was created" cmp -s "$T_TMP/c-before.tree" "$T_TMP/c-after-lhdr.tree"
+
 # --- the service must match ---
 run_burry restore "$ZC" "$ETCDZIP"
 expect_eq "an etcd zip into ZooKeeper: exit 2" 2 "$RC"
@@ -212,6 +233,43 @@ PE=$ETCD_PORT
 
 run_burry show "$ETCDZIP" --json
 expect_eq "show of the etcd zip: service etcd2, also etcd" "etcd2 ['etcd2', 'etcd']" "$(jget 'd["service"] + " " + str(d["restorable_into"])')"
+
+# etcd2_keys PORT: every v2 key below / (recursively), one per line, sorted
+etcd2_keys() {
+    /usr/bin/python3 - "$1" <<'PY'
+import json, sys, urllib.request
+def leaves(n):
+    for c in n.get('nodes', []):
+        yield c['key']
+        yield from leaves(c)
+root = json.loads(urllib.request.urlopen('http://127.0.0.1:%s/v2/keys/?recursive=true' % sys.argv[1], timeout=10).read())['node']
+print('\n'.join(sorted(leaves(root))))
+PY
+}
+
+# --- damaged local headers: refused before anything is written ---
+# byte 378 is the signature of /edge/empty's local header (the streaming
+# reader skipped the entry: "6 created ... 0 failed", exit 0); byte 424 is in
+# its name ('empty' read as another name, restored under it)
+for at in 378 424; do
+    /usr/bin/python3 - "$ETCDZIP" "$T_TMP/e$at/1795249050.zip" "$at" <<'PY'
+import os, sys
+src, dst, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(os.path.dirname(dst), exist_ok=True)
+b = bytearray(open(src, 'rb').read())
+b[at] = 0xF3 if at == 378 else ord('x')
+open(dst, 'wb').write(b)
+PY
+    run_burry restore "etcd2://127.0.0.1:$PE" "$T_TMP/e$at/1795249050.zip"
+    expect_eq "etcd zip damaged at byte $at: restore exits 1" 1 "$RC"
+    expect_match "etcd zip damaged at byte $at: refused, naming the entry" \
+        "refusing to restore.*damaged.*1795249050/edge/empty/content" "$ERR"
+    expect_eq "etcd zip damaged at byte $at: no key was written" "" "$(etcd2_keys "$PE")"
+    run_burry restore "etcd2://127.0.0.1:$PE" "$T_TMP/e$at/1795249050.zip" --dry-run --json
+    expect_eq "etcd zip damaged at byte $at: the dry run is refused too" 1 "$RC"
+    run_burry show "$T_TMP/e$at/1795249050.zip"
+    expect_eq "etcd zip damaged at byte $at: show is refused too" 1 "$RC"
+done
 
 run_burry restore "etcd2://127.0.0.1:$PE" "$ETCDZIP" --json
 if printf '%s' "$ERR" | grep -q 'not supported by this burry yet'; then
@@ -258,6 +316,39 @@ PY
 expect_eq "etcd2: every key exactly (':' names, 'x/content/content' as key x/content), nothing else" "" "$R"
 run_burry restore "etcd2://127.0.0.1:$PE" "$ETCDZIP" --json
 expect_eq "etcd2 second restore: 0 created, 7 existing" "0 7" "$(jget 'str(d["created"]) + " " + str(d["existing"])')"
+
+# --- a non-ASCII name: Go's archive/zip sets the UTF-8 flag (bit 11) and
+# writes a data descriptor; the node's name is the name's bytes ---
+/usr/bin/python3 - "$T_TMP/utf8/1795249100.zip" <<'PY'
+import io, os, sys, zipfile
+dst = sys.argv[1]
+os.makedirs(os.path.dirname(dst), exist_ok=True)
+class Stream(io.RawIOBase):  # not seekable: zipfile writes data descriptors, as Go does
+    def __init__(self): self.b = bytearray()
+    def writable(self): return True
+    def write(self, d): self.b += d; return len(d)
+s = Stream()
+z = zipfile.ZipFile(s, 'w', zipfile.ZIP_DEFLATED)
+z.writestr('1795249100/.burrymeta', '{"snapshot-date":"2026-11-21T08:18:20Z","svc":"etcd",'
+           '"svc-endpoint":"127.0.0.1:23790","target":"local","target-endpoint":"/tmp/lab"}')
+z.writestr('1795249100/caf\u00e9/content', 'cr\u00e8me')
+z.writestr('1795249100/plain/content', 'ascii')
+z.close()
+flags = [i.flag_bits for i in zipfile.ZipFile(io.BytesIO(s.b)).infolist()]
+assert flags[1] & 0x800 and flags[1] & 0x8 and not flags[2] & 0x800, flags
+open(dst, 'wb').write(s.b)
+PY
+run_burry restore "etcd2://127.0.0.1:$PE" "$T_TMP/utf8/1795249100.zip" --json
+expect_eq "a UTF-8 name (flag set): restore exits 0" 0 "$RC"
+expect_eq "a UTF-8 name (flag set): 2 created" 2 "$(jget 'd["created"]')"
+R=$(/usr/bin/python3 - "$PE" <<'PY'
+import json, sys, urllib.request
+u = 'http://127.0.0.1:%s/v2/keys/caf%%C3%%A9' % sys.argv[1]
+n = json.loads(urllib.request.urlopen(u, timeout=10).read())['node']
+print(n['key'], n['value'])
+PY
+)
+expect_eq "a UTF-8 name (flag set): the key /café holds its value" "/café crème" "$R"
 
 # into etcd v3: the keys without v2's leading '/' (canonical paths)
 run_burry restore "etcd://127.0.0.1:$PE" "$ETCDZIP" --json
@@ -309,5 +400,56 @@ PY
     run_burry restore "consul://127.0.0.1:$PK" "$ZKZIP"
     expect_eq "a ZooKeeper zip into Consul: exit 2" 2 "$RC"
 fi
+
+# ================= zip64 =================
+# Go's archive/zip writes a zip64 end record (and zip64 extra fields in the
+# central directory) when an archive has 65,535 entries or more, or passes
+# 4 GiB: the fixture rewritten so, and a real zip of 65,600 entries.
+for bad in 0 1; do
+    /usr/bin/python3 - "$ETCDZIP" "$T_TMP/z64-$bad/1795249050.zip" "$bad" <<'PY'
+import os, struct, sys
+src, dst, bad = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(os.path.dirname(dst), exist_ok=True)
+d = open(src, 'rb').read()
+eocd = d.rindex(b'PK\x05\x06')
+n, cdsize, cdoff = struct.unpack('<HII', d[eocd + 10:eocd + 20])
+out, p, cd = bytearray(d[:cdoff]), cdoff, bytearray()
+for i in range(n):
+    h = bytearray(d[p:p + 46])
+    nl, el, cl = struct.unpack('<HHH', h[28:34])
+    rest = d[p + 46:p + 46 + nl + el + cl]
+    csize, usize = struct.unpack('<II', h[20:28])
+    off = struct.unpack('<I', h[42:46])[0] + (1 if bad and i == 3 else 0)
+    z64 = struct.pack('<HHQQQ', 1, 24, usize, csize, off)
+    h[20:28] = struct.pack('<II', 0xffffffff, 0xffffffff)
+    h[42:46] = struct.pack('<I', 0xffffffff)
+    h[30:32] = struct.pack('<H', el + len(z64))
+    cd += h + rest[:nl] + z64 + rest[nl:]
+    p += 46 + nl + el + cl
+out += cd
+end64 = len(out)
+out += struct.pack('<IQHHIIQQQQ', 0x06064b50, 44, 45, 45, 0, 0, n, n, len(cd), cdoff)
+out += struct.pack('<IIQI', 0x07064b50, 0, end64, 1)
+out += struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, 0xffff, 0xffff, 0xffffffff, 0xffffffff, 0)
+open(dst, 'wb').write(out)
+PY
+done
+run_burry show "$T_TMP/z64-0/1795249050.zip" --json
+expect_eq "zip64 end record and extra fields: show reads 7 nodes" "0 7" "$RC $(jget 'd["nodes"]')"
+run_burry show "$T_TMP/z64-1/1795249050.zip"
+expect_eq "zip64: a wrong offset in a zip64 extra field is refused" 1 "$RC"
+expect_match "zip64: the message names the entry and the offset" "lists '1795249050/edge/empty/content' at offset 379" "$ERR"
+/usr/bin/python3 - "$T_TMP/big/1795249200.zip" <<'PY'
+import os, sys, zipfile
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_STORED) as z:
+    z.writestr('1795249200/.burrymeta', '{"svc":"consul"}')
+    for i in range(65600):
+        z.writestr('1795249200/k/%d/content' % i, 'v')
+d = open(sys.argv[1], 'rb').read()
+assert b'PK\x06\x06' in d[-200:]
+PY
+run_burry show "$T_TMP/big/1795249200.zip" --json
+expect_eq "a zip of 65,600 entries (zip64 end record, Python's zipfile): show reads them all" "0 65600" "$RC $(jget 'd["nodes"]')"
 
 t_done
