@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +25,7 @@
 
 #include "age.h"
 #include "agent.h"
+#include "buf.h"
 #include "digest.h"
 
 #define AGENT_MAX_SNAPSHOTS 256
@@ -550,15 +551,9 @@ static int walk_dir(struct tarw *t, int fd, const char *path)
         }
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        if (n == cap) {
-            size_t ncap = cap ? 2 * cap : 64;
-            char **grown = realloc(names, ncap * sizeof *names);
-            if (!grown) {
-                rc = burry_errf(t->e, BURRY_EFAIL, "out of memory");
-                break;
-            }
-            names = grown;
-            cap = ncap;
+        if (array_grow(&names, n, &cap, sizeof *names, 64) < 0) {
+            rc = burry_errf(t->e, BURRY_EFAIL, "out of memory");
+            break;
         }
         if (!(names[n] = strdup(de->d_name))) {
             rc = burry_errf(t->e, BURRY_EFAIL, "out of memory");

@@ -1,11 +1,26 @@
 /* Growable byte buffer with a ceiling (buf.h). */
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BUF_DEFAULT_MAX ((size_t)1 << 30)
+
+int array_grow(void *arr, size_t n, size_t *cap, size_t elem, size_t first)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *old, *grown;
+    memcpy(&old, arr, sizeof old); /* arr points at some T *, not at a void * */
+    if (ncap < *cap || ncap > SIZE_MAX / elem || !(grown = realloc(old, ncap * elem)))
+        return -1;
+    memcpy(arr, &grown, sizeof grown);
+    *cap = ncap;
+    return 0;
+}
 
 void buf_init(struct buf *b, size_t max)
 {

@@ -43,6 +43,12 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
 /* Detach the contents (caller frees); the buffer is left empty. */
 char *buf_take(struct buf *b, size_t *len);
 
+/* Room for one more element in a growing array: *arr (the address of the
+ * array pointer) holds *cap elements of elem bytes; when n == *cap it grows
+ * to twice as many (first, at first). 0, or -1 when out of memory, the
+ * array then kept as it was. */
+int array_grow(void *arr, size_t n, size_t *cap, size_t elem, size_t first);
+
 /* A new formatted string (caller frees), or NULL when out of memory. */
 char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Zero a secret string's bytes, then free it. NULL ok. */

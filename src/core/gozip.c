@@ -253,14 +253,8 @@ static int local_header(struct gozip *z, struct burry_err *e)
         return burry_errf(e, BURRY_EFAIL, "zip entry '%s' was not read to its end",
                           show(z, ent_name(z, prev), prev->name_len));
     }
-    if (z->nents == z->ents_cap) {
-        size_t cap = z->ents_cap ? z->ents_cap * 2 : 256;
-        struct gz_entry *v = realloc(z->ents, cap * sizeof *v);
-        if (!v)
-            return burry_errf(e, BURRY_EFAIL, "out of memory");
-        z->ents = v;
-        z->ents_cap = cap;
-    }
+    if (array_grow(&z->ents, z->nents, &z->ents_cap, sizeof *z->ents, 256) < 0)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
     size_t at = z->names.len;
     if (buf_append(&z->names, lh + LOCAL_SIZE, n) < 0)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -772,14 +766,8 @@ static struct gz_node *find(struct gozip *z, const char *p, size_t len)
 
 static int add_node(struct gozip *z, struct burry_err *e)
 {
-    if (z->nnodes == z->cap) {
-        size_t cap = z->cap ? z->cap * 2 : 256;
-        struct gz_node *v = realloc(z->nodes, cap * sizeof *v);
-        if (!v)
-            return burry_errf(e, BURRY_EFAIL, "out of memory");
-        z->nodes = v;
-        z->cap = cap;
-    }
+    if (array_grow(&z->nodes, z->nnodes, &z->cap, sizeof *z->nodes, 256) < 0)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
     char *p = malloc(z->path.len + 1);
     if (!p)
         return burry_errf(e, BURRY_EFAIL, "out of memory");

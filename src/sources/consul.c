@@ -525,14 +525,9 @@ static int p_start_map(void *ctx)
         return p_scalar(ctx); /* not inside the array */
     if (++p->depth == 2) { /* a new entry */
         struct kv_batch *b = p->cur;
-        if (b->n == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 256;
-            struct kv_ent *e = realloc(b->ents, cap * sizeof *e);
-            if (!e) {
-                p->bad = "out of memory";
-                return 0;
-            }
-            b->ents = e, b->cap = cap;
+        if (array_grow(&b->ents, b->n, &b->cap, sizeof *b->ents, 256) < 0) {
+            p->bad = "out of memory";
+            return 0;
         }
         memset(&b->ents[b->n], 0, sizeof b->ents[b->n]);
         p->has_key = 0;
@@ -856,14 +851,8 @@ static size_t op_size(const struct wop *w)
 static int consul_write_submit(struct source *s, const struct bnode *n, enum src_write_mode mode,
                                src_write_cb cb, void *ctx, void *token, struct burry_err *e)
 {
-    if (s->nq == s->capq) {
-        size_t nc = s->capq ? s->capq * 2 : 256;
-        struct wop *q = realloc(s->q, nc * sizeof *q);
-        if (!q)
-            return burry_errf(e, BURRY_EFAIL, "out of memory");
-        s->q = q;
-        s->capq = nc;
-    }
+    if (array_grow(&s->q, s->nq, &s->capq, sizeof *s->q, 256) < 0)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
     struct wop *w = &s->q[s->nq];
     memset(w, 0, sizeof *w);
     s->mode = mode;

@@ -113,8 +113,9 @@ kill -KILL "$APID" "${CPID:-}" 2>/dev/null
 
 # --- the collector goes away (its end of the stream closes) ---
 rm -f "$T_TMP/slow.pid" "$T_TMP/rc"
+# (the reading end closes once the command runs, as ssh's would at a timeout)
 ( (SSH_ORIGINAL_COMMAND="snapshot slow" "$BYSU" agent -c "$T_TMP/agent.conf" 2>"$T_TMP/slow.err"
-   echo $? >"$T_TMP/rc") | true ) &
+   echo $? >"$T_TMP/rc") | wait_until 20 test -s "$T_TMP/slow.pid" ) &
 check "an agent whose collector left stops within seconds, not when its command would end" wait_until 30 test -s "$T_TMP/rc"
 expect_eq "it exits 1" 1 "$(cat "$T_TMP/rc" 2>/dev/null)"
 expect_match "saying the collector went away" "the command was stopped: the collector went away" "$(cat "$T_TMP/slow.err")"
