@@ -196,12 +196,24 @@ static int cmd_ls(int argc, char **argv, struct burry_opts *o)
     json_t *all = NULL;
     if (parse(argc, argv, &a, BYSU_CONF) < 0)
         return 2;
+    if (a.nrest > 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
     const char *job = a.nrest ? a.rest[0] : NULL;
     int rc = bysu_conf_load(a.conf, &c, &e);
     if (rc == 0 && job)
         rc = catalog_check_name(job, &e);
     if (rc == 0)
         rc = burry_list(o, c->repo_url, job, &all, &e);
+    /* a job no longer configured still lists what the repository holds of
+     * it; a name that is neither is a mistake */
+    if (rc == 0 && job && !json_array_size(json_object_get(all, "snapshots")) && !bysu_conf_job(c, job, &e)) {
+        burry_err_prefix(&e, "nothing to list");
+        rc = BURRY_EUSAGE;
+        json_decref(all);
+        all = NULL;
+    }
     if (rc < 0) {
         fprintf(stderr, "bysu: %s\n", e.msg);
         bysu_conf_free(c);
@@ -359,6 +371,10 @@ static int cmd_prune(int argc, char **argv, struct burry_opts *o)
     struct burry_err e = {0};
     if (parse(argc, argv, &a, BYSU_CONF) < 0)
         return 2;
+    if (a.nrest > 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
     int rc = bysu_conf_load(a.conf, &c, &e), deleted = 0;
     json_t *all = json_array();
     for (int i = 0; rc == 0 && i < c->njobs; i++) {

@@ -55,15 +55,18 @@ static struct agent_snap *find_snap(const struct agent_conf *c, const char *name
     return NULL;
 }
 
-/* Calls fn(section, line, arg) for every section header of an INI file the
- * way libinih sees it (an indented line after a key continues that key);
- * stops when fn returns non-zero and returns that, or -1 if unreadable. */
-static int ini_headers(const char *path, int (*fn)(const char *section, int line, void *arg), void *arg)
+/* Calls fn(section, line, keys, arg) for every section header of an INI
+ * file the way libinih sees it (an indented line after a key continues that
+ * key), keys being the number of keys of the section before it (of none,
+ * for the first), and once more at the end with section NULL; stops when fn
+ * returns non-zero and returns that, or -1 if unreadable. */
+static int ini_headers(const char *path, int (*fn)(const char *section, int line, int keys, void *arg),
+                       void *arg)
 {
     FILE *f = fopen(path, "r");
     char *buf = NULL;
     size_t cap = 0;
-    int line = 0, rc = 0, after_key = 0;
+    int line = 0, rc = 0, after_key = 0, keys = 0;
     if (!f)
         return -1;
     while (rc == 0 && getline(&buf, &cap, f) >= 0) {
@@ -80,6 +83,7 @@ static int ini_headers(const char *path, int (*fn)(const char *section, int line
             continue;
         if (*s != '[') {
             after_key = 1;
+            keys++;
             continue;
         }
         char *end = strchr(s, ']');
@@ -87,8 +91,11 @@ static int ini_headers(const char *path, int (*fn)(const char *section, int line
             continue;
         *end = 0;
         after_key = 0;
-        rc = fn(s + 1, line, arg);
+        rc = fn(s + 1, line, keys, arg);
+        keys = 0;
     }
+    if (rc == 0)
+        rc = fn(NULL, line, keys, arg);
     free(buf);
     fclose(f);
     return rc;
@@ -101,9 +108,11 @@ struct sections {
     struct burry_err *e;
 };
 
-static int note_section(const char *section, int line, void *arg)
+static int note_section(const char *section, int line, int keys, void *arg)
 {
     struct sections *x = arg;
+    if (!section)
+        return 0;
     for (int i = 0; i < x->n; i++)
         if (!strcmp(x->names[i], section))
             return burry_errf(x->e, BURRY_EUSAGE, "'%s' line %d: section [%s] is given twice (first at line %d)",
@@ -144,10 +153,10 @@ struct find_section {
     int line;
 };
 
-static int match_section(const char *section, int line, void *arg)
+static int match_section(const char *section, int line, int keys, void *arg)
 {
     struct find_section *x = arg;
-    if (strcmp(section, x->want))
+    if (!section || strcmp(section, x->want))
         return 0;
     x->line = line;
     return 1;
@@ -157,6 +166,33 @@ int bysu_ini_section_line(const char *path, const char *section)
 {
     struct find_section x = {.want = section};
     ini_headers(path, match_section, &x);
+    return x.line;
+}
+
+struct empty_section {
+    char *name;
+    size_t len;
+    int line, last_line;
+};
+
+static int find_empty(const char *section, int line, int keys, void *arg)
+{
+    struct empty_section *x = arg;
+    if (x->last_line && !keys) {
+        x->line = x->last_line; /* the section before this header had no key */
+        return 1;
+    }
+    if (section) {
+        snprintf(x->name, x->len, "%s", section);
+        x->last_line = line;
+    }
+    return 0;
+}
+
+int bysu_ini_empty_section(const char *path, char *name, size_t len)
+{
+    struct empty_section x = {.name = name, .len = len};
+    ini_headers(path, find_empty, &x);
     return x.line;
 }
 
@@ -262,6 +298,14 @@ int agent_conf_load(const char *path, struct agent_conf **out, struct burry_err 
     }
     if (r != 0) {
         burry_errf(e, BURRY_EUSAGE, "'%s' line %d: %s", path, r, c->err[0] ? c->err : "syntax error");
+        agent_conf_free(c);
+        return BURRY_EUSAGE;
+    }
+    char empty[256];
+    int eline = bysu_ini_empty_section(path, empty, sizeof empty);
+    if (eline) {
+        burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [%s] is empty%s", path, eline, empty,
+                   strncmp(empty, "snapshot ", 9) ? "" : " (it wants command, paths or both)");
         agent_conf_free(c);
         return BURRY_EUSAGE;
     }

@@ -5,6 +5,8 @@
 #ifndef BYSU_AGENT_H
 #define BYSU_AGENT_H
 
+#include <stddef.h>
+
 #include "err.h"
 
 #define BYSU_AGENT_CONF "/etc/bysu/agent.conf"
@@ -24,6 +26,10 @@ int bysu_parse_recipients(const char *list, const char *path, unsigned char (**p
 int bysu_ini_check_sections(const char *path, struct burry_err *e);
 /* The line of the first header [section] in path, or 0 when there is none. */
 int bysu_ini_section_line(const char *path, const char *section);
+/* The line of the first section of path that holds no key (libinih never
+ * shows such a section to its handler), its name into name; 0 when every
+ * section has a key. */
+int bysu_ini_empty_section(const char *path, char *name, size_t len);
 
 /* Parse agent.conf ([snapshot NAME] with command, paths, pre, post,
  * recipients, recipients_file). */

@@ -212,6 +212,19 @@ int bysu_conf_load(const char *path, struct bysu_conf **out, struct burry_err *e
         rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: %s", path, r, x.err[0] ? x.err : "syntax error");
         goto out;
     }
+    /* libinih shows a section without keys to no one: "[job x]" alone would
+     * be no job at all */
+    char empty[256];
+    int eline = bysu_ini_empty_section(path, empty, sizeof empty);
+    if (eline) {
+        const char *want = !strcmp(empty, "repository")      ? " (it wants a url)"
+                           : !strncmp(empty, "node ", 5)     ? " (it wants a host)"
+                           : !strncmp(empty, "job ", 4)      ? " (it wants node and snapshot, or source)"
+                                                             : " (and not a section bysu knows: want [repository], "
+                                                               "[node NAME] or [job NAME])";
+        rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [%s] is empty%s", path, eline, empty, want);
+        goto out;
+    }
     if (!c->repo_url) {
         int line = bysu_ini_section_line(path, "repository");
         rc = line ? burry_errf(e, BURRY_EUSAGE, "'%s' line %d: [repository] has no url", path, line)

@@ -216,4 +216,23 @@ cp -p "$T_TMP/zk.orig" "$ZA"
 run_bysu verify -c "$C" zk
 expect_eq "and is ok once restored" 0 "$RC"
 
+# --- arguments: one JOB at most, and a name that is neither configured nor stored ---
+run_bysu ls -c "$C" cmd extra
+expect_eq "bysu ls with two jobs is a usage error" 2 "$RC"
+run_bysu prune -c "$C" cmd extra
+expect_eq "bysu prune with two jobs is a usage error" 2 "$RC"
+expect_eq "and prunes nothing" 2 "$(ls "$R"/cmd/*.json | wc -l)"
+run_bysu ls -c "$C" nosuch
+expect_eq "bysu ls of a job neither configured nor stored exits 2" 2 "$RC"
+expect_match "naming it" "no job 'nosuch'" "$ERR"
+sed '/^\[job etc\]/,/^\[/{/^\[job etc\]/d;/^\[/!d}' "$C" >"$T_TMP/retired.conf"
+run_bysu ls -c "$T_TMP/retired.conf" --json etc
+expect_eq "a job no longer configured still lists what the repository holds of it" "0 1" "$RC $(jget 'len(d["snapshots"])')"
+
+# --- an empty section is an error, not a job or snapshot quietly left out ---
+printf '[snapshot e]\n\n[snapshot x]\ncommand = true\n' >"$T_TMP/empty-agent.conf"
+SSH_ORIGINAL_COMMAND=list run_bysu agent -c "$T_TMP/empty-agent.conf"
+expect_eq "an agent.conf with an empty [snapshot] is refused" 2 "$RC"
+expect_match "naming its line" "empty-agent.conf' line 1: \[snapshot e\] is empty" "$ERR"
+
 t_done

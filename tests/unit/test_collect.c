@@ -131,6 +131,14 @@ static void test_conf(void)
     bad("[repository] without url", "[repository]\nkeep = 2\n", 1, "[repository] has no url");
     bad("a bad recipient", REPO NODE "[job a]\nnode = db1\nsnapshot = a\nrecipients = age1nope\n", 5, "[job a]");
     bad("the first of several mistakes", REPO "keep = x\nbogus = 1\n", 3, "'keep' wants");
+    /* libinih never shows a section without keys to the handler */
+    bad("an empty job", REPO NODE "[job a]\nnode = db1\nsnapshot = a\n[job b]\n", 8,
+        "[job b] is empty (it wants node and snapshot, or source)");
+    bad("an empty job before others", REPO NODE "[job b]\n\n[job a]\nnode = db1\nsnapshot = a\n", 5,
+        "[job b] is empty");
+    bad("an empty node", REPO "[node n]\n" "[job a]\nsource = zk://h:1\n", 3, "[node n] is empty (it wants a host)");
+    bad("an empty [repository]", "[repository]\n" NODE, 1, "[repository] is empty (it wants a url)");
+    bad("an empty unknown section", REPO "[jobs x]\n", 3, "[jobs x] is empty (and not a section bysu knows");
 
     struct burry_err e = {0};
     snprintf(msg, sizeof msg, "%s/none.conf", dir);
