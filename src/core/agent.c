@@ -135,9 +135,38 @@ static int note_section(const char *section, int line, int keys, void *arg)
     return 0;
 }
 
+/* libinih reads a longer line in pieces of INI_MAX_LINE - 1 (199) bytes,
+ * each taken for a line of its own: its errors would name lines that do
+ * not exist. */
+#define INI_LINE_MAX 199
+
+static int check_line_lengths(const char *path, struct burry_err *e)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int line = 0, rc = 0;
+    if (!f)
+        return 0; /* said by the caller */
+    while (rc == 0 && (n = getline(&buf, &cap, f)) >= 0) {
+        line++;
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            n--;
+        if (n > INI_LINE_MAX)
+            rc = burry_errf(e, BURRY_EUSAGE, "'%s' line %d: %zd characters long; a line may hold at most %d",
+                            path, line, n, INI_LINE_MAX);
+    }
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
 int bysu_ini_check_sections(const char *path, struct burry_err *e)
 {
     struct sections x = {.path = path, .e = e};
+    if (check_line_lengths(path, e) < 0)
+        return BURRY_EUSAGE;
     int rc = ini_headers(path, note_section, &x);
     if (rc == -1 && !e->code)
         rc = burry_errf(e, BURRY_EUSAGE, "cannot read '%s' (%s)", path, strerror(errno));

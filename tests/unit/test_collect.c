@@ -131,6 +131,12 @@ static void test_conf(void)
     bad("[repository] without url", "[repository]\nkeep = 2\n", 1, "[repository] has no url");
     bad("a bad recipient", REPO NODE "[job a]\nnode = db1\nsnapshot = a\nrecipients = age1nope\n", 5, "[job a]");
     bad("the first of several mistakes", REPO "keep = x\nbogus = 1\n", 3, "'keep' wants");
+    {
+        /* libinih would read it as two lines and name line 4, which is not there */
+        char longline[400];
+        snprintf(longline, sizeof longline, REPO "[job a]\nsource = zk://h:1/%0220d\n", 0);
+        bad("a line over 199 characters", longline, 4, "line 4: 238 characters long; a line may hold at most 199");
+    }
     /* libinih never shows a section without keys to the handler */
     bad("an empty job", REPO NODE "[job a]\nnode = db1\nsnapshot = a\n[job b]\n", 8,
         "[job b] is empty (it wants node and snapshot, or source)");
