@@ -600,7 +600,7 @@ static int run_verb(struct cli *c, int legacy)
         }
         if (c->keep) {
             json_t *pr = NULL;
-            if (burry_prune(&c->o, c->store, jstr(out, "name"), c->keep, 0, &pr, &e) < 0) {
+            if (burry_prune(&c->o, c->store, jstr(out, "name"), c->keep, 0, jstr(out, "snapshot"), &pr, &e) < 0) {
                 json_decref(out);
                 fflush(stdout);
                 burry_err_prefix(&e, "the backup succeeded, but pruning failed");
@@ -663,6 +663,10 @@ static int run_verb(struct cli *c, int legacy)
             else
                 printf("%-26s %-28s %-10s %10s %10s  %s\n", "ID", "NAME", "SERVICE", "NODES", "SIZE", "SOURCE");
             json_array_foreach(arr, i, s) {
+                if (json_object_get(s, "damaged")) {
+                    printf("%-26s %-28s %-10s  %s\n", jstr(s, "id"), jstr(s, "name"), "DAMAGED", jstr(s, "damaged"));
+                    continue;
+                }
                 human_bytes(jint(s, "size"), hb, sizeof hb);
                 char nodes[32];
                 if (json_is_integer(json_object_get(s, "nodes")))
@@ -740,7 +744,7 @@ static int run_verb(struct cli *c, int legacy)
         }
         break;
     case V_PRUNE:
-        if ((rc = burry_prune(&c->o, c->store, c->name, c->keep, c->dry_run, &out, &e)) < 0)
+        if ((rc = burry_prune(&c->o, c->store, c->name, c->keep, c->dry_run, NULL, &out, &e)) < 0)
             return fail(c, &e);
         if (c->json) {
             print_json(out);
@@ -749,6 +753,9 @@ static int run_verb(struct cli *c, int legacy)
             size_t i;
             json_array_foreach(json_object_get(out, "deleted"), i, s)
                 printf("%s %s  %s\n", c->dry_run ? "would delete" : "deleted", jstr(s, "id"), jstr(s, "name"));
+            json_array_foreach(json_object_get(out, "damaged"), i, s)
+                printf("damaged %s  %s  (not counted, not deleted: %s)\n", jstr(s, "id"), jstr(s, "name"),
+                       jstr(s, "error"));
             printf("%s %zu snapshots, kept %zu (the newest %d of each name)\n",
                    c->dry_run ? "dry run: would delete" : "deleted", json_array_size(json_object_get(out, "deleted")),
                    json_array_size(json_object_get(out, "kept")), c->keep);

@@ -226,7 +226,12 @@ static int cmd_ls(int argc, char **argv, struct burry_opts *o)
         json_t *s;
         printf("%-24s %-28s %-26s %12s\n", "JOB", "ID", "TIME", "BYTES");
         json_array_foreach(json_object_get(all, "snapshots"), i, s)
-            printf("%-24s %-28s %-26s %12lld\n", json_string_value(json_object_get(s, "name")) ?: "",
+            if (json_object_get(s, "damaged"))
+                printf("%-24s %-28s DAMAGED: %s\n", json_string_value(json_object_get(s, "name")) ?: "",
+                       json_string_value(json_object_get(s, "id")) ?: "",
+                       json_string_value(json_object_get(s, "damaged")) ?: "");
+            else
+                printf("%-24s %-28s %-26s %12lld\n", json_string_value(json_object_get(s, "name")) ?: "",
                    json_string_value(json_object_get(s, "id")) ?: "",
                    json_string_value(json_object_get(s, "time")) ?: "",
                    (long long)json_integer_value(json_object_get(s, "bytes")));
@@ -375,15 +380,19 @@ static int cmd_prune(int argc, char **argv, struct burry_opts *o)
         fputs(usage, stderr);
         return 2;
     }
-    int rc = bysu_conf_load(a.conf, &c, &e), deleted = 0;
+    int rc = bysu_conf_load(a.conf, &c, &e), deleted = 0, failed = 0;
     json_t *all = json_array();
     for (int i = 0; rc == 0 && i < c->njobs; i++) {
         const struct bysu_job *j = &c->jobs[i];
         if (a.nrest && strcmp(a.rest[0], j->name))
             continue;
         json_t *pr = NULL;
-        if ((rc = burry_prune(o, c->repo_url, j->name, j->keep, 0, &pr, &e)) < 0)
-            break;
+        if (burry_prune(o, c->repo_url, j->name, j->keep, 0, NULL, &pr, &e) < 0) {
+            fprintf(stderr, "bysu: %s: %s\n", j->name, e.msg); /* the other jobs go on */
+            burry_err_clear(&e);
+            failed++;
+            continue;
+        }
         deleted += (int)json_array_size(json_object_get(pr, "deleted"));
         json_array_extend(all, json_object_get(pr, "deleted"));
         json_decref(pr);
@@ -400,7 +409,7 @@ static int cmd_prune(int argc, char **argv, struct burry_opts *o)
         printf("deleted %d snapshots\n", deleted);
     json_decref(all);
     bysu_conf_free(c);
-    return exit_code(rc);
+    return rc == 0 && failed ? 1 : exit_code(rc);
 }
 
 int main(int argc, char **argv)

@@ -54,9 +54,13 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
                  const char *name, int all, json_t **out, struct burry_err *e);
 
 /* Keep the newest keep snapshots of each name (or only of name) and delete
- * the rest; *out = {"dry_run", "keep", "deleted": [{"id","name"}], "kept": [...]}. */
+ * the rest; *out = {"dry_run", "keep", "deleted": [{"id","name"}], "kept": [...],
+ * "damaged": [{"id","name","error"}]}. A damaged snapshot (its sidecar does
+ * not read, its archive is missing or of another size) neither counts toward
+ * keep nor is deleted. just_written (may be NULL), the snapshot a backup has
+ * just stored, is always kept and counted first. */
 int burry_prune(const struct burry_opts *o, const char *store_url, const char *name, int keep,
-                int dry_run, json_t **out, struct burry_err *e);
+                int dry_run, const char *just_written, json_t **out, struct burry_err *e);
 
 /* Walk the live tree and hand every node to fn (path in display form). */
 typedef int (*burry_dump_fn)(void *ctx, const char *display_path, const struct bnode *n);

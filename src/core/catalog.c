@@ -109,8 +109,22 @@ struct list_ctx {
     struct store *st;
     const char *name;
     json_t *arr;
+    json_t *sizes; /* every other key listed -> its size, when wanted */
     struct burry_err *e;
 };
+
+/* A sidecar that cannot be used: listed as {"snapshot", "name", "damaged"}
+ * so that one bad file neither hides nor blocks the others. */
+static int add_damaged(struct list_ctx *c, const char *id, const char *key, size_t nlen, const char *why)
+{
+    char *nm = strndup(key, nlen);
+    json_t *d = nm ? json_pack("{s:s,s:s,s:s}", "snapshot", id, "name", nm, "damaged", why) : NULL;
+    free(nm);
+    if (!d)
+        return burry_errf(c->e, BURRY_EFAIL, "out of memory");
+    json_array_append_new(c->arr, d);
+    return 0;
+}
 
 static int list_cb(void *ctx, const char *key, uint64_t size)
 {
@@ -118,8 +132,11 @@ static int list_cb(void *ctx, const char *key, uint64_t size)
     const char *slash = strchr(key, '/');
     size_t klen = strlen(key), slen = strlen(CATALOG_MANIFEST_SUFFIX);
     if (!slash || strchr(slash + 1, '/') || klen <= slen ||
-        strcmp(key + klen - slen, CATALOG_MANIFEST_SUFFIX))
+        strcmp(key + klen - slen, CATALOG_MANIFEST_SUFFIX)) {
+        if (c->sizes)
+            json_object_set_new(c->sizes, key, json_integer((json_int_t)size));
         return 0;
+    }
     size_t nlen = (size_t)(slash - key);
     if (c->name && (strlen(c->name) != nlen || strncmp(c->name, key, nlen)))
         return 0;
@@ -137,21 +154,48 @@ static int list_cb(void *ctx, const char *key, uint64_t size)
     if (catalog_read_object(c->ops, c->st, key, 1 << 20, &text, &len, &e2) < 0) {
         if (e2.code == BURRY_ENOENT)
             return 0; /* removed while we listed */
-        burry_errf(c->e, e2.code, "%s", e2.msg);
-        return e2.code;
+        if (e2.code == BURRY_EINTR || !strstr(e2.msg, "larger than"))
+            return burry_errf(c->e, e2.code, "%s", e2.msg); /* the store failed, not the file */
+        return add_damaged(c, id, key, nlen, e2.msg);
     }
     json_error_t je;
     json_t *m = json_loadb(text, len, 0, &je);
     free(text);
+    const char *mname = json_string_value(json_object_get(m, "name"));
     if (!json_is_object(m) || !json_is_string(json_object_get(m, "snapshot")) ||
-        strcmp(json_string_value(json_object_get(m, "snapshot")), id)) {
+        strcmp(json_string_value(json_object_get(m, "snapshot")), id) || !mname ||
+        strlen(mname) != nlen || strncmp(mname, key, nlen)) {
+        char why[400];
+        snprintf(why, sizeof why, "manifest '%s' in %s is damaged (%s)", key, c->ops->describe(c->st),
+                 !m ? je.text : "unexpected content");
         json_decref(m);
-        return burry_errf(c->e, BURRY_EFAIL, "manifest '%s' in %s is damaged (%s)", key,
-                          c->ops->describe(c->st), je.text[0] ? je.text : "unexpected content");
+        return add_damaged(c, id, key, nlen, why);
     }
     json_array_append_new(c->arr, m);
-    (void)size;
     return 0;
+}
+
+const char *catalog_damaged(json_t *m)
+{
+    return json_string_value(json_object_get(m, "damaged"));
+}
+
+double catalog_id_time(const char *id)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    if (!id || sscanf(id, "%4d%2d%2dT%2d%2d%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                      &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (double)t + ms / 1000.0;
+}
+
+int catalog_id_in_future(const char *id)
+{
+    return catalog_id_time(id) > (double)time(NULL) + CATALOG_FUTURE_SLACK;
 }
 
 static int by_id(const void *a, const void *b)
@@ -167,19 +211,24 @@ static int by_id(const void *a, const void *b)
     return strcmp(n1 ? n1 : "", n2 ? n2 : "");
 }
 
-int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
-                 struct burry_err *e)
+/* catalog_list, and with sizes != NULL also every other key listed under
+ * the same prefix (archives) with its size. */
+static int list_keys(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
+                     json_t **sizes, struct burry_err *e)
 {
-    struct list_ctx c = {.ops = ops, .st = st, .name = name, .arr = json_array(), .e = e};
+    struct list_ctx c = {.ops = ops, .st = st, .name = name, .arr = json_array(),
+                         .sizes = sizes ? json_object() : NULL, .e = e};
     int rc = ops->list(st, name ? name : "", list_cb, &c, e);
     if (rc < 0) {
         json_decref(c.arr);
+        json_decref(c.sizes);
         return rc;
     }
     size_t n = json_array_size(c.arr);
     json_t **v = calloc(n ? n : 1, sizeof *v);
     if (!v) {
         json_decref(c.arr);
+        json_decref(c.sizes);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
     for (size_t i = 0; i < n; i++)
@@ -191,7 +240,15 @@ int catalog_list(const struct store_ops *ops, struct store *st, const char *name
     free(v);
     json_decref(c.arr);
     *out = sorted;
+    if (sizes)
+        *sizes = c.sizes;
     return 0;
+}
+
+int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
+                 struct burry_err *e)
+{
+    return list_keys(ops, st, name, out, NULL, e);
 }
 
 int catalog_resolve(const struct store_ops *ops, struct store *st, const char *ref,
@@ -209,22 +266,34 @@ int catalog_resolve(const struct store_ops *ops, struct store *st, const char *r
         return rc;
     json_t *hit = NULL;
     size_t n = json_array_size(all);
+    size_t damaged = 0;
     if (latest) {
-        if (n)
-            hit = json_array_get(all, n - 1);
+        /* the newest snapshot whose manifest reads; never a damaged one */
+        for (size_t i = n; i-- > 0 && !hit;)
+            if (catalog_damaged(json_array_get(all, i)))
+                damaged++;
+            else
+                hit = json_array_get(all, i);
     } else {
         for (size_t i = 0; i < n; i++)
-            if (!strcmp(json_string_value(json_object_get(json_array_get(all, i), "snapshot")), ref))
+            if (!strcmp(json_string_value(json_object_get(json_array_get(all, i), "snapshot")), ref) &&
+                (!hit || catalog_damaged(hit)))
                 hit = json_array_get(all, i);
     }
-    if (!hit) {
+    if (hit && catalog_damaged(hit)) {
+        rc = burry_errf(e, BURRY_EFAIL, "snapshot '%s' cannot be used: %s", ref, catalog_damaged(hit));
+        hit = NULL;
+    } else if (!hit && latest && damaged) {
+        rc = burry_errf(e, BURRY_ENOENT, "no readable snapshots%s%s%s in %s (%zu with a damaged manifest)",
+                        name ? " named '" : "", name ? name : "", name ? "'" : "", ops->describe(st), damaged);
+    } else if (!hit) {
         if (latest && name)
             rc = burry_errf(e, BURRY_ENOENT, "no snapshots named '%s' in %s", name,
                             ops->describe(st));
         else if (latest)
             rc = burry_errf(e, BURRY_ENOENT, "no snapshots in %s", ops->describe(st));
         else
-            rc = burry_errf(e, BURRY_ENOENT, "no snapshot '%s'%s%s%s in %s (burry ls lists them)",
+            rc = burry_errf(e, BURRY_ENOENT, "no snapshot '%s'%s%s%s in %s (the ls command lists them)",
                             ref, name ? " named '" : "", name ? name : "", name ? "'" : "",
                             ops->describe(st));
     } else {
@@ -393,7 +462,24 @@ int burry_list(const struct burry_opts *o, const char *store_url, const char *na
     json_t *arr = json_array();
     size_t i;
     json_t *m;
-    json_array_foreach(all, i, m) json_array_append_new(arr, summary(m));
+    json_array_foreach(all, i, m) {
+        const char *id = json_string_value(json_object_get(m, "snapshot"));
+        const char *nm = json_string_value(json_object_get(m, "name"));
+        if (catalog_damaged(m)) {
+            blog(&o->log, BLOG_WARN, "%s", catalog_damaged(m));
+            json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "id", id, "name", nm, "damaged",
+                                                 catalog_damaged(m)));
+            continue;
+        }
+        json_t *sm = summary(m);
+        if (catalog_id_in_future(id)) {
+            blog(&o->log, BLOG_WARN,
+                 "snapshot '%s' of '%s' has an ID later than now (was the clock ahead?); it sorts as the newest",
+                 id, nm);
+            json_object_set_new(sm, "future", json_true());
+        }
+        json_array_append_new(arr, sm);
+    }
     *out = json_pack("{s:o}", "snapshots", arr);
 out:
     json_decref(all);
@@ -444,13 +530,17 @@ int burry_show(const struct burry_opts *o, const char *store_url, const char *sn
 
 /* Keep the newest `keep` snapshots of each name (or of one name) and delete
  * the others: the manifest first, so a snapshot stops being listed before
- * its archive goes, then the archive. */
+ * its archive goes, then the archive. A damaged snapshot (sidecar that does
+ * not read, archive missing or of another size than its sidecar says) is
+ * reported, not counted and not deleted. just_written is kept and counted
+ * first, whatever its ID. */
 int burry_prune(const struct burry_opts *o, const char *store_url, const char *name, int keep,
-                int dry_run, json_t **out, struct burry_err *e)
+                int dry_run, const char *just_written, json_t **out, struct burry_err *e)
 {
     const struct store_ops *ops;
     struct store *st = NULL;
-    json_t *all = NULL, *deleted = json_array(), *kept = json_array();
+    json_t *all = NULL, *sizes = NULL, *deleted = json_array(), *kept = json_array(),
+           *damaged = json_array();
     int rc;
     *out = NULL;
     if (keep < 1) {
@@ -461,29 +551,63 @@ int burry_prune(const struct burry_opts *o, const char *store_url, const char *n
         goto out0;
     if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
         goto out0;
-    if ((rc = catalog_list(ops, st, name, &all, e)) < 0)
+    if ((rc = list_keys(ops, st, name, &all, &sizes, e)) < 0)
         goto out;
-    /* the list is sorted by ID; walk it newest first, counting per name */
     json_t *seen = json_object();
+    /* the snapshot just written takes the first place of its name */
+    for (size_t i = 0; just_written && i < json_array_size(all); i++) {
+        json_t *m = json_array_get(all, i);
+        const char *nm = json_string_value(json_object_get(m, "name"));
+        if (strcmp(json_string_value(json_object_get(m, "snapshot")), just_written) || catalog_damaged(m) ||
+            (name && strcmp(nm, name)))
+            continue;
+        json_object_set_new(seen, nm, json_integer(1));
+        json_array_append_new(kept, json_pack("{s:s,s:s}", "id", just_written, "name", nm));
+        break;
+    }
+    /* the list is sorted by ID; walk it newest first, counting per name */
     for (size_t i = json_array_size(all); i-- > 0;) {
         json_t *m = json_array_get(all, i);
         const char *nm = json_string_value(json_object_get(m, "name"));
         const char *id = json_string_value(json_object_get(m, "snapshot"));
+        if (just_written && !strcmp(id, just_written) && !catalog_damaged(m) && (!name || !strcmp(nm, name)))
+            continue; /* kept above */
+        char *akey = catalog_damaged(m) ? NULL : catalog_archive_key(m);
+        char why[600] = "";
+        if (catalog_damaged(m)) {
+            snprintf(why, sizeof why, "%s", catalog_damaged(m));
+        } else if (!akey || !json_object_get(sizes, akey)) {
+            snprintf(why, sizeof why, "its archive '%s' is missing from %s", akey ? akey : "?", ops->describe(st));
+        } else if (json_is_integer(json_object_get(json_object_get(m, "archive"), "size")) &&
+                   json_integer_value(json_object_get(json_object_get(m, "archive"), "size")) !=
+                       json_integer_value(json_object_get(sizes, akey))) {
+            snprintf(why, sizeof why, "its archive '%s' holds %lld bytes, its sidecar says %lld", akey,
+                     (long long)json_integer_value(json_object_get(sizes, akey)),
+                     (long long)json_integer_value(json_object_get(json_object_get(m, "archive"), "size")));
+        }
+        if (why[0]) {
+            blog(&o->log, BLOG_WARN, "snapshot '%s' of '%s' is damaged, not counted and not deleted: %s", id, nm, why);
+            json_array_append_new(damaged, json_pack("{s:s,s:s,s:s}", "id", id, "name", nm, "error", why));
+            free(akey);
+            continue;
+        }
+        if (catalog_id_in_future(id))
+            blog(&o->log, BLOG_WARN,
+                 "snapshot '%s' of '%s' has an ID later than now (was the clock ahead?); it counts as the newest",
+                 id, nm);
         json_int_t n = json_integer_value(json_object_get(seen, nm)) + 1;
         json_object_set_new(seen, nm, json_integer(n));
         json_t *item = json_pack("{s:s,s:s}", "id", id, "name", nm);
-        if (n <= keep) {
-            json_array_append_new(kept, item);
+        if (n <= keep || dry_run) {
+            json_array_append_new(n <= keep ? kept : deleted, item);
+            free(akey);
             continue;
         }
         json_array_append_new(deleted, item);
-        if (dry_run)
-            continue;
-        char *mkey = NULL, *akey = catalog_archive_key(m);
+        char *mkey = NULL;
         if (asprintf(&mkey, "%s/%s%s", nm, id, CATALOG_MANIFEST_SUFFIX) < 0)
             mkey = NULL;
-        if (!mkey || !akey) {
-            free(mkey);
+        if (!mkey) {
             free(akey);
             rc = burry_errf(e, BURRY_EFAIL, "out of memory");
             break;
@@ -503,13 +627,16 @@ int burry_prune(const struct burry_opts *o, const char *store_url, const char *n
         }
     }
     json_decref(seen);
-    *out = json_pack("{s:b,s:i,s:O,s:O}", "dry_run", dry_run, "keep", keep, "deleted", deleted, "kept", kept);
+    *out = json_pack("{s:b,s:i,s:O,s:O,s:O}", "dry_run", dry_run, "keep", keep, "deleted", deleted, "kept", kept,
+                     "damaged", damaged);
 out:
     json_decref(all);
+    json_decref(sizes);
     ops->close(st);
 out0:
     json_decref(deleted);
     json_decref(kept);
+    json_decref(damaged);
     return rc;
 }
 

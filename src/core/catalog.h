@@ -37,11 +37,25 @@ char *catalog_default_name(const char *scheme, const char *host, const char *por
                            size_t extra_len);
 
 /* Every published snapshot's manifest, oldest first, optionally of one name.
- * *out is a JSON array of manifest objects. */
+ * *out is a JSON array of manifest objects. A sidecar that does not parse
+ * (or names another snapshot) does not fail the listing: it is listed as
+ * {"snapshot": ID from its file name, "name", "damaged": "why"}, see
+ * catalog_damaged(). */
 int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
                  struct burry_err *e);
 
-/* The manifest of snapshot ref ("latest", NULL meaning latest, or an ID). */
+/* The reason a listed entry is damaged (its sidecar does not read), or NULL. */
+const char *catalog_damaged(json_t *m);
+
+/* Unix time of a snapshot ID, or -1; whether it is later than now by more
+ * than CATALOG_FUTURE_SLACK seconds (a clock that was ahead). */
+#define CATALOG_FUTURE_SLACK 3600
+double catalog_id_time(const char *id);
+int catalog_id_in_future(const char *id);
+
+/* The manifest of snapshot ref ("latest", NULL meaning latest, or an ID).
+ * latest is the newest snapshot (by ID) whose manifest reads; a damaged
+ * one is never picked, and naming one explicitly fails. */
 int catalog_resolve(const struct store_ops *ops, struct store *st, const char *ref,
                     const char *name, json_t **manifest, struct burry_err *e);
 

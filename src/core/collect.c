@@ -1213,7 +1213,7 @@ static int run_job(const struct burry_opts *o, const struct bysu_conf *c, const 
     if (rc < 0)
         return rc;
     json_t *pr = NULL;
-    rc = burry_prune(o, c->repo_url, j->name, j->keep, 0, &pr, e);
+    rc = burry_prune(o, c->repo_url, j->name, j->keep, 0, json_string_value(json_object_get(res, "snapshot")), &pr, e);
     if (rc < 0)
         burry_err_prefix(e, "snapshot stored, but pruning failed");
     else
@@ -1741,6 +1741,12 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
         }
         const char *id = json_string_value(json_object_get(m, "snapshot")) ?: "";
         const char *name = json_string_value(json_object_get(m, "name")) ?: "";
+        if (catalog_damaged(m)) {
+            damaged++;
+            json_array_append_new(rows, json_pack("{s:s,s:s,s:b,s:s}", "id", id, "job", name, "ok", 0, "error",
+                                                  catalog_damaged(m)));
+            continue;
+        }
         const char *service = json_string_value(json_object_get(m, "service")) ?: "";
         int enc = !strcmp(json_string_value(json_object_get(m, "encryption")) ?: "", "age");
         int stored_only = 0;

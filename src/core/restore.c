@@ -233,7 +233,8 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     json_t *m;
     json_array_foreach(list, i, m) {
         struct burry_err e2 = {0};
-        int r = verify_snapshot(ops, st, m, o, NULL, &e2);
+        int r = catalog_damaged(m) ? burry_errf(&e2, BURRY_EFAIL, "%s", catalog_damaged(m))
+                                   : verify_snapshot(ops, st, m, o, NULL, &e2);
         json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
                                  json_object_get(m, "name"), "ok", r == 0);
         if (r < 0) {

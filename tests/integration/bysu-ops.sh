@@ -88,6 +88,70 @@ python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[700]^
 run_bysu verify -c "$T_TMP/good.conf" raw
 expect_eq "and finds a flipped byte" 1 "$RC"
 
+# --- retention beside damaged snapshots and an ID in the future ---
+R2=$T_TMP/repo2
+{
+    printf '[repository]\nurl = %s\nkeep = 3\n' "$R2"
+    printf '[node n1]\nhost = 127.0.0.1\nport = %s\nuser = root\nidentity = %s\nknown_hosts = %s\n' "$P1" "$KEY" "$KH"
+    printf '[job dmg]\nnode = n1\nsnapshot = good\n'
+    printf '[job more]\nnode = n1\nsnapshot = good\n'
+    printf '[job gone]\nnode = n1\nsnapshot = good\nkeep = 2\n'
+    printf '[job ahead]\nnode = n1\nsnapshot = good\nkeep = 1\n'
+} >"$T_TMP/ret.conf"
+ids() { "$BYSU" ls -c "$T_TMP/ret.conf" --json "$1" | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)["snapshots"]))'; }
+for i in 1 2 3; do "$BYSU" run -c "$T_TMP/ret.conf" dmg more gone >/dev/null 2>&1; done
+DI=$(ids dmg)
+D1=$(echo $DI | cut -d' ' -f1) D2=$(echo $DI | cut -d' ' -f2)
+echo '{"snapshot": "x' >"$R2/dmg/$D1.json"
+run_bysu run -c "$T_TMP/ret.conf" --json dmg
+expect_eq "a run beside a damaged old sidecar succeeds" "0 ok" "$RC $(res dmg result)"
+expect_eq "it pruned nothing (the damaged one does not count, nor goes)" 0 "$(res dmg pruned)"
+check "the damaged sidecar stays for an operator" test -f "$R2/dmg/$D1.json"
+run_bysu ls -c "$T_TMP/ret.conf"
+expect_eq "bysu ls exits 0" 0 "$RC"
+expect_match "bysu ls marks the damaged one" "dmg +$D1 +DAMAGED" "$OUT"
+run_bysu get -c "$T_TMP/ret.conf" dmg latest -o "$T_TMP/dl.tar.zst"
+expect_eq "bysu get latest exits 0" 0 "$RC"
+run_bysu get -c "$T_TMP/ret.conf" dmg "$D2" -o "$T_TMP/d2.tar.zst"
+expect_eq "bysu get of a good ID exits 0" 0 "$RC"
+run_bysu get -c "$T_TMP/ret.conf" dmg "$D1" -o "$T_TMP/d1.tar.zst"
+expect_eq "bysu get of the damaged ID fails" 1 "$RC"
+run_bysu verify -c "$T_TMP/ret.conf" dmg
+expect_eq "bysu verify exits 1" 1 "$RC"
+expect_match "bysu verify prints a DAMAGED line for it" "$D1  dmg  DAMAGED: " "$OUT"
+expect_match "and checks the others" "$D2  dmg  ok" "$OUT"
+sed 's/^keep = 3$/keep = 2/' "$T_TMP/ret.conf" >"$T_TMP/ret2.conf"
+run_bysu prune -c "$T_TMP/ret2.conf"
+expect_eq "bysu prune (keep = 2) beside a damaged sidecar exits 0" 0 "$RC"
+expect_eq "it prunes the job with the damaged sidecar down to two good ones" "2 yes" \
+    "$(echo $(ids dmg) | tr ' ' '\n' | grep -vc "$D1") $(test -f "$R2/dmg/$D1.json" && echo yes)"
+expect_eq "and goes on to prune the next job" 2 "$(ids more | wc -w)"
+
+# a snapshot whose archive is gone does not push out a good one
+GI=$(ids gone)
+G1=$(echo $GI | cut -d' ' -f1) G2=$(echo $GI | cut -d' ' -f2)
+rm "$R2"/gone/"$G2".tar*
+run_bysu run -c "$T_TMP/ret.conf" --json gone
+expect_eq "a run beside a snapshot without archive succeeds" "0 ok" "$RC $(res gone result)"
+check "the good older snapshot stays (keep = 2: the new one and it)" test -f "$R2/gone/$G1.json"
+check "the one without archive is not deleted either" test -f "$R2/gone/$G2.json"
+run_bysu verify -c "$T_TMP/ret.conf" gone
+expect_match "verify names the one without archive DAMAGED" "$G2  gone  DAMAGED" "$OUT"
+
+# an ID in the future (a clock that was ahead once) does not push out new snapshots
+FUT=20301121T000000.000Z-0001
+"$BYSU" run -c "$T_TMP/ret.conf" ahead >/dev/null 2>&1
+A1=$(ids ahead)
+for f in "$R2"/ahead/"$A1".*; do sed "s/$A1/$FUT/g" "$f" >"${f/$A1/$FUT}"; done
+run_bysu run -c "$T_TMP/ret.conf" --json ahead
+A2=$(res ahead snapshot)
+expect_eq "a run beside a future ID succeeds" "0 ok" "$RC $(res ahead result)"
+check "it keeps the snapshot it just wrote" test -f "$R2/ahead/$A2.json"
+expect_match "and warns about the future ID" "$FUT.*later than now" "$ERR"
+for f in "$R2"/ahead/"$A2".*; do sed "s/$A2/$FUT/g" "$f" >"${f/$A2/$FUT}"; done
+run_bysu ls -c "$T_TMP/ret.conf" ahead
+expect_match "bysu ls warns about a future ID" "$FUT.*later than now" "$ERR"
+
 # --- refusals go to syslog ---
 if unshare -m --propagation private true 2>/dev/null; then
     cat >"$T_TMP/listen.py" <<'PY'

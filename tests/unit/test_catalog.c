@@ -98,8 +98,40 @@ int main(void)
     burry_err_clear(&e);
 
     put(s, "gamma/20261121T120000.000Z-0005.json", "{not json");
-    T_CHECK(catalog_list(&store_dir, s, NULL, &all, &e) == BURRY_EFAIL && strstr(e.msg, "damaged"),
-            "a damaged manifest is reported, not skipped");
+    T_CHECK(catalog_list(&store_dir, s, NULL, &all, &e) == 0 && json_array_size(all) == 4,
+            "a damaged manifest neither fails the listing nor is skipped");
+    json_t *d = json_array_get(all, 3);
+    T_CHECK(catalog_damaged(d) && strstr(catalog_damaged(d), "damaged") &&
+                !strcmp(json_string_value(json_object_get(d, "snapshot")), "20261121T120000.000Z-0005") &&
+                !strcmp(json_string_value(json_object_get(d, "name")), "gamma"),
+            "it is listed as damaged, with the ID and name of its file name");
+    T_CHECK(!catalog_damaged(json_array_get(all, 0)), "a good manifest is not marked damaged");
+    json_decref(all);
+    T_CHECK(catalog_resolve(&store_dir, s, "latest", NULL, &m, &e) == 0 &&
+                !strcmp(json_string_value(json_object_get(m, "snapshot")), "20261121T100000.000Z-0003"),
+            "latest skips a newer damaged manifest");
+    json_decref(m);
+    T_CHECK(catalog_resolve(&store_dir, s, "latest", "gamma", &m, &e) == BURRY_ENOENT &&
+                strstr(e.msg, "damaged"),
+            "latest of a name with only a damaged manifest is not found, and says why");
+    burry_err_clear(&e);
+    T_CHECK(catalog_resolve(&store_dir, s, "20261121T120000.000Z-0005", NULL, &m, &e) == BURRY_EFAIL &&
+                strstr(e.msg, "cannot be used"),
+            "naming the damaged snapshot fails");
+    burry_err_clear(&e);
+    put(s, "alpha/20261121T130000.000Z-0006.json",
+        "{\"snapshot\":\"20261121T130000.000Z-0006\",\"name\":\"beta\"}");
+    T_CHECK(catalog_resolve(&store_dir, s, "latest", "alpha", &m, &e) == 0 &&
+                !strcmp(json_string_value(json_object_get(m, "snapshot")), "20261121T100000.000Z-0003"),
+            "a sidecar naming another name than its directory is damaged too");
+    json_decref(m);
+
+    char now[32];
+    catalog_new_id(now, sizeof now);
+    T_CHECK(!catalog_id_in_future("20011121T083501.123Z-7f3a") && !catalog_id_in_future(now),
+            "a past ID, or one of now, is not in the future");
+    T_CHECK(catalog_id_in_future("29991121T083501.123Z-7f3a"), "an ID of 2999 is in the future");
+    T_CHECK(catalog_id_time("20261121T083501.123Z-7f3a") > 1795249000, "the time of an ID");
     store_dir.close(s);
 
     char cmd[128];
