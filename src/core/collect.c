@@ -1286,20 +1286,6 @@ static int take_lock(const struct bysu_conf *c, int *fd, struct burry_err *e)
     return 0;
 }
 
-/* Unix time of a snapshot ID ("20261121T083501.123Z-7f3a"), or -1. */
-static double id_time(const char *id)
-{
-    struct tm tm = {0};
-    int ms = 0;
-    if (!id || sscanf(id, "%4d%2d%2dT%2d%2d%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-                      &tm.tm_sec, &ms) != 7)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    return t == (time_t)-1 ? -1 : (double)t + ms / 1000.0;
-}
-
 /* "last_success" for every job of a run's report: now for a job that
  * succeeded, the time of its newest published snapshot for one that failed
  * (left out when it has none, or the repository cannot be read). */
@@ -1322,7 +1308,7 @@ static void add_last_success(const struct burry_opts *o, const struct bysu_conf 
             return;
         }
         if (catalog_resolve(ops, st, "latest", json_string_value(json_object_get(j, "job")), &m, &e2) == 0) {
-            double t = id_time(json_string_value(json_object_get(m, "snapshot")));
+            double t = catalog_id_time(json_string_value(json_object_get(m, "snapshot")));
             if (t > 0)
                 json_object_set_new(j, "last_success", json_real(t));
         }
