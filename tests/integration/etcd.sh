@@ -403,24 +403,36 @@ expect_eq "created + existing = every key" "$TOTAL" "$(( $(jget 'd["created"]') 
 expect_eq "what the first run wrote counts as existing" "$BEFORE" "$(jget 'd["existing"]')"
 expect_eq "every key is on the server" "$TOTAL" "$(count_keys)"
 
+# restore_acting BASE ACTION SOURCE STORE ARGS...: burry restore in the
+# background, its stdout in BASE.out and its stderr, line by line, in
+# BASE.err; once it says "restoring snapshot" (it starts writing), ACTION is
+# run, with RPID its PID. RESTORE_RC: its exit status.
+restore_acting() {
+    local base=$1 action=$2 line
+    shift 2
+    rm -f "$base.fifo" && mkfifo "$base.fifo"
+    "$BURRY" restore "$@" >"$base.out" 2>"$base.fifo" &
+    RPID=$!
+    : >"$base.err"
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >>"$base.err"
+        case $line in
+        *"restoring snapshot"*) eval "$action" ;;
+        esac
+    done <"$base.fifo"
+    wait "$RPID"
+    RESTORE_RC=$?
+}
+
 # --- SIGINT mid-restore: the restore is stopped (SIGSTOP) as soon as it says
 # it starts writing, SIGINT is queued, and it goes on; it says it was
 # interrupted, counts every key the transactions in flight created, and a
 # second run completes the rest ---
 etcd_start int || exit 1
 PG=$ETCD_PORT # count_keys counts there
-rm -f "$T_TMP/ilog" && mkfifo "$T_TMP/ilog"
-"$BURRY" restore "etcd://127.0.0.1:$PG" "$S" --name pit --json -v >"$T_TMP/int.out" 2>"$T_TMP/ilog" &
-RPID=$!
-: >"$T_TMP/int.err"
-while IFS= read -r line; do
-    printf '%s\n' "$line" >>"$T_TMP/int.err"
-    case $line in
-    *"restoring snapshot"*) kill -STOP "$RPID"; kill -INT "$RPID"; kill -CONT "$RPID" ;;
-    esac
-done <"$T_TMP/ilog"
-wait "$RPID"
-IRC=$?
+restore_acting "$T_TMP/int" 'kill -STOP "$RPID"; kill -INT "$RPID"; kill -CONT "$RPID"' \
+    "etcd://127.0.0.1:$PG" "$S" --name pit --json -v
+IRC=$RESTORE_RC
 check "SIGINT mid-restore: exit non-zero" test "$IRC" -ne 0
 expect_match "... saying it was interrupted, how far it got and that a re-run is safe" \
     'stopped after [0-9]+ nodes \([0-9]+ created\).*running it again is safe.*interrupted' "$(cat "$T_TMP/int.err")"
@@ -552,20 +564,10 @@ etcd_start ttl2 --auth-token-ttl 1 || exit 1
 PT2=$ETCD_PORT
 etcdctl3 "$PT2" user add root:Ttl-pw-31 --interactive=false >/dev/null 2>&1 &&
     etcdctl3 "$PT2" auth enable >/dev/null 2>&1 || not_ok "enable auth on the second short-token server"
-mkfifo "$T_TMP/rlog"
-"$BURRY" restore "etcd://127.0.0.1:$PT2" "$S" --name ttl --user root:Ttl-pw-31 --json -v \
-    >"$T_TMP/rttl.out" 2>"$T_TMP/rlog" &
-RPID=$!
-: >"$T_TMP/rttl.err"
-while IFS= read -r line; do
-    printf '%s\n' "$line" >>"$T_TMP/rttl.err"
-    case $line in
-    *"restoring snapshot"*) kill -STOP "$RPID"; sleep 3; kill -CONT "$RPID" ;;
-    esac
-done <"$T_TMP/rlog"
-wait "$RPID"
+restore_acting "$T_TMP/rttl" 'kill -STOP "$RPID"; sleep 3; kill -CONT "$RPID"' \
+    "etcd://127.0.0.1:$PT2" "$S" --name ttl --user root:Ttl-pw-31 --json -v
 expect_eq "token expired mid-restore: the restore exits 0 and creates every key" "0 20100" \
-    "$? $(json_get "$(cat "$T_TMP/rttl.out")" 'd["created"]')"
+    "$RESTORE_RC $(json_get "$(cat "$T_TMP/rttl.out")" 'd["created"]')"
 expect_match "... after asking for a new token" "auth token expired; asking for a new one" "$(cat "$T_TMP/rttl.err")"
 expect_match "... writing through gRPC" "[1-9][0-9]* transactions sent through gRPC" "$(cat "$T_TMP/rttl.err")"
 expect_no_match "... and the password is in no message" "Ttl-pw-31" "$(cat "$T_TMP/rttl.err")"
