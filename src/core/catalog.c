@@ -92,7 +92,7 @@ int catalog_read_object(const struct store_ops *ops, struct store *st, const cha
         if (n == 0)
             break;
         if (buf_append(&b, tmp, (size_t)n) < 0) {
-            rc = burry_errf(e, BURRY_EFAIL, "'%s' in %s is larger than %zu bytes", key,
+            rc = burry_errf(e, BURRY_ETOOBIG, "'%s' in %s is larger than %zu bytes", key,
                             ops->describe(st), max);
             goto out;
         }
@@ -154,7 +154,7 @@ static int list_cb(void *ctx, const char *key, uint64_t size)
     if (catalog_read_object(c->ops, c->st, key, 1 << 20, &text, &len, &e2) < 0) {
         if (e2.code == BURRY_ENOENT)
             return 0; /* removed while we listed */
-        if (e2.code == BURRY_EINTR || !strstr(e2.msg, "larger than"))
+        if (e2.code != BURRY_ETOOBIG)
             return burry_errf(c->e, e2.code, "%s", e2.msg); /* the store failed, not the file */
         return add_damaged(c, id, key, nlen, e2.msg);
     }

@@ -62,7 +62,8 @@ int catalog_resolve(const struct store_ops *ops, struct store *st, const char *r
 /* Store key of the snapshot's archive ("NAME/ID.tar.zst"), malloc'ed. */
 char *catalog_archive_key(json_t *manifest);
 
-/* Read a whole small object (a manifest) into memory, at most max bytes. */
+/* Read a whole small object (a manifest) into memory, at most max bytes
+ * (BURRY_ETOOBIG when it holds more). */
 int catalog_read_object(const struct store_ops *ops, struct store *st, const char *key,
                         size_t max, char **out, size_t *len, struct burry_err *e);
 

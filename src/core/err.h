@@ -13,6 +13,7 @@ enum {
     BURRY_ENOENT = -3,  /* the named thing does not exist (a store key, a snapshot) */
     BURRY_EINTR = -4,   /* interrupted by a signal */
     BURRY_EEXIST = -5,  /* a store key that must be new exists already */
+    BURRY_ETOOBIG = -6, /* larger than the limit the caller set: exit 1 */
 };
 
 struct burry_err {

@@ -125,6 +125,24 @@ int main(void)
                 !strcmp(json_string_value(json_object_get(m, "snapshot")), "20261121T100000.000Z-0003"),
             "a sidecar naming another name than its directory is damaged too");
     json_decref(m);
+    {
+        /* a sidecar over 1 MiB is not read whole: damaged, not a failed listing */
+        size_t big = (1 << 20) + 10;
+        char *text = malloc(big + 1);
+        T_CHECK(text != NULL, "memory for a large sidecar");
+        if (text) {
+            memset(text, ' ', big);
+            text[big] = 0;
+            put(s, "delta/20261121T140000.000Z-0007.json", text);
+            free(text);
+            T_CHECK(catalog_list(&store_dir, s, "delta", &all, &e) == 0 && json_array_size(all) == 1 &&
+                        catalog_damaged(json_array_get(all, 0)) &&
+                        strstr(catalog_damaged(json_array_get(all, 0)), "larger than"),
+                    "a sidecar larger than 1 MiB is listed as damaged, saying so");
+            json_decref(all);
+            burry_err_clear(&e);
+        }
+    }
 
     char now[32];
     catalog_new_id(now, sizeof now);
