@@ -431,6 +431,10 @@ static int call(struct source *s, const char *ep, const char *body, size_t len, 
 /* Describe why the server refused to do something (its message m). */
 static int refused(struct source *s, const char *m, const char *doing, struct burry_err *e)
 {
+    if (s->o->user && strstr(m, "invalid auth token"))
+        return burry_errf(e, BURRY_EFAIL,
+                          "etcd at %s refused to %s: it did not accept the token it had just "
+                          "given user '%s' (%s)", s->host, doing, s->o->user, m);
     if (strstr(m, "user name is empty") || strstr(m, "invalid auth token"))
         return burry_errf(e, BURRY_EFAIL,
                           "etcd at %s refused to %s: it requires authentication (%s); give --user",
@@ -1115,6 +1119,7 @@ static int scan_grpc(struct source *s, struct scan *sc, const char *end, size_t 
             next.running = pthread_create(&next.t, NULL, fetch_thread, &next) == 0;
         }
         rc = page_emit(s, sc, &cur.rep.body, e);
+        renewed = 0; /* a token that expires later is renewed again */
         if (rc == 0 && pg.n > 0) /* where a page asked again must start */
             rc = scan_next_from(sc, pg.last, pg.last_len, e);
         fetch_free(&cur);

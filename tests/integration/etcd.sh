@@ -554,6 +554,31 @@ expect_match "... after asking for a new token" "auth token expired; asking for 
 expect_match "... reading through the JSON gateway" "reading through its JSON gateway" "$(cat "$T_TMP/ttl.err")"
 kill $PROXY_PID 2>/dev/null
 
+# --- a token that expires again after it was renewed is renewed again:
+# 60,100 keys, and a reader that stops four times for 3 s, reading 15,000
+# lines (19 bytes each) in between; the gRPC read finds its token expired
+# after two of the stops (it used to give up at the second) ---
+etcd_start ttl3 --auth-token-ttl 1 || exit 1
+PT3=$ETCD_PORT
+etcd_py "$PT3" "kv.load((b'ttm/%06d' % i, b'v') for i in range(60100))" || not_ok "load 60,100 keys"
+etcdctl3 "$PT3" user add root:Ttl-pw-31 --interactive=false >/dev/null 2>&1 &&
+    etcdctl3 "$PT3" auth enable >/dev/null 2>&1 || not_ok "enable auth on the third short-token server"
+"$BURRY" dump "etcd://127.0.0.1:$PT3/ttm/" --user root:Ttl-pw-31 -v 2>"$T_TMP/ttl3.err" |
+    /usr/bin/python3 -c '
+import sys, time
+n = 0
+for _ in range(4):
+    time.sleep(3)
+    n += sys.stdin.buffer.read(19 * 15000).count(b"\n")
+print(n + sys.stdin.buffer.read().count(b"\n"))' >"$T_TMP/ttl3.lines"
+expect_eq "token expired twice in one read: the dump completes with every key" "0 60100" \
+    "${PIPESTATUS[0]} $(cat "$T_TMP/ttl3.lines")"
+expect_match "... asking for a new token more than once" \
+    "auth token expired; asking for a new one.*auth token expired; asking for a new one" \
+    "$(tr '\n' ' ' <"$T_TMP/ttl3.err")"
+expect_no_match "... and the password is in no message" "Ttl-pw-31" "$(cat "$T_TMP/ttl3.err")"
+etcd_stop ttl3
+
 # --- an auth token that expires in the middle of a restore is renewed: the
 # restore is stopped (SIGSTOP) for 3 s as soon as it says it starts writing,
 # so the gRPC transactions after it find their token expired ---
