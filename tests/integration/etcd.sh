@@ -633,6 +633,22 @@ curl -s --cacert "$T_TMP/tls.crt" -X POST "https://127.0.0.1:$PT/v3/kv/put" \
 run_burry backup "etcd+https://127.0.0.1:$PT" "$S" --name tls
 expect_eq "etcd+https://: a certificate from an unknown CA is refused (exit 1)" 1 "$RC"
 expect_match "... saying it is about the certificate" "certificate|SSL" "$ERR"
+expect_match "... with what TLS said of it" "SSL certificate problem: self-signed certificate" "$ERR"
+run_burry dump "etcd+https://127.0.0.1:$PB" --cacert "$T_TMP/tls.crt"
+expect_eq "etcd+https:// to a member that speaks plain HTTP: exit 1" 1 "$RC"
+expect_match "... saying the server closed the connection in the handshake, maybe not speaking TLS" \
+    "closed the connection during the TLS handshake: it may not speak TLS on that port" "$ERR"
+# A plain HTTP server (Python's http.server, standing in for a proxy's
+# plain port) answers a TLS hello with an HTTP error.
+PLAIN=$(free_port)
+/usr/bin/python3 -m http.server "$PLAIN" --bind 127.0.0.1 --directory "$T_TMP" >/dev/null 2>&1 &
+PLAIN_PID=$!
+wait_until 10 curl -s -o /dev/null "http://127.0.0.1:$PLAIN/" || not_ok "the plain HTTP server did not start"
+run_burry dump "etcd+https://127.0.0.1:$PLAIN" --cacert "$T_TMP/tls.crt"
+expect_match "TLS to a plain HTTP server: the message says it does not speak TLS there" \
+    "wrong version number\); the server does not speak TLS on that port" "$ERR"
+expect_no_match "... without the client certificate hint" "give --cert" "$ERR"
+kill "$PLAIN_PID" 2>/dev/null
 run_burry backup "etcd://127.0.0.1:$PT" "$S" --name tls
 expect_eq "etcd:// without TLS options speaks plain HTTP to it and fails (exit 1)" 1 "$RC"
 run_burry backup "etcd+https://127.0.0.1:$PT" "$S" --name tls --cacert "$T_TMP/tls.crt" --json -v
