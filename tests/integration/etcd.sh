@@ -273,6 +273,28 @@ LISTED=$(etcdctl3 "$PC" lease list | tail -n +2 | tr -d ' ')
 expect_eq "the lease list holds exactly that lease" "$NEWLEASE" "$( [ -n "$LISTED" ] && printf '%d' "0x$LISTED")"
 TTL=$(etcdctl3 "$PC" lease timetolive "$(printf '%x' "$NEWLEASE")" | sed -n 's/.*granted with TTL(\([0-9]*\)s).*/\1/p')
 expect_match "the fresh lease has the recorded TTL" '^(5[0-9][0-9]|600)$' "$TTL"
+# A create-only restore grants a lease before it learns that the keys
+# holding it exist; such a lease is revoked at the end: 300 keys on 2 leases,
+# restored twice into an empty server.
+etcd_start lz || exit 1
+PLZ=$ETCD_PORT
+etcd_py "$PLZ" "
+a, b = kv.grant(600), kv.grant(900)
+for i in range(300):
+    kv.put(b'lz/%03d' % i, b'v', lease=a if i % 2 else b)" || not_ok "load 300 keys on 2 leases"
+run_burry backup "etcd://127.0.0.1:$PLZ/lz/" "$T_TMP/lz" --name lz --json
+etcd_stop lz
+etcd_start lz2 || exit 1
+PLZ2=$ETCD_PORT
+nleases() { etcdctl3 "$PLZ2" lease list | tail -n +2 | grep -c .; }
+run_burry restore "etcd://127.0.0.1:$PLZ2" "$T_TMP/lz" --name lz --with-leases --json
+expect_eq "--with-leases, 300 keys on 2 leases: exit 0, all created, 2 leases" "0 300 2" \
+    "$RC $(jget 'd["created"]') $(nleases)"
+run_burry restore "etcd://127.0.0.1:$PLZ2" "$T_TMP/lz" --name lz --with-leases --json -v
+expect_eq "... again: exit 0, all existing, and still 2 leases (the 2 it granted are revoked)" "0 300 2" \
+    "$RC $(jget 'd["existing"]') $(nleases)"
+expect_match "... saying so" "revoked 2 leases granted for keys that turned out to exist already" "$ERR"
+etcd_stop lz2
 
 # --- create-only against existing keys, dry run, overwrite ---
 etcdctl3 "$PB" put plain 'CHANGED' >/dev/null
