@@ -337,11 +337,10 @@ static char *read_secret_file(const char *path)
     }
     char line[4096];
     char *r = NULL;
-    if (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
+    if (fgets(line, sizeof line, f) && (line[strcspn(line, "\r\n")] = 0, line[0])) {
         r = strdup(line);
     } else {
-        fprintf(stderr, "%s: secret file '%s' is empty\n", prog, path);
+        fprintf(stderr, "%s: secret file '%s' is empty (the secret is its first line)\n", prog, path);
     }
     explicit_bzero(line, sizeof line);
     fclose(f);
@@ -1109,6 +1108,7 @@ int legacy_main(int argc, char **argv)
         }
         c.verb = V_RESTORE;
     }
+    secrets_from_env(&c); /* CONSUL_HTTP_TOKEN, as the original tool read it */
     finish_setup(&c);
     rc = run_verb(&c, 1);
     burry_opts_wipe(&c.o);

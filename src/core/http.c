@@ -23,6 +23,7 @@ struct http {
     const char *want_header;      /* header to keep, or NULL */
     char *header;                 /* where to keep it (HTTP_HEADER_MAX bytes) */
     int drain;                    /* see http_set_drain */
+    char errbuf[CURL_ERROR_SIZE]; /* what libcurl says of a failure */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
@@ -103,8 +104,29 @@ void http_free(struct http *h)
     free(h);
 }
 
-int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const char *shown,
-                const struct burry_opts *o, struct burry_err *e)
+/* Whether cc is a failure of TLS, whose cause only the error buffer holds
+ * (libcurl's text for the code is the same for every cause). */
+static int tls_failure(CURLcode cc, const char *shown)
+{
+    switch (cc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+        return 1;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return !strncmp(shown, "https:", 6);
+    default:
+        return 0;
+    }
+}
+
+int http_failed(CURLcode cc, const char *detail, int too_big, size_t max, const char *what,
+                const char *shown, const struct burry_opts *o, struct burry_err *e)
 {
     int tmo = o->timeout_s > 0 ? o->timeout_s : 10;
     if (too_big)
@@ -117,13 +139,30 @@ int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const ch
                           shown);
     if (cc == CURLE_ABORTED_BY_CALLBACK)
         return burry_errf(e, BURRY_EINTR, "interrupted while talking to %s at %s", what, shown);
-    /* a server that wants a client certificate drops a TLS 1.3 connection
-     * without one only after the handshake, as a failed receive */
-    int no_cert = !strncmp(shown, "https:", 6) && !o->cert &&
-                  (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_SSL_CONNECT_ERROR);
-    return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s)%s", what, shown,
-                      curl_easy_strerror(cc),
-                      no_cert ? "; if it asks for a client certificate, give --cert and --key" : "");
+    const char *why = curl_easy_strerror(cc);
+    char d[CURL_ERROR_SIZE];
+    snprintf(d, sizeof d, "%s", detail && tls_failure(cc, shown) ? detail : "");
+    for (size_t n = strlen(d); n && (d[n - 1] == ' ' || d[n - 1] == '\n'); n--)
+        d[n - 1] = 0; /* libcurl ends some with a space */
+    if (!strcmp(d, why))
+        d[0] = 0;
+    const char *hint = "";
+    int https = !strncmp(shown, "https:", 6);
+    if (strstr(d, "wrong version number"))
+        hint = "; the server does not speak TLS on that port";
+    else if (strstr(d, "SSL_ERROR_SYSCALL"))
+        hint = o->cert ? "; the server closed the connection during the TLS handshake: it may not speak TLS on "
+                         "that port"
+                       : "; the server closed the connection during the TLS handshake: it may not speak TLS on "
+                         "that port, or want a client certificate (--cert and --key)";
+    else if (https && !o->cert &&
+             (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_SSL_CONNECT_ERROR))
+        /* a server that wants a client certificate drops a TLS 1.3
+         * connection without one only after the handshake, as a failed
+         * receive */
+        hint = "; if it asks for a client certificate, give --cert and --key";
+    return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s%s%s)%s", what, shown, why, *d ? ": " : "", d,
+                      hint);
 }
 
 void http_shown_url(const char *url, char *out, size_t len)
@@ -202,6 +241,8 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
         hdrs = curl_slist_append(hdrs, "Expect:");
     http_setup(c, h->o, r->url, r->method, hdrs, r->body, r->body_len, on_body, h);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &h->drain);
+    h->errbuf[0] = 0;
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf);
     resp->header[0] = 0;
     h->want_header = r->want_header;
     h->header = resp->header;
@@ -226,8 +267,8 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
         buf_free(&resp->body);
         if (h->stream_stopped)
             return burry_errf(e, BURRY_EFAIL, "stopped reading the answer of %s at %s", what, shown);
-        return http_failed(cc, h->too_big, r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX, what,
-                           shown, h->o, e);
+        return http_failed(cc, h->errbuf, h->too_big, r->max_resp ? r->max_resp : HTTP_DEFAULT_MAX,
+                           what, shown, h->o, e);
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     if (!resp->body.p)

@@ -19,8 +19,9 @@ void http_setup(CURL *c, const struct burry_opts *o, const char *url, const char
                 size_t (*sink)(char *, size_t, size_t, void *), void *ctx);
 
 /* The error for a transfer that ended in cc (not CURLE_OK): too_big when
- * the body outgrew max bytes; what names the service, shown the URL. */
-int http_failed(CURLcode cc, int too_big, size_t max, const char *what, const char *shown,
-                const struct burry_opts *o, struct burry_err *e);
+ * the body outgrew max bytes; what names the service, shown the URL;
+ * detail is the handle's CURLOPT_ERRORBUFFER (what TLS said), or "". */
+int http_failed(CURLcode cc, const char *detail, int too_big, size_t max, const char *what,
+                const char *shown, const struct burry_opts *o, struct burry_err *e);
 
 #endif

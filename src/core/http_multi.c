@@ -28,6 +28,7 @@ struct hm_slot {
     const char *what;
     size_t max_resp;
     struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE]; /* what libcurl says of a failure */
     http_multi_cb cb;
     void *ctx;
 };
@@ -209,6 +210,8 @@ int http_multi_submit(struct http_multi *m, const char *what, const struct http_
     http_setup(c, m->o, sl->url, r->method, sl->hdrs, sl->req_body, r->body ? r->body_len : 0, hm_on_body, sl);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &m->drain);
     curl_easy_setopt(c, CURLOPT_PRIVATE, sl);
+    sl->errbuf[0] = 0;
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, sl->errbuf);
     if (r->on_header) {
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hm_on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, sl);
@@ -269,7 +272,7 @@ static int hm_finish(struct http_multi *m)
         if (cc != CURLE_OK) {
             buf_free(&resp.body);
             buf_init(&resp.body, 0);
-            rc = http_failed(cc, sl->too_big, sl->max_resp, sl->what, shown, m->o, &err);
+            rc = http_failed(cc, sl->errbuf, sl->too_big, sl->max_resp, sl->what, shown, m->o, &err);
         } else {
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
             if (!resp.body.p)

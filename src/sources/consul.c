@@ -660,11 +660,32 @@ static long long jint(json_t *o, const char *k)
     return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
 }
 
-static void warn_empty(struct source *s)
+/* The read showed no keys. An agent with ACLs shows a request without a
+ * token only what the anonymous token may read, which under the usual
+ * default-deny policy is nothing: that is refused rather than saved as an
+ * empty snapshot. With a token, an empty answer may still mean the token
+ * reads nothing here, and the warning says so. GET /v1/acl/token/self
+ * tells: 401 "ACL support disabled" without ACLs, 200 or 403 with them. */
+static int empty_read(struct source *s, struct burry_err *e)
 {
     const char *pre = s->u.prefix;
-    blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s; the snapshot is empty", s->hostport,
-         *pre ? " under '" : "", pre, *pre ? "'" : "");
+    char url[300];
+    struct http_resp r = {0};
+    struct burry_err e2 = {0};
+    int acl = 0;
+    snprintf(url, sizeof url, "%s/v1/acl/token/self", s->base);
+    struct http_req req = {.method = "GET", .url = url, .headers = s->hdrs, .max_resp = 1 << 16};
+    if (http_do(s->h, "Consul", &req, &r, &e2) == 0)
+        acl = r.status == 200 || r.status == 403;
+    buf_free(&r.body);
+    if (acl && !s->tok_hdr)
+        return burry_errf(e, BURRY_EFAIL,
+                          "Consul at %s shows no keys%s%s%s to a request without an ACL token, and it has "
+                          "ACLs enabled: give a token that may read them (CONSUL_HTTP_TOKEN or --token-file)",
+                          s->hostport, *pre ? " under '" : "", pre, *pre ? "'" : "");
+    blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s%s; the snapshot is empty", s->hostport,
+         *pre ? " under '" : "", pre, *pre ? "'" : "", acl ? " that this ACL token may read" : "");
+    return 0;
 }
 
 /* A key (any bytes) in printable form for a message. */
@@ -808,9 +829,8 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         goto out;
     }
     if (sc.r.status == 404) {
-        warn_empty(s);
         s->index = 0;
-        rc = 0;
+        rc = empty_read(s, e);
         goto out;
     }
     if (sc.r.status != 200) {
@@ -818,9 +838,7 @@ static int consul_scan(struct source *s, src_emit_fn emit, void *ctx, struct bur
         goto out;
     }
     s->index = sc.maxidx;
-    if (sc.emitted == 0)
-        warn_empty(s);
-    rc = 0;
+    rc = sc.emitted == 0 ? empty_read(s, e) : 0;
 out:
     buf_free(&sc.attrs);
     buf_free(&sc.msg[0]);

@@ -322,6 +322,8 @@ struct source {
     size_t nq;
     struct lmap ttl;           /* backup: lease ID -> remaining TTL */
     struct lmap granted;       /* restore: recorded lease ID -> granted lease ID */
+    struct lmap used;          /* restore: recorded lease IDs a written key now holds */
+    int ending, revoked;       /* restore: no more writes come; unused leases revoked */
     unsigned long long unleased; /* restored keys whose lease was not recreated */
     struct buf req, tmp;
 };
@@ -359,6 +361,7 @@ static void etcd_close(struct source *s)
     etcdurl_free(&s->u);
     lmap_free(&s->ttl);
     lmap_free(&s->granted);
+    lmap_free(&s->used);
     free(s->version);
     buf_free(&s->req);
     buf_free(&s->tmp);
@@ -431,6 +434,10 @@ static int call(struct source *s, const char *ep, const char *body, size_t len, 
 /* Describe why the server refused to do something (its message m). */
 static int refused(struct source *s, const char *m, const char *doing, struct burry_err *e)
 {
+    if (s->o->user && strstr(m, "invalid auth token"))
+        return burry_errf(e, BURRY_EFAIL,
+                          "etcd at %s refused to %s: it did not accept the token it had just "
+                          "given user '%s' (%s)", s->host, doing, s->o->user, m);
     if (strstr(m, "user name is empty") || strstr(m, "invalid auth token"))
         return burry_errf(e, BURRY_EFAIL,
                           "etcd at %s refused to %s: it requires authentication (%s); give --user",
@@ -1115,6 +1122,7 @@ static int scan_grpc(struct source *s, struct scan *sc, const char *end, size_t 
             next.running = pthread_create(&next.t, NULL, fetch_thread, &next) == 0;
         }
         rc = page_emit(s, sc, &cur.rep.body, e);
+        renewed = 0; /* a token that expires later is renewed again */
         if (rc == 0 && pg.n > 0) /* where a page asked again must start */
             rc = scan_next_from(sc, pg.last, pg.last_len, e);
         fetch_free(&cur);
@@ -1734,6 +1742,10 @@ static void complete_decided(struct source *s, int all)
         if (s->qt == w)
             s->qt = prev;
         s->nq--;
+        /* a written key holds its granted lease; a key found existing left
+         * it unused (if out of memory, the lease is just not revoked) */
+        if (w->lease && s->o->with_leases && (w->out == SRC_W_CREATED || w->out == SRC_W_OVERWRITTEN))
+            (void)lmap_put(&s->used, w->lease, 1);
         w->cb(w->ctx, w->token, w->out, w->msg);
         wop_free(w);
     }
@@ -2025,10 +2037,16 @@ static void drain_txns(struct source *s)
  * txns nor that of the callbacks between batches matters; completing a
  * batch as soon as it is answered lets the restorer refill its window
  * without waiting for the slowest txn. */
+static void revoke_unused(struct source *s);
+
 static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
 {
-    if (s->mode != SRC_WRITE_CREATE)
-        return pump_sync(s, e);
+    if (s->mode != SRC_WRITE_CREATE) {
+        int rs = pump_sync(s, e);
+        if (rs == 0)
+            revoke_unused(s);
+        return rs;
+    }
     /* once interrupted, nothing new starts */
     int rc = burry_interrupted ? burry_errf(e, BURRY_EINTR, "interrupted") : start_txns(s, e);
     if (rc == 0 && txns_inflight(s) > 0)
@@ -2045,12 +2063,52 @@ static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
     if (rc < 0) /* also when interrupted: the txns in flight take milliseconds */
         drain_txns(s);
     complete_decided(s, 1);
+    if (rc >= 0)
+        revoke_unused(s);
     return rc < 0 ? rc : 0;
+}
+
+/* Leases are granted before their transactions, so a create-only restore
+ * grants some for keys it then finds existing: once every write is
+ * decided, those are revoked rather than left to run out on the server. */
+static void revoke_unused(struct source *s)
+{
+    if (!s->ending || s->nq || s->revoked)
+        return;
+    s->revoked = 1;
+    unsigned long long revoked = 0, kept = 0;
+    for (size_t i = 0; i < s->granted.cap; i++) {
+        if (!s->granted.k[i] || lmap_find(&s->used, s->granted.k[i]))
+            continue;
+        if (kept) { /* after one failure, no more tries (each may take --timeout) */
+            kept++;
+            continue;
+        }
+        char body[64];
+        int n = snprintf(body, sizeof body, "{\"ID\":\"%lld\"}", s->granted.v[i]);
+        json_t *j = NULL;
+        long status;
+        struct burry_err e2 = {0};
+        if (call(s, "/v3/lease/revoke", body, (size_t)n, &j, &status, &e2) == 0 &&
+            answer_ok(s, j, status, "revoke a lease", &e2) == 0)
+            revoked++;
+        else
+            kept++;
+        json_decref(j);
+    }
+    if (revoked)
+        blog(&s->o->log, BLOG_INFO, "revoked %llu leases granted for keys that turned out to exist already",
+             revoked);
+    if (kept)
+        blog(&s->o->log, BLOG_WARN, "could not revoke %llu unused leases this restore granted; they end "
+             "with their TTL", kept);
 }
 
 static int etcd_write_end(struct source *s, struct burry_err *e)
 {
     (void)e;
+    s->ending = 1;
+    revoke_unused(s); /* now, if every write is decided already */
     if (s->unleased)
         blog(&s->o->log, BLOG_INFO,
              "%llu keys had a lease in the snapshot and are restored without one "

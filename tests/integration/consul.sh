@@ -198,6 +198,28 @@ expect_eq "token restore: exit 0" 0 "$RC"
 expect_eq "token restore: 1 created, 1 existing" "1 1" "$(jget 'd["created"]') $(jget 'd["existing"]')"
 expect_match "token restore: flags back" 'Flags +5' "$(CONSUL_HTTP_TOKEN=$TOK consul_kv "$PACL" get -detailed sec/one)"
 expect_no_match "token never in any output" "$TOK" "$OUT$ERR"
+# Without a token, an agent with ACLs shows no keys at all (Consul answers the
+# recursive read 404): that is refused, not saved as an empty snapshot.
+run_burry backup "consul://127.0.0.1:$PACL" "$S" --name acl-none --json
+expect_eq "no token, ACLs on, no key visible: the backup exits 1" 1 "$RC"
+expect_match "... saying a token is needed" \
+    "shows no keys to a request without an ACL token, and it has ACLs enabled: give a token" "$ERR"
+expect_eq "... and publishes nothing" 0 "$(find "$S" -path '*acl-none*' -type f | wc -l)"
+run_burry dump "consul://127.0.0.1:$PACL"
+expect_eq "... dump without a token fails the same way (exit 1)" 1 "$RC"
+printf '\n%s\n' "$TOK" >"$T_TMP/blanktok"
+run_burry backup "consul://127.0.0.1:$PACL" "$S" --name acl-none --token-file "$T_TMP/blanktok"
+expect_eq "a token file whose first line is blank is refused (exit 2)" 2 "$RC"
+expect_match "... as empty" "secret file '.*blanktok' is empty" "$ERR"
+expect_no_match "... without showing the token" "$TOK" "$OUT$ERR"
+# The legacy flags read CONSUL_HTTP_TOKEN too.
+mkdir -p "$T_TMP/legacy-acl"
+(cd "$T_TMP/legacy-acl" && CONSUL_HTTP_TOKEN=$TOK run_burry -e "127.0.0.1:$PACL" -i consul -t local &&
+    printf '%s\n%s\n' "$RC" "$ERR" >out.txt)
+expect_eq "legacy -i consul with CONSUL_HTTP_TOKEN exits 0" 0 "$(head -1 "$T_TMP/legacy-acl/out.txt")"
+expect_eq "... and its snapshot holds both keys" 2 \
+    "$(json_get "$(find "$T_TMP/legacy-acl" -name '*.json' -exec cat {} +)" 'd["nodes"]')"
+expect_no_match "... without showing the token" "$TOK" "$(cat "$T_TMP/legacy-acl/out.txt")"
 
 # A token that may read and write only ok/: Consul leaves the keys it cannot
 # read out of a "get" transaction's results without a word, so --overwrite
@@ -218,6 +240,9 @@ expect_eq "partial token: the management token's backup holds the 3 keys" "0 3" 
 run_burry backup "consul://127.0.0.1:$PACL" "$S" --name part-ltok --token-file "$T_TMP/ltok" --json
 expect_eq "partial token: a backup with it sees only the 2 keys it may read (Consul 1.8 says nothing)" \
     "0 2" "$RC $(jget 'd["nodes"]')"
+run_burry backup "consul://127.0.0.1:$PACL/no/" "$S" --name part-none --token-file "$T_TMP/ltok" --json
+expect_eq "a token that reads nothing under the prefix: exit 0, an empty snapshot" "0 0" "$RC $(jget 'd["nodes"]')"
+expect_match "... with a warning that says it may be the token" "has no keys under 'no' that this ACL token may read" "$ERR"
 printf '"ok/a"\t%s\t0\n' "$(printf changed | base64)" | kv_load "$PACL" "$TOK"
 run_burry restore "consul://127.0.0.1:$PACL" "$S" --name part --token-file "$T_TMP/ltok" --dry-run
 expect_eq "partial token --dry-run: exit 1 (a key cannot be read)" 1 "$RC"

@@ -273,6 +273,28 @@ LISTED=$(etcdctl3 "$PC" lease list | tail -n +2 | tr -d ' ')
 expect_eq "the lease list holds exactly that lease" "$NEWLEASE" "$( [ -n "$LISTED" ] && printf '%d' "0x$LISTED")"
 TTL=$(etcdctl3 "$PC" lease timetolive "$(printf '%x' "$NEWLEASE")" | sed -n 's/.*granted with TTL(\([0-9]*\)s).*/\1/p')
 expect_match "the fresh lease has the recorded TTL" '^(5[0-9][0-9]|600)$' "$TTL"
+# A create-only restore grants a lease before it learns that the keys
+# holding it exist; such a lease is revoked at the end: 300 keys on 2 leases,
+# restored twice into an empty server.
+etcd_start lz || exit 1
+PLZ=$ETCD_PORT
+etcd_py "$PLZ" "
+a, b = kv.grant(600), kv.grant(900)
+for i in range(300):
+    kv.put(b'lz/%03d' % i, b'v', lease=a if i % 2 else b)" || not_ok "load 300 keys on 2 leases"
+run_burry backup "etcd://127.0.0.1:$PLZ/lz/" "$T_TMP/lz" --name lz --json
+etcd_stop lz
+etcd_start lz2 || exit 1
+PLZ2=$ETCD_PORT
+nleases() { etcdctl3 "$PLZ2" lease list | tail -n +2 | grep -c .; }
+run_burry restore "etcd://127.0.0.1:$PLZ2" "$T_TMP/lz" --name lz --with-leases --json
+expect_eq "--with-leases, 300 keys on 2 leases: exit 0, all created, 2 leases" "0 300 2" \
+    "$RC $(jget 'd["created"]') $(nleases)"
+run_burry restore "etcd://127.0.0.1:$PLZ2" "$T_TMP/lz" --name lz --with-leases --json -v
+expect_eq "... again: exit 0, all existing, and still 2 leases (the 2 it granted are revoked)" "0 300 2" \
+    "$RC $(jget 'd["existing"]') $(nleases)"
+expect_match "... saying so" "revoked 2 leases granted for keys that turned out to exist already" "$ERR"
+etcd_stop lz2
 
 # --- create-only against existing keys, dry run, overwrite ---
 etcdctl3 "$PB" put plain 'CHANGED' >/dev/null
@@ -554,6 +576,31 @@ expect_match "... after asking for a new token" "auth token expired; asking for 
 expect_match "... reading through the JSON gateway" "reading through its JSON gateway" "$(cat "$T_TMP/ttl.err")"
 kill $PROXY_PID 2>/dev/null
 
+# --- a token that expires again after it was renewed is renewed again:
+# 60,100 keys, and a reader that stops four times for 3 s, reading 15,000
+# lines (19 bytes each) in between; the gRPC read finds its token expired
+# after two of the stops (it used to give up at the second) ---
+etcd_start ttl3 --auth-token-ttl 1 || exit 1
+PT3=$ETCD_PORT
+etcd_py "$PT3" "kv.load((b'ttm/%06d' % i, b'v') for i in range(60100))" || not_ok "load 60,100 keys"
+etcdctl3 "$PT3" user add root:Ttl-pw-31 --interactive=false >/dev/null 2>&1 &&
+    etcdctl3 "$PT3" auth enable >/dev/null 2>&1 || not_ok "enable auth on the third short-token server"
+"$BURRY" dump "etcd://127.0.0.1:$PT3/ttm/" --user root:Ttl-pw-31 -v 2>"$T_TMP/ttl3.err" |
+    /usr/bin/python3 -c '
+import sys, time
+n = 0
+for _ in range(4):
+    time.sleep(3)
+    n += sys.stdin.buffer.read(19 * 15000).count(b"\n")
+print(n + sys.stdin.buffer.read().count(b"\n"))' >"$T_TMP/ttl3.lines"
+expect_eq "token expired twice in one read: the dump completes with every key" "0 60100" \
+    "${PIPESTATUS[0]} $(cat "$T_TMP/ttl3.lines")"
+expect_match "... asking for a new token more than once" \
+    "auth token expired; asking for a new one.*auth token expired; asking for a new one" \
+    "$(tr '\n' ' ' <"$T_TMP/ttl3.err")"
+expect_no_match "... and the password is in no message" "Ttl-pw-31" "$(cat "$T_TMP/ttl3.err")"
+etcd_stop ttl3
+
 # --- an auth token that expires in the middle of a restore is renewed: the
 # restore is stopped (SIGSTOP) for 3 s as soon as it says it starts writing,
 # so the gRPC transactions after it find their token expired ---
@@ -608,6 +655,22 @@ curl -s --cacert "$T_TMP/tls.crt" -X POST "https://127.0.0.1:$PT/v3/kv/put" \
 run_burry backup "etcd+https://127.0.0.1:$PT" "$S" --name tls
 expect_eq "etcd+https://: a certificate from an unknown CA is refused (exit 1)" 1 "$RC"
 expect_match "... saying it is about the certificate" "certificate|SSL" "$ERR"
+expect_match "... with what TLS said of it" "SSL certificate problem: self-signed certificate" "$ERR"
+run_burry dump "etcd+https://127.0.0.1:$PB" --cacert "$T_TMP/tls.crt"
+expect_eq "etcd+https:// to a member that speaks plain HTTP: exit 1" 1 "$RC"
+expect_match "... saying the server closed the connection in the handshake, maybe not speaking TLS" \
+    "closed the connection during the TLS handshake: it may not speak TLS on that port" "$ERR"
+# A plain HTTP server (Python's http.server, standing in for a proxy's
+# plain port) answers a TLS hello with an HTTP error.
+PLAIN=$(free_port)
+/usr/bin/python3 -m http.server "$PLAIN" --bind 127.0.0.1 --directory "$T_TMP" >/dev/null 2>&1 &
+PLAIN_PID=$!
+wait_until 10 curl -s -o /dev/null "http://127.0.0.1:$PLAIN/" || not_ok "the plain HTTP server did not start"
+run_burry dump "etcd+https://127.0.0.1:$PLAIN" --cacert "$T_TMP/tls.crt"
+expect_match "TLS to a plain HTTP server: the message says it does not speak TLS there" \
+    "wrong version number\); the server does not speak TLS on that port" "$ERR"
+expect_no_match "... without the client certificate hint" "give --cert" "$ERR"
+kill "$PLAIN_PID" 2>/dev/null
 run_burry backup "etcd://127.0.0.1:$PT" "$S" --name tls
 expect_eq "etcd:// without TLS options speaks plain HTTP to it and fails (exit 1)" 1 "$RC"
 run_burry backup "etcd+https://127.0.0.1:$PT" "$S" --name tls --cacert "$T_TMP/tls.crt" --json -v
