@@ -664,6 +664,31 @@ static int etcd_user_path(const char *user, char **out, size_t *out_len, struct 
     return 0;
 }
 
+/* The archive holds whole keys (the prefix of the backup's URL only
+ * selected them), so the prefix of a restore's URL is not where keys go but
+ * which keys may be written: only those starting with its bytes. */
+static int etcd_restore_scope(const char *url, char **out, size_t *out_len, struct burry_err *e)
+{
+    struct etcdurl u;
+    int rc = etcdurl_parse(url, &u, e);
+    *out = NULL;
+    *out_len = 0;
+    if (rc < 0)
+        return rc;
+    if (u.prefix_len) {
+        if (!(*out = malloc(u.prefix_len + 2))) {
+            etcdurl_free(&u);
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        }
+        (*out)[0] = '/'; /* the key "app" is the canonical path "/app" */
+        memcpy(*out + 1, u.prefix, u.prefix_len);
+        (*out)[u.prefix_len + 1] = 0;
+        *out_len = u.prefix_len + 1;
+    }
+    etcdurl_free(&u);
+    return 0;
+}
+
 static json_t *etcd_manifest_info(struct source *s)
 {
     struct buf b;
@@ -2072,6 +2097,8 @@ const struct source_ops source_etcd = {
     .describe = etcd_describe,
     .default_name = etcd_default_name,
     .user_path = etcd_user_path,
+    .restore_scope = etcd_restore_scope,
+    .flat_keys = 1,
     .manifest_info = etcd_manifest_info,
     .scan = etcd_scan,
     .write_submit = etcd_write_submit,
