@@ -243,6 +243,32 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
     return rc;
 }
 
+/* An archive of the original burry has no checksums but the zip's CRC-32s:
+ * read it whole, as a restore does before it writes anything. */
+static int verify_gozip(const struct store_ops *ops, struct store *st, json_t *m,
+                        const struct burry_opts *o, struct burry_err *e)
+{
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    char *key = catalog_archive_key(m);
+    struct catalog_get g;
+    int rc;
+    if (!key)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    blog(&o->log, BLOG_INFO, "archive '%s' was written by the original burry: only its CRC-32s can be checked",
+         key);
+    if ((rc = catalog_get_open(&g, ops, st, key, e)) == 0) {
+        struct gozip *z = gozip_open(catalog_get_read, catalog_get_rewind, &g, id, e);
+        if (!z)
+            rc = e->code ? e->code : BURRY_EFAIL;
+        gozip_free(z);
+        catalog_get_close(&g);
+    }
+    if (rc < 0)
+        burry_err_prefix(e, "archive '%s' of the original burry in %s is damaged", key, ops->describe(st));
+    free(key);
+    return rc;
+}
+
 int burry_verify(const struct burry_opts *o, const char *store_url, const char *snapshot,
                  const char *name, int all, json_t **out, struct burry_err *e)
 {
@@ -252,20 +278,23 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     int rc, bad = 0;
     if (name && (rc = catalog_check_name(name, e)) < 0)
         goto out0;
-    if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
+    if (!all) {
+        /* as restore and show: a snapshot, or an archive of the original
+         * burry named by its path or by its ID */
+        json_t *m = NULL;
+        if ((rc = catalog_open_snapshot(store_url, snapshot, name, o, &ops, &st, &m, e)) < 0) {
+            *out = json_pack("{s:O}", "snapshots", res);
+            goto out0;
+        }
+        list = json_array();
+        json_array_append_new(list, m);
+    } else if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0) {
         goto out0;
-    if (all) {
+    } else {
         /* nothing to check is not a success: as without --all */
         if ((rc = catalog_list(ops, st, name, &list, e)) == 0 && !json_array_size(list))
             rc = burry_errf(e, BURRY_ENOENT, "no snapshots%s%s%s in %s", name ? " named '" : "",
                             name ? name : "", name ? "'" : "", ops->describe(st));
-    } else {
-        json_t *m = NULL;
-        rc = catalog_resolve(ops, st, snapshot, name, &m, e);
-        if (rc == 0) {
-            list = json_array();
-            json_array_append_new(list, m);
-        }
     }
     if (rc < 0)
         goto out;
@@ -274,7 +303,9 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     json_array_foreach(list, i, m) {
         struct burry_err e2 = {0};
         int r = catalog_damaged(m) ? burry_errf(&e2, BURRY_EFAIL, "%s", catalog_damaged(m))
-                                   : verify_snapshot(ops, st, m, o, NULL, NULL, &e2);
+                : !strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT)
+                    ? verify_gozip(ops, st, m, o, &e2)
+                    : verify_snapshot(ops, st, m, o, NULL, NULL, &e2);
         json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
                                  json_object_get(m, "name"), "ok", r == 0);
         if (r < 0) {

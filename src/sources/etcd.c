@@ -1234,11 +1234,13 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
         if (plen) {
             show_bytes(s->u.prefix, plen, &sc.val);
             blog(&s->o->log, BLOG_WARN,
-                 "no key in etcd at %s starts with '%s'; the snapshot is empty%s", s->host, sc.val.p,
+                 "no key in etcd at %s starts with '%s'; there is nothing to read (a backup is empty)%s",
+                 s->host, sc.val.p,
                  s->u.prefix[0] != '/' ? " (for keys starting with '/', write the prefix after a "
                                          "second '/': etcd://HOST:PORT//prefix)" : "");
         } else {
-            blog(&s->o->log, BLOG_WARN, "etcd at %s holds no keys; the snapshot is empty", s->host);
+            blog(&s->o->log, BLOG_WARN, "etcd at %s holds no keys; there is nothing to read (a backup is empty)",
+                 s->host);
         }
     }
     blog(&s->o->log, BLOG_DEBUG, "read %llu keys at revision %lld through %s", sc.nodes, s->rev,

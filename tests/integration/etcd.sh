@@ -325,6 +325,9 @@ run_burry backup "etcd://127.0.0.1:$PA/nothing-here" "$S" --json
 expect_eq "a prefix matching nothing exits 0" 0 "$RC"
 expect_eq "... with an empty snapshot" 0 "$(jget 'd["nodes"]')"
 expect_match "... and a warning" "no key in etcd at 127.0.0.1:$PA starts with 'nothing-here'" "$ERR"
+run_burry dump "etcd://127.0.0.1:$PA/nothing-here"
+expect_match "a dump of that prefix warns without speaking of a snapshot" \
+    "starts with 'nothing-here'; there is nothing to read \(a backup is empty\)" "$ERR"
 
 # --- a restore into etcd://HOST:PORT/prefix: the snapshot holds whole keys,
 # and the URL's prefix selects which of them are written, never moves them;

@@ -211,6 +211,9 @@ run_burry backup "$SRC/no/such/prefix" "$S" --json
 expect_eq "missing prefix: backup exits 0" 0 "$RC"
 expect_eq "missing prefix: empty snapshot" 0 "$(jget 'd["nodes"]')"
 expect_match "missing prefix: warns" "prefix '/no/such/prefix' does not exist" "$ERR"
+run_burry dump "etcd2://127.0.0.1:$PA/no/such/prefix"
+expect_match "missing prefix: a dump warns without speaking of a snapshot" \
+    "prefix '/no/such/prefix' does not exist in etcd at .*; there is nothing to read \(a backup is empty\)" "$ERR"
 run_burry verify "$S" --all
 expect_eq "every snapshot verifies" 0 "$RC"
 
