@@ -642,6 +642,9 @@ static int run_verb(struct cli *c, int legacy)
                    "%llu overwritten, %llu failed\n",
                    jstr(out, "snapshot"), jint(out, "created"), jint(out, "existing"),
                    jint(out, "overwritten"), jint(out, "failed"));
+        if (out && !c->json && !c->quiet && jint(out, "outside_prefix"))
+            printf("left out %llu keys of the snapshot that lie outside the prefix of %s\n",
+                   jint(out, "outside_prefix"), c->source);
         if (rc < 0) {
             fflush(stdout);
             json_decref(out);

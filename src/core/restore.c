@@ -159,11 +159,44 @@ static void cache_add(struct node_cache *c, const struct bnode *n)
                                   .attrs = json_incref(n->attrs)};
 }
 
+/* The published manifest (ID.json) is the archive's manifest.json plus
+ * "archive"; an encrypted snapshot's has only some of its keys, and
+ * "encryption". Every key of the inner manifest that the published one has
+ * must be equal, and only an encrypted snapshot's may lack any. */
+static int compare_manifests(json_t *m, json_t *inner, struct burry_err *e)
+{
+    int enc = json_object_get(m, "encryption") != NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach(inner, k, v) {
+        json_t *p = json_object_get(m, k);
+        if (!p && enc)
+            continue;
+        if (!p || !json_equal(p, v)) {
+            char *a = p ? json_dumps(p, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+            char *b = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            int rc = burry_errf(e, BURRY_EFAIL,
+                                "the published manifest and the archive's manifest.json disagree on '%s' "
+                                "(published: %.60s; archive: %.60s)", k, a ? a : "missing", b ? b : "?");
+            free(a);
+            free(b);
+            return rc;
+        }
+    }
+    json_object_foreach(m, k, v) {
+        if (strcmp(k, "archive") && !(enc && !strcmp(k, "encryption")) && !json_object_get(inner, k))
+            return burry_errf(e, BURRY_EFAIL,
+                              "the published manifest has '%s', which the archive's manifest.json has not", k);
+    }
+    return 0;
+}
+
 /* Read the whole archive and check it against the manifest; keep its
- * nodes in keep (when not NULL) as far as they fit. */
+ * nodes in keep (when not NULL) as far as they fit, and the archive's own
+ * manifest in *inner_out (when not NULL). */
 static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t *m,
                            const struct burry_opts *o, struct node_cache *keep,
-                           struct burry_err *e)
+                           json_t **inner_out, struct burry_err *e)
 {
     struct get_ctx g = {0};
     struct fmt_reader *r = NULL;
@@ -197,12 +230,42 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
             if (!iid || strcmp(iid, id))
                 rc = burry_errf(e, BURRY_EFAIL, "archive holds snapshot '%s', not '%s'",
                                 iid ? iid : "?", id);
+            else
+                rc = compare_manifests(m, inner, e);
+            if (rc == 0 && inner_out)
+                *inner_out = json_incref(inner);
         }
     }
     if (rc < 0 && rc != BURRY_EINTR)
         burry_err_prefix(e, "snapshot '%s' is damaged", id);
     fmt_reader_free(r);
     get_ctx_close(&g);
+    return rc;
+}
+
+/* An archive of the original burry has no checksums but the zip's CRC-32s:
+ * read it whole, as a restore does before it writes anything. */
+static int verify_gozip(const struct store_ops *ops, struct store *st, json_t *m,
+                        const struct burry_opts *o, struct burry_err *e)
+{
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    char *key = catalog_archive_key(m);
+    struct catalog_get g;
+    int rc;
+    if (!key)
+        return burry_errf(e, BURRY_EFAIL, "out of memory");
+    blog(&o->log, BLOG_INFO, "archive '%s' was written by the original burry: only its CRC-32s can be checked",
+         key);
+    if ((rc = catalog_get_open(&g, ops, st, key, e)) == 0) {
+        struct gozip *z = gozip_open(catalog_get_read, catalog_get_rewind, &g, id, e);
+        if (!z)
+            rc = e->code ? e->code : BURRY_EFAIL;
+        gozip_free(z);
+        catalog_get_close(&g);
+    }
+    if (rc < 0)
+        burry_err_prefix(e, "archive '%s' of the original burry in %s is damaged", key, ops->describe(st));
+    free(key);
     return rc;
 }
 
@@ -215,17 +278,23 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     int rc, bad = 0;
     if (name && (rc = catalog_check_name(name, e)) < 0)
         goto out0;
-    if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
-        goto out0;
-    if (all) {
-        rc = catalog_list(ops, st, name, &list, e);
-    } else {
+    if (!all) {
+        /* as restore and show: a snapshot, or an archive of the original
+         * burry named by its path or by its ID */
         json_t *m = NULL;
-        rc = catalog_resolve(ops, st, snapshot, name, &m, e);
-        if (rc == 0) {
-            list = json_array();
-            json_array_append_new(list, m);
+        if ((rc = catalog_open_snapshot(store_url, snapshot, name, o, &ops, &st, &m, e)) < 0) {
+            *out = json_pack("{s:O}", "snapshots", res);
+            goto out0;
         }
+        list = json_array();
+        json_array_append_new(list, m);
+    } else if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0) {
+        goto out0;
+    } else {
+        /* nothing to check is not a success: as without --all */
+        if ((rc = catalog_list(ops, st, name, &list, e)) == 0 && !json_array_size(list))
+            rc = burry_errf(e, BURRY_ENOENT, "no snapshots%s%s%s in %s", name ? " named '" : "",
+                            name ? name : "", name ? "'" : "", ops->describe(st));
     }
     if (rc < 0)
         goto out;
@@ -234,7 +303,9 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     json_array_foreach(list, i, m) {
         struct burry_err e2 = {0};
         int r = catalog_damaged(m) ? burry_errf(&e2, BURRY_EFAIL, "%s", catalog_damaged(m))
-                                   : verify_snapshot(ops, st, m, o, NULL, &e2);
+                : !strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT)
+                    ? verify_gozip(ops, st, m, o, &e2)
+                    : verify_snapshot(ops, st, m, o, NULL, NULL, &e2);
         json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
                                  json_object_get(m, "name"), "ok", r == 0);
         if (r < 0) {
@@ -278,6 +349,7 @@ struct snap_reader {
     struct get_ctx g;          /* burry snapshot */
     struct fmt_reader *fr;
     struct node_cache cache;   /* burry snapshot: its nodes from the check */
+    json_t *inner;             /* burry snapshot: its manifest.json, once checked */
     struct catalog_get cg;     /* original burry zip */
     char *key;
     struct gozip *gz;
@@ -285,7 +357,7 @@ struct snap_reader {
 
 static int tar_check(struct snap_reader *sr, struct burry_err *e)
 {
-    int rc = verify_snapshot(sr->ops, sr->st, sr->m, sr->o, &sr->cache, e);
+    int rc = verify_snapshot(sr->ops, sr->st, sr->m, sr->o, &sr->cache, &sr->inner, e);
     if (rc < 0 || sr->cache.dropped)
         cache_free(&sr->cache);
     if (rc == 0)
@@ -372,6 +444,7 @@ struct restore {
     const struct burry_restore_req *req;
     const struct source_ops *sops;
     unsigned long long created, existing, different, overwritten, failed, done;
+    unsigned long long ancestors; /* ancestors created or failed: counted beside the nodes */
     int warned;
     struct token *live;
 };
@@ -381,7 +454,8 @@ struct restore {
  * still freed. */
 struct token {
     struct token *prev, *next;
-    int synthetic;     /* a missing ancestor of --into */
+    int ancestor;      /* a parent of what was asked for: a missing one of --into
+                        * (synthetic), or the snapshot's own node above --path */
     char disp[];
 };
 
@@ -404,20 +478,21 @@ static void write_done(void *ctx, void *tok, enum src_write_outcome outcome, con
     switch (outcome) {
     case SRC_W_CREATED:
         r->created++;
+        r->ancestors += t->ancestor;
         action = "create";
         break;
     case SRC_W_EXISTING:
-        if (!t->synthetic)
+        if (!t->ancestor)
             r->existing++;
         action = "exists";
         break;
     case SRC_W_SAME:
-        if (!t->synthetic)
+        if (!t->ancestor)
             r->existing++;
         action = "exists-same";
         break;
     case SRC_W_DIFFERENT:
-        if (!t->synthetic) {
+        if (!t->ancestor) {
             r->existing++;
             r->different++;
         }
@@ -429,6 +504,7 @@ static void write_done(void *ctx, void *tok, enum src_write_outcome outcome, con
         break;
     case SRC_W_FAILED:
         r->failed++;
+        r->ancestors += t->ancestor;
         if (r->warned < 20)
             blog(&r->o->log, BLOG_WARN, "cannot restore '%s': %s", t->disp, msg ? msg : "failed");
         else if (r->warned == 20)
@@ -436,14 +512,15 @@ static void write_done(void *ctx, void *tok, enum src_write_outcome outcome, con
         r->warned++;
         break;
     }
-    if (r->req->plan && !(t->synthetic && outcome != SRC_W_CREATED))
+    /* an ancestor that was there already is not part of the restore */
+    if (r->req->plan && !(t->ancestor && outcome != SRC_W_CREATED && outcome != SRC_W_FAILED))
         r->req->plan(r->req->plan_ctx, action, t->disp, outcome == SRC_W_FAILED ? msg : NULL);
     token_unlink(r, t);
     free(t);
 }
 
 static int submit(struct restore *r, struct source *src, const struct bnode *n,
-                  enum src_write_mode mode, int synthetic, struct burry_err *e)
+                  enum src_write_mode mode, int ancestor, struct burry_err *e)
 {
     struct buf d;
     buf_init(&d, 0);
@@ -456,7 +533,7 @@ static int submit(struct restore *r, struct source *src, const struct bnode *n,
         buf_free(&d);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
-    t->synthetic = synthetic;
+    t->ancestor = ancestor;
     memcpy(t->disp, d.p, d.len + 1);
     buf_free(&d);
     size_t window = r->o->window > 0 ? (size_t)r->o->window : 1000;
@@ -491,6 +568,63 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Does the snapshot whose manifest is m fit the target's service? */
+static int check_service(const struct source_ops *sops, json_t *m, struct burry_err *e)
+{
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    const char *service = json_string_value(json_object_get(m, "service"));
+    /* an archive of the original burry may fit more than one service */
+    int fits = service && !strcmp(service, sops->service);
+    size_t k;
+    json_t *alt;
+    json_array_foreach(json_object_get(m, "restorable_into"), k, alt)
+        fits |= !strcmp(json_string_value(alt) ?: "", sops->service);
+    if (!fits)
+        return burry_errf(e, BURRY_EUSAGE, "snapshot '%s' holds %s %s backup; it cannot be restored into %s",
+                          id ? id : "?", service && strchr("aeiou", service[0]) ? "an" : "a",
+                          service ? service : "unknown", sops->service);
+    return 0;
+}
+
+/* A node of the snapshot above --path, kept from where the archive has
+ * it until the first node to restore is found. */
+struct held {
+    char *path, *value;
+    size_t path_len, value_len;
+    int has_value;
+    json_t *attrs;
+};
+
+static int held_add(struct held *h, size_t *nh, const struct bnode *n)
+{
+    struct held *x = &h[*nh];
+    *x = (struct held){.path_len = n->path_len, .value_len = n->has_value ? n->value_len : 0,
+                       .has_value = n->has_value};
+    x->path = malloc(n->path_len + 1);
+    x->value = malloc(x->value_len + 1);
+    if (n->attrs)
+        x->attrs = json_deep_copy(n->attrs);
+    else if (n->attrs_json)
+        x->attrs = json_loadb(n->attrs_json, n->attrs_json_len, 0, NULL);
+    if (!x->path || !x->value || ((n->attrs || n->attrs_json) && !x->attrs)) {
+        free(x->path);
+        free(x->value);
+        json_decref(x->attrs);
+        return -1;
+    }
+    memcpy(x->path, n->path, n->path_len);
+    if (x->value_len)
+        memcpy(x->value, n->value, x->value_len);
+    (*nh)++;
+    return 0;
+}
+
+/* Does path p start with the canonical prefix q, byte for byte? */
+static int starts_with(const char *p, size_t plen, const char *q, size_t qlen)
+{
+    return plen >= qlen && !memcmp(p, q, qlen);
+}
+
 int burry_restore(const struct burry_opts *o, const char *src_url, const char *store_url,
                   const struct burry_restore_req *req, json_t **out, struct burry_err *e)
 {
@@ -500,11 +634,12 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     struct source *src = NULL;
     json_t *m = NULL;
     struct snap_reader sr = {0};
-    char *sub = NULL, *into = NULL, *desc = NULL;
-    size_t sub_len = 0, into_len = 0;
+    char *sub = NULL, *into = NULL, *desc = NULL, *scope = NULL;
+    size_t sub_len = 0, into_len = 0, scope_len = 0, nheld = 0;
+    struct held *held = NULL;
     struct buf np;
     struct restore r = {.o = o, .req = req, .sops = sops};
-    unsigned long long matched = 0;
+    unsigned long long matched = 0, selected = 0, outside = 0;
     int rc, stopped = 0;
 
     buf_init(&np, 0);
@@ -517,22 +652,40 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
         goto out;
     if (req->into && (rc = sops->user_path(req->into, &into, &into_len, e)) < 0)
         goto out;
+    if (sops->restore_scope && (rc = sops->restore_scope(src_url, &scope, &scope_len, e)) < 0)
+        goto out;
+    /* --path "app/" (etcd v3, where it is a key of its own) is the key
+     * "app/" and every key under it; a final '/' of --into follows --path:
+     * --path app/ --into new puts app/x at new/x, --path app --into new/
+     * too, never at new//x */
+    int sub_dir = sub && sub_len && sub[sub_len - 1] == '/';
+    if (into && into_len && into[into_len - 1] == '/' && !sub_dir)
+        into[--into_len] = 0;
+    else if (into && sub_dir && (!into_len || into[into_len - 1] != '/')) {
+        char *x = realloc(into, into_len + 2);
+        if (!x) {
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+        into = x;
+        into[into_len++] = '/';
+        into[into_len] = 0;
+    }
+    if (sub && !into && !sops->flat_keys) {
+        size_t depth = 1;
+        for (size_t i = 0; i < sub_len; i++)
+            depth += sub[i] == '/';
+        if (!(held = calloc(depth, sizeof *held))) {
+            rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+            goto out;
+        }
+    }
     if ((rc = catalog_open_snapshot(store_url, req->snapshot, req->name, o, &tops, &st, &m, e)) < 0)
         goto out;
     snap_open(&sr, tops, st, m, o);
     const char *id = json_string_value(json_object_get(m, "snapshot"));
-    const char *service = json_string_value(json_object_get(m, "service"));
-    /* an archive of the original burry may fit more than one service */
-    int fits = service && !strcmp(service, sops->service);
-    size_t k;
-    json_t *alt;
-    json_array_foreach(json_object_get(m, "restorable_into"), k, alt)
-        fits |= !strcmp(json_string_value(alt) ?: "", sops->service);
-    if (!fits) {
-        rc = burry_errf(e, BURRY_EUSAGE, "snapshot '%s' holds a %s backup; it cannot be restored into %s",
-                        id, service ? service : "unknown", sops->service);
+    if ((rc = check_service(sops, m, e)) < 0)
         goto out;
-    }
 
     /* first pass: the whole archive must be intact before anything is written */
     blog(&o->log, BLOG_INFO, "checking snapshot '%s'", id);
@@ -541,36 +694,35 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
             burry_err_prefix(e, "refusing to restore");
         goto out;
     }
+    /* the published manifest named the service; the checked one decides */
+    if (sr.inner && (rc = check_service(sops, sr.inner, e)) < 0)
+        goto out;
 
     if ((rc = sops->open(&src, src_url, o, e)) < 0)
         goto out;
     desc = sops->describe(src_url);
     enum src_write_mode mode = req->dry_run ? (req->overwrite ? SRC_WRITE_PLAN_OVERWRITE : SRC_WRITE_PLAN)
                                             : (req->overwrite ? SRC_WRITE_OVERWRITE : SRC_WRITE_CREATE);
+    /* the nodes above --path are not what was asked for: never overwritten */
+    enum src_write_mode amode = req->dry_run ? SRC_WRITE_PLAN : SRC_WRITE_CREATE;
     blog(&o->log, BLOG_INFO, "%s snapshot '%s' into %s%s", req->dry_run ? "planning restore of" : "restoring",
          id, desc, req->overwrite ? " (overwriting existing nodes)" : " (creating only missing nodes)");
-
-    /* missing ancestors of where the nodes go (--into, else --path) are
-     * created empty, with default metadata, once the first node to restore
-     * is found (a --path that is not in the snapshot changes nothing) */
-    const char *dest = into ? into : sub;
-    size_t dest_len = into ? into_len : sub_len;
 
     double last = now_s();
     struct bnode n;
     while ((rc = sr.next(&sr, &n, e)) == 1) {
-        if (sub && !(n.path_len >= sub_len && !memcmp(n.path, sub, sub_len) &&
-                     (n.path_len == sub_len || n.path[sub_len] == '/')))
-            continue;
-        if (matched++ == 0 && dest) {
-            for (size_t i = 1; i < dest_len; i++) {
-                if (dest[i] != '/')
-                    continue;
-                struct bnode a = {.path = dest, .path_len = i};
-                if ((rc = submit(&r, src, &a, mode, 1, e)) < 0)
-                    goto fatal;
+        if (sub && !(starts_with(n.path, n.path_len, sub, sub_len) &&
+                     (n.path_len == sub_len || sub_dir || n.path[sub_len] == '/'))) {
+            /* a node above --path (ZooKeeper, etcd v2): kept, to be created
+             * as the snapshot has it if it is missing */
+            if (held && n.path_len < sub_len && !memcmp(n.path, sub, n.path_len) && sub[n.path_len] == '/' &&
+                held_add(held, &nheld, &n) < 0) {
+                rc = burry_errf(e, BURRY_EFAIL, "out of memory");
+                goto fatal;
             }
+            continue;
         }
+        selected++;
         if (into) {
             buf_reset(&np);
             if (buf_append(&np, into, into_len) < 0 ||
@@ -578,8 +730,36 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
                 rc = burry_errf(e, BURRY_EFAIL, "out of memory");
                 goto fatal;
             }
-            n.path = np.p;
+            n.path = np.p ? np.p : "";
             n.path_len = np.len;
+        }
+        if (scope && !starts_with(n.path, n.path_len, scope, scope_len)) {
+            outside++; /* never written outside the prefix the URL names */
+            continue;
+        }
+        if (matched++ == 0) {
+            /* the parents of where the nodes go, once the first node to
+             * restore is found (a --path that is not in the snapshot
+             * changes nothing): with --into, its missing ancestors, created
+             * empty with default metadata; else the snapshot's own nodes
+             * above --path */
+            for (size_t i = 1; into && i < into_len; i++) {
+                if (into[i] != '/')
+                    continue;
+                struct bnode a = {.path = into, .path_len = i};
+                if (scope && !starts_with(into, i, scope, scope_len))
+                    continue;
+                if ((rc = submit(&r, src, &a, amode, 1, e)) < 0)
+                    goto fatal;
+            }
+            for (size_t i = 0; i < nheld; i++) {
+                struct bnode a = {.path = held[i].path, .path_len = held[i].path_len,
+                                  .value = held[i].has_value ? held[i].value : NULL,
+                                  .value_len = held[i].value_len, .has_value = held[i].has_value,
+                                  .attrs = held[i].attrs};
+                if ((rc = submit(&r, src, &a, amode, 1, e)) < 0)
+                    goto fatal;
+            }
         }
         if ((rc = submit(&r, src, &n, mode, 0, e)) < 0)
             goto fatal;
@@ -600,14 +780,25 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
             goto fatal;
         }
     }
-    if (sub && matched == 0) {
+    if (sub && selected == 0) {
         rc = burry_errf(e, BURRY_EFAIL, "path '%s' is not in snapshot '%s'; nothing was restored",
                         req->path, id);
         goto out;
     }
+    if (scope && matched == 0) {
+        rc = burry_errf(e, BURRY_EFAIL,
+                        "none of the %llu keys%s%s%s of snapshot '%s' would go under the prefix of %s, "
+                        "which a restore never writes outside of; nothing was restored (the snapshot "
+                        "holds whole keys: restore into a URL without a prefix, or move the keys with "
+                        "--path and --into)",
+                        outside, req->path ? " under '" : "", req->path ? req->path : "",
+                        req->path ? "'" : "", id, desc);
+        goto out;
+    }
     if (r.failed)
-        rc = burry_errf(e, BURRY_EFAIL, "%llu of %llu nodes could not be restored into %s", r.failed,
-                        matched, desc);
+        rc = burry_errf(e, BURRY_EFAIL, "%llu of %llu nodes could not be restored into %s%s", r.failed,
+                        matched + r.ancestors, desc,
+                        r.ancestors ? " (counting the missing parents of the restored nodes)" : "");
     goto out;
 
 fatal:
@@ -617,14 +808,18 @@ fatal:
                          "running it again is safe, it creates only what is missing",
                          id, desc ? desc : src_url, r.done, r.created);
 out:
-    if (m && rc != BURRY_EUSAGE && (src || r.done))
+    if (m && rc != BURRY_EUSAGE && (src || r.done)) {
         *out = json_pack("{s:O,s:O,s:b,s:b,s:I,s:I,s:I,s:I,s:I}", "snapshot", json_object_get(m, "snapshot"),
                          "name", json_object_get(m, "name"), "dry_run", req->dry_run, "stopped", stopped,
                          "created", (json_int_t)r.created, "existing", (json_int_t)r.existing,
                          "different", (json_int_t)r.different, "overwritten", (json_int_t)r.overwritten,
                          "failed", (json_int_t)r.failed);
+        if (*out && scope)
+            json_object_set_new(*out, "outside_prefix", json_integer((json_int_t)outside));
+    }
     if (sr.free)
         sr.free(&sr);
+    json_decref(sr.inner);
     if (src)
         sops->close(src);
     while (r.live) {
@@ -635,8 +830,15 @@ out:
     if (st)
         tops->close(st);
     json_decref(m);
+    for (size_t i = 0; i < nheld; i++) {
+        free(held[i].path);
+        free(held[i].value);
+        json_decref(held[i].attrs);
+    }
+    free(held);
     free(sub);
     free(into);
+    free(scope);
     free(desc);
     buf_free(&np);
     return rc;

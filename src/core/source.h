@@ -91,6 +91,15 @@ struct source_ops {
      * (node.h). Returns 0 or BURRY_EUSAGE. (Plans and messages show
      * canonical paths, through names_display, for every service.) */
     int (*user_path)(const char *user, char **out, size_t *out_len, struct burry_err *e);
+    /* Optional: the canonical path every restored node must start with (a
+     * byte prefix, not segment-wise) for this target URL, malloc'ed, or *out
+     * NULL when the URL sets none. etcd v3, whose archives hold whole keys:
+     * its URL's key prefix only selects the snapshot's keys, and a restore
+     * never writes outside it. Returns 0 or BURRY_EUSAGE. */
+    int (*restore_scope)(const char *url, char **out, size_t *out_len, struct burry_err *e);
+    /* Keys need no parents (etcd v3, Consul): a restore of --path creates
+     * none of the snapshot's nodes above it. */
+    int flat_keys;
     /* Extra facts for the manifest ("server version", "revision"), or NULL. */
     json_t *(*manifest_info)(struct source *s);
 

@@ -187,6 +187,9 @@ static void read_done(void *ctx, void *token, const struct src_read *r)
         s->state = SLOT_SKIPPED;
         return;
     case SRC_READ_GONE:
+        if (f->is_top) /* the chroot: a backup is empty, a dump prints nothing */
+            blog(&w->o->log, BLOG_WARN, "the root of the tree (the URL's chroot) does not exist: there is "
+                 "nothing to read");
         walk_count_skip(w->st, "vanished");
         json_decref(r->attrs);
         s->state = SLOT_SKIPPED;

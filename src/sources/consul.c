@@ -288,14 +288,17 @@ static char *consul_default_name(const char *url)
 
 /* A user path names a key: "a/b" and "/a/b" are both the key "a/b" (node
  * "/a/b"); a key with a leading '/' needs it doubled ("//x" is key "/x");
- * "/" alone is the root. */
+ * "/" alone is the root. Trailing '/' are dropped, as from a URL's prefix:
+ * "app/" is "app", whose subtree holds the folder key "app/" too. */
 static int consul_user_path(const char *user, char **out, size_t *out_len, struct burry_err *e)
 {
     size_t n = strlen(user);
     if (n == 0)
         return burry_errf(e, BURRY_EUSAGE, "invalid Consul key path '': empty");
     int lead = user[0] == '/';
-    size_t len = (n == 1 && lead) ? 0 : n + !lead;
+    while (n > (size_t)lead && user[n - 1] == '/')
+        n--;
+    size_t len = (n == (size_t)lead) ? 0 : n + !lead;
     char *p = malloc(len + 1);
     if (!p)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -1282,6 +1285,7 @@ const struct source_ops source_consul = {
     .describe = consul_describe,
     .default_name = consul_default_name,
     .user_path = consul_user_path,
+    .flat_keys = 1,
     .manifest_info = consul_manifest_info,
     .scan = consul_scan,
     .write_submit = consul_write_submit,

@@ -671,6 +671,31 @@ static int etcd_user_path(const char *user, char **out, size_t *out_len, struct 
     return 0;
 }
 
+/* The archive holds whole keys (the prefix of the backup's URL only
+ * selected them), so the prefix of a restore's URL is not where keys go but
+ * which keys may be written: only those starting with its bytes. */
+static int etcd_restore_scope(const char *url, char **out, size_t *out_len, struct burry_err *e)
+{
+    struct etcdurl u;
+    int rc = etcdurl_parse(url, &u, e);
+    *out = NULL;
+    *out_len = 0;
+    if (rc < 0)
+        return rc;
+    if (u.prefix_len) {
+        if (!(*out = malloc(u.prefix_len + 2))) {
+            etcdurl_free(&u);
+            return burry_errf(e, BURRY_EFAIL, "out of memory");
+        }
+        (*out)[0] = '/'; /* the key "app" is the canonical path "/app" */
+        memcpy(*out + 1, u.prefix, u.prefix_len);
+        (*out)[u.prefix_len + 1] = 0;
+        *out_len = u.prefix_len + 1;
+    }
+    etcdurl_free(&u);
+    return 0;
+}
+
 static json_t *etcd_manifest_info(struct source *s)
 {
     struct buf b;
@@ -1217,11 +1242,13 @@ static int etcd_scan(struct source *s, src_emit_fn emit, void *ctx, struct burry
         if (plen) {
             show_bytes(s->u.prefix, plen, &sc.val);
             blog(&s->o->log, BLOG_WARN,
-                 "no key in etcd at %s starts with '%s'; the snapshot is empty%s", s->host, sc.val.p,
+                 "no key in etcd at %s starts with '%s'; there is nothing to read (a backup is empty)%s",
+                 s->host, sc.val.p,
                  s->u.prefix[0] != '/' ? " (for keys starting with '/', write the prefix after a "
                                          "second '/': etcd://HOST:PORT//prefix)" : "");
         } else {
-            blog(&s->o->log, BLOG_WARN, "etcd at %s holds no keys; the snapshot is empty", s->host);
+            blog(&s->o->log, BLOG_WARN, "etcd at %s holds no keys; there is nothing to read (a backup is empty)",
+                 s->host);
         }
     }
     blog(&s->o->log, BLOG_DEBUG, "read %llu keys at revision %lld through %s", sc.nodes, s->rev,
@@ -2130,6 +2157,8 @@ const struct source_ops source_etcd = {
     .describe = etcd_describe,
     .default_name = etcd_default_name,
     .user_path = etcd_user_path,
+    .restore_scope = etcd_restore_scope,
+    .flat_keys = 1,
     .manifest_info = etcd_manifest_info,
     .scan = etcd_scan,
     .write_submit = etcd_write_submit,

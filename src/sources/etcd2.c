@@ -546,7 +546,8 @@ static int etcd2_scan(struct source *s, src_emit_fn emit, void *ctx, struct burr
     }
     if (r.status == 404) {
         if (v2_error(r.body.p, r.body.len, msg, sizeof msg) == EC_NOT_FOUND) {
-            blog(&s->o->log, BLOG_WARN, "prefix '%s' does not exist in etcd at %s; the snapshot is empty",
+            blog(&s->o->log, BLOG_WARN,
+                 "prefix '%s' does not exist in etcd at %s; there is nothing to read (a backup is empty)",
                  s->u.prefix ? s->u.prefix : "/", s->u.shown);
             rc = 0;
         } else {

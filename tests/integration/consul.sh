@@ -141,6 +141,15 @@ expect_eq "--path/--into exits 0" 0 "$RC"
 expect_eq "--path/--into: 2 keys created" 2 "$(jget 'd["created"]')"
 expect_eq "--into places the subtree" "deep" "$(consul_kv "$PB" get moved/here/sub/k)"
 expect_eq "--into creates no keys for the ancestors" "2" "$(nkeys "$PB" moved)"
+# a final '/' of --path and --into is dropped, as from a URL's prefix:
+# dir/ is the subtree dir, whose folder key folder/ is part of folder
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --path dir/ --into slashed/ --json
+expect_eq "--path dir/ --into slashed/: exit 0, the 2 keys under dir created" "0 2" "$RC $(jget 'd["created"]')"
+expect_eq "... at slashed/sub/k and slashed/other, no doubled '/'" '"slashed/other" "slashed/sub/k"' \
+    "$(kv_dump "$PB" slashed | cut -d' ' -f1 | tr '\n' ' ' | sed 's/ $//')"
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --path folder/ --into f2 --json
+expect_eq "--path folder/ --into f2: the folder key becomes f2/" "0 1 \"f2/\"" \
+    "$RC $(jget 'd["created"]') $(kv_dump "$PB" f2 | cut -d' ' -f1)"
 
 run_burry backup "consul://127.0.0.1:$PA/dir" "$S" --json
 expect_eq "prefix backup exits 0" 0 "$RC"

@@ -116,4 +116,40 @@ expect_match "verify --all (human) marks the good one ok" "$GOOD +.*ok" "$OUT"
 run_burry restore "zk://127.0.0.1:$PB" "$S" --snapshot "$GOOD" --json
 expect_eq "the intact snapshot still restores" "0 202" "$RC $(jget 'd["created"]')"
 
+# --- the published manifest ID.json edited: it must be the archive's
+# manifest.json plus "archive"; verify and restore compare the two ---
+SIDE=$T_TMP/side
+run_burry backup "zk://127.0.0.1:$PA" "$SIDE" --json
+SID=$(jget 'd["snapshot"]')
+SJ=$SIDE/$N/$SID.json
+cp "$SJ" "$T_TMP/side.json"
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["nodes"] = 5; open(sys.argv[1], "w").write(json.dumps(d, indent=2, sort_keys=True) + "\n")' "$SJ"
+run_burry verify "$SIDE" --snapshot "$SID"
+expect_eq "sidecar with another node count: verify exits 1" 1 "$RC"
+expect_match "... saying the two manifests disagree on 'nodes'" "$SID.*disagree on 'nodes'" "$OUT$ERR"
+zk_py "$PB" "zk.delete('/marker')" || not_ok "/marker could not be deleted on the target"
+BEFORE=$(zk_tree "$PB")
+run_burry restore "zk://127.0.0.1:$PB" "$SIDE" --snapshot "$SID"
+expect_eq "... and restore refuses it" 1 "$RC"
+expect_eq "... without touching the target server" "$BEFORE" "$(zk_tree "$PB")"
+cp "$T_TMP/side.json" "$SJ"
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["service"] = "etcd"; open(sys.argv[1], "w").write(json.dumps(d, indent=2, sort_keys=True) + "\n")' "$SJ"
+run_burry verify "$SIDE" --all --json
+expect_eq "sidecar naming another service: verify --all says not ok" "1 False" "$RC $(jget 'd["snapshots"][0]["ok"]')"
+run_burry restore "etcd://127.0.0.1:1" "$SIDE" --snapshot "$SID"
+expect_eq "... and a restore into that service is refused" 1 "$RC"
+expect_match "... before connecting, because the archive's manifest says zookeeper" "disagree on 'service'.*\"zookeeper\"" "$ERR"
+cp "$T_TMP/side.json" "$SJ"
+run_burry verify "$SIDE" --snapshot "$SID"
+expect_eq "the sidecar as written verifies" 0 "$RC"
+
+# --- verify --all with nothing to verify is not a success ---
+run_burry verify "$T_TMP/no-such-store" --all
+expect_eq "verify --all of a store that does not exist: exit 1" 1 "$RC"
+expect_match "... saying there are no snapshots" "no snapshots in" "$ERR"
+mkdir -p "$T_TMP/empty-store"
+run_burry verify "$T_TMP/empty-store" --all --json
+expect_eq "verify --all of an empty store: exit 1" 1 "$RC"
+expect_match "... saying there are no snapshots" "no snapshots in" "$ERR"
+
 t_done

@@ -347,6 +347,60 @@ run_burry backup "etcd://127.0.0.1:$PA/nothing-here" "$S" --json
 expect_eq "a prefix matching nothing exits 0" 0 "$RC"
 expect_eq "... with an empty snapshot" 0 "$(jget 'd["nodes"]')"
 expect_match "... and a warning" "no key in etcd at 127.0.0.1:$PA starts with 'nothing-here'" "$ERR"
+run_burry dump "etcd://127.0.0.1:$PA/nothing-here"
+expect_match "a dump of that prefix warns without speaking of a snapshot" \
+    "starts with 'nothing-here'; there is nothing to read \(a backup is empty\)" "$ERR"
+
+# --- a restore into etcd://HOST:PORT/prefix: the snapshot holds whole keys,
+# and the URL's prefix selects which of them are written, never moves them;
+# nothing is written outside it. And --path/--into ending in '/' ---
+etcd_start pfx || exit 1
+PP=$ETCD_PORT
+etcd_start pfx2 || exit 1
+PQ=$ETCD_PORT
+P3=$T_TMP/pfx
+keys_of() { etcdctl3 "$1" get "" --prefix --keys-only | grep . | tr '\n' ' ' | sed 's/ $//'; }
+etcd_py "$PP" "for k, v in [(b'x', b'X'), (b'app', b'K'), (b'app/', b'D'), (b'app/x', b'1'), (b'app/y/z', b'2'), (b'apple', b'A')]: kv.put(k, v)" ||
+    not_ok "prefix fixture could not be created"
+run_burry backup "etcd://127.0.0.1:$PP" "$P3" --name v3 --json
+expect_eq "backup of the prefix fixture: 6 keys" "0 6" "$RC $(jget 'd["nodes"]')"
+etcdctl3 "$PP" put x changed >/dev/null
+etcdctl3 "$PP" del app/x >/dev/null
+run_burry restore "etcd://127.0.0.1:$PP/app" "$P3" --name v3 --dry-run --overwrite
+expect_no_match "restore into etcd://H:P/app --dry-run plans nothing for the key 'x' outside it" ' /x$' "$OUT"
+expect_match "... and says it leaves it out" "left out 1 keys of the snapshot that lie outside the prefix of etcd://127.0.0.1:$PP/app" "$OUT"
+run_burry restore "etcd://127.0.0.1:$PP/app" "$P3" --name v3 --overwrite --json
+expect_eq "restore into etcd://H:P/app --overwrite: exit 0, app/x created, 1 key left out" "0 1 1" \
+    "$RC $(jget 'd["created"]') $(jget 'd["outside_prefix"]')"
+expect_eq "... the key 'x' outside the prefix keeps its value" changed "$(etcdctl3 "$PP" get x --print-value-only)"
+etcdctl3 "$PP" del x >/dev/null
+run_burry restore "etcd://127.0.0.1:$PP/app" "$P3" --name v3 --json
+expect_eq "create-only into etcd://H:P/app does not create the key 'x' outside it" "0 0 " \
+    "$RC $(jget 'd["created"]') $(etcdctl3 "$PP" get x --print-value-only)"
+run_burry backup "etcd://127.0.0.1:$PP/app" "$P3" --name app --json
+expect_eq "backup of etcd://H:P/app: app, app/, app/x, app/y/z, apple" "0 5" "$RC $(jget 'd["nodes"]')"
+run_burry restore "etcd://127.0.0.1:$PQ/other" "$P3" --name app --json
+expect_eq "that snapshot into etcd://H2:P2/other: exit 1, nothing created" "1 0" "$RC $(jget 'd["created"]')"
+expect_match "... saying none of its keys lies under the prefix" \
+    "none of the 5 keys of snapshot .* would go under the prefix of etcd://127.0.0.1:$PQ/other.*--path and --into" "$ERR"
+expect_eq "... and no key is written" "" "$(keys_of "$PQ")"
+run_burry restore "etcd://127.0.0.1:$PQ/other" "$P3" --name app --path app --into other --json
+expect_eq "... with --path app --into other: 4 keys created under 'other'" "0 4 other other/ other/x other/y/z" \
+    "$RC $(jget 'd["created"]') $(keys_of "$PQ")"
+etcdctl3 "$PQ" del "" --prefix >/dev/null
+run_burry restore "etcd://127.0.0.1:$PQ" "$P3" --name v3 --path app/ --into new/ --json
+expect_eq "--path app/ --into new/: the key app/ and every key under it" "0 3 new/ new/x new/y/z" \
+    "$RC $(jget 'd["created"]') $(keys_of "$PQ")"
+etcdctl3 "$PQ" del "" --prefix >/dev/null
+run_burry restore "etcd://127.0.0.1:$PQ" "$P3" --name v3 --path app/ --into new --json
+expect_eq "--path app/ --into new: the same (a final '/' of --into follows --path)" "0 3 new/ new/x new/y/z" \
+    "$RC $(jget 'd["created"]') $(keys_of "$PQ")"
+etcdctl3 "$PQ" del "" --prefix >/dev/null
+run_burry restore "etcd://127.0.0.1:$PQ" "$P3" --name v3 --path app --into new/ --json
+expect_eq "--path app --into new/: app/x at new/x, never new//x" "0 4 new new/ new/x new/y/z" \
+    "$RC $(jget 'd["created"]') $(keys_of "$PQ")"
+etcd_stop pfx
+etcd_stop pfx2
 
 # --- empty key space ---
 etcd_start empty || exit 1

@@ -164,6 +164,16 @@ expect_eq "--path --into: nothing outside the subtree (/copy, /copy/of, conf, db
     "$(e2_tree "$PB" /copy | wc -l)"
 run_burry restore "$DST" "$S" --path '/sp ace' --into /x --dry-run
 expect_match "--dry-run shows the awkward name under --into" '^create +/x/per%cent:colon$' "$OUT"
+# missing parents of --into count beside the nodes: below a plain key,
+# /plainkey and /plainkey/x fail with the 3 nodes of /app/conf, and the dry
+# run, the JSON and the summary all say 5
+v2put "$PB" /plainkey -d value=p || not_ok "plain key could not be created"
+run_burry restore "$DST" "$S" --path /app/conf --into /plainkey/x/y --dry-run
+DRY_FAILED=$(printf '%s\n' "$OUT" | grep -c '^failed ')
+run_burry restore "$DST" "$S" --path /app/conf --into /plainkey/x/y --json
+expect_eq "--into below a plain key: exit 1, 3 nodes and 2 missing parents failed" "1 5" "$RC $(jget 'd["failed"]')"
+expect_eq "... the dry run prints a 'failed' line for each of the 5" 5 "$DRY_FAILED"
+expect_match "... and the error's numbers add up" "5 of 5 nodes could not be restored" "$ERR"
 
 # --- a prefix: backup of a subtree, restore below a prefix ---
 run_burry backup "$SRC/app/conf" "$S" --json
@@ -201,6 +211,9 @@ run_burry backup "$SRC/no/such/prefix" "$S" --json
 expect_eq "missing prefix: backup exits 0" 0 "$RC"
 expect_eq "missing prefix: empty snapshot" 0 "$(jget 'd["nodes"]')"
 expect_match "missing prefix: warns" "prefix '/no/such/prefix' does not exist" "$ERR"
+run_burry dump "etcd2://127.0.0.1:$PA/no/such/prefix"
+expect_match "missing prefix: a dump warns without speaking of a snapshot" \
+    "prefix '/no/such/prefix' does not exist in etcd at .*; there is nothing to read \(a backup is empty\)" "$ERR"
 run_burry verify "$S" --all
 expect_eq "every snapshot verifies" 0 "$RC"
 

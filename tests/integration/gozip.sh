@@ -217,10 +217,23 @@ expect_eq "a damaged local header: restore exits 1" 1 "$RC"
 zk_tree "$PC" >"$T_TMP/c-after-lhdr.tree"
 check "a damaged local header: nothing was created" cmp -s "$T_TMP/c-before.tree" "$T_TMP/c-after-lhdr.tree"
 
+# --- verify reads a zip whole, as show and restore do: by its path or by ID ---
+run_burry verify "$ZKZIP"
+expect_eq "verify of a zip named by its path exits 0" 0 "$RC"
+expect_match "... and says ok" "^zk-edge-1795249013 .*ok$" "$OUT"
+run_burry verify "$T_TMP/store" --snapshot 1795249013 --json
+expect_eq "verify STORE --snapshot ID of a zip: exit 0, ok" "0 True" "$RC $(jget 'd["snapshots"][0]["ok"]')"
+run_burry verify "$T_TMP/damaged/1795249013.zip"
+expect_eq "verify of a zip with a flipped byte exits 1" 1 "$RC"
+expect_match "... saying it is damaged" "1795249013.zip.* damaged" "$ERR"
+run_burry verify "$T_TMP/lhdr/1795249013.zip" --json
+expect_eq "verify of a zip with a damaged local header: exit 1, not ok" "1 False" "$RC $(jget 'd["snapshots"][0]["ok"]')"
+
 # --- the service must match ---
 run_burry restore "$ZC" "$ETCDZIP"
 expect_eq "an etcd zip into ZooKeeper: exit 2" 2 "$RC"
 expect_match "an etcd zip into ZooKeeper: names both services" "etcd2.*zookeeper" "$ERR"
+expect_match "... with the right article" "holds an etcd2 backup" "$ERR"
 zk_tree "$PC" >"$T_TMP/c-after2.tree"
 check "a service mismatch creates nothing" cmp -s "$T_TMP/c-before.tree" "$T_TMP/c-after2.tree"
 zk_stop_all

@@ -123,6 +123,29 @@ check "--path not in the snapshot: nothing is created (no parents either)" cmp -
 run_burry restore "zk://127.0.0.1:$PC" "$S" --path /r/c/de
 expect_eq "--path matches whole names only (/r/c/de is not /r/c/deep)" 1 "$RC"
 
+# --- --path without --into: the parents of the subtree that are missing
+# come from the snapshot, with their data and ACL, created only if missing ---
+zk_py "$PA" "zk.create('/sec', b'S', acl=[make_acl('world', 'anyone', read=True, create=True, delete=True, admin=True)])" \
+    "zk.create('/sec/child', b'C')" || not_ok "/sec could not be created"
+run_burry backup "$SRC" "$T_TMP/sec" --name zk2 --json
+expect_eq "backup with /sec exits 0" 0 "$RC"
+zk_py "$PA" "zk.delete('/sec/child')" "zk.delete('/sec')" || not_ok "/sec could not be deleted"
+run_burry restore "$SRC" "$T_TMP/sec" --name zk2 --path /sec/child --dry-run
+expect_match "--path /sec/child --dry-run plans to create the missing parent /sec" '^create +/sec$' "$OUT"
+run_burry restore "$SRC" "$T_TMP/sec" --name zk2 --path /sec/child --json
+expect_eq "--path /sec/child after /sec was deleted: exit 0, /sec and /sec/child created" "0 2" \
+    "$RC $(jget 'd["created"]')"
+zk_tree "$PA" >"$T_TMP/sec.tree"
+expect_eq "... /sec comes back with its data and ACL from the snapshot, not empty and open" \
+    "$(printf '"/sec"\tpersistent\thex:53\tworld:anyone:cdra')" "$(tree_line "$T_TMP/sec.tree" /sec)"
+expect_eq "... and /sec/child with its own" \
+    "$(printf '"/sec/child"\tpersistent\thex:43\tworld:anyone:cdrwa')" "$(tree_line "$T_TMP/sec.tree" /sec/child)"
+zk_py "$PC" "zk.set('/r', b'R changed')" || not_ok "/r could not be changed"
+run_burry restore "zk://127.0.0.1:$PC" "$S" --path /r/a --overwrite --json
+expect_eq "--path /r/a --overwrite exits 0" 0 "$RC"
+expect_eq "... and leaves the existing parent /r as it is" \
+    "$(printf '"/r"\tpersistent\thex:52206368616e676564\tworld:anyone:cdrwa')" "$(tree_line <(zk_tree "$PC") /r)"
+
 # --- --into: under another prefix whose parents do not exist ---
 run_burry restore "$DST" "$S" --path /r/c --into /copies/of/c --json
 expect_eq "--into exits 0" 0 "$RC"

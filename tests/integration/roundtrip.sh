@@ -169,6 +169,9 @@ expect_match "dump escapes binary bytes" "$(printf '^/bin/zeros\t16\t"(\\\\x00)+
 expect_match "dump cuts long values" "$(printf '^/bin/big\t1000000\t".*"\\.\\.\\.$')" "$OUT"
 expect_match "dump shows names with spaces" "$(printf '^/names/with space\t10\t')" "$OUT"
 expect_no_match "dump leaves out /zookeeper" '^/zookeeper' "$OUT"
+run_burry dump "zk://127.0.0.1:$PA/no/such/chroot" --auth "$AUTH"
+expect_eq "dump of a chroot that does not exist: exit 0, nothing printed" "0 " "$RC $OUT"
+expect_match "... with a warning saying so" "warning: the root of the tree \(the URL's chroot\) does not exist" "$ERR"
 
 # --- a read-only node with children (its ACL was set after they were
 # created): the restore must still bring back the children and the ACL ---
