@@ -355,7 +355,9 @@ static int cmd_verify(int argc, char **argv, struct burry_opts *o)
         json_array_foreach(json_object_get(rep, "snapshots"), i, s) {
             const char *id = json_string_value(json_object_get(s, "id")) ?: "";
             const char *job = json_string_value(json_object_get(s, "job")) ?: "";
-            if (!json_is_true(json_object_get(s, "ok")))
+            if (json_is_true(json_object_get(s, "not_checked")))
+                printf("%s  %s  not checked: %s\n", id, job, json_string_value(json_object_get(s, "error")) ?: "");
+            else if (!json_is_true(json_object_get(s, "ok")))
                 printf("%s  %s  DAMAGED: %s\n", id, job, json_string_value(json_object_get(s, "error")) ?: "");
             else if (json_is_true(json_object_get(s, "stored_only")))
                 printf("%s  %s  ok (stored bytes only; encrypted)\n", id, job);
@@ -364,9 +366,10 @@ static int cmd_verify(int argc, char **argv, struct burry_opts *o)
         }
     }
     int damaged = (int)json_integer_value(json_object_get(rep, "damaged"));
+    int unchecked = (int)json_integer_value(json_object_get(rep, "not_checked"));
     json_decref(rep);
     bysu_conf_free(c);
-    return damaged ? 1 : 0;
+    return damaged || unchecked ? 1 : 0;
 }
 
 static int cmd_prune(int argc, char **argv, struct burry_opts *o)

@@ -126,8 +126,9 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
         goto out;
     if (pc.age && (rc = age_enc_finish(pc.age, e)) < 0)
         goto out;
-    if ((rc = tops->put_commit(pc.put, e)) < 0) {
+    if ((rc = catalog_put_commit(tops, st, pc.put, e)) < 0) {
         pc.put = NULL;
+        archive_published = rc == BURRY_EINTR; /* cut short: it may have landed all the same */
         goto out;
     }
     pc.put = NULL;
@@ -184,8 +185,10 @@ out:
     if (rc < 0 && pc.put)
         tops->put_abort(pc.put);
     if (rc < 0 && archive_published) {
+        /* an archive without its manifest is not a snapshot: it goes, interrupted or not */
         struct burry_err e2 = {0};
-        tops->remove(st, akey, &e2); /* an archive without its manifest is not a snapshot */
+        if (catalog_remove_anyway(tops, st, akey, &e2) < 0)
+            blog(&o->log, BLOG_WARN, "the archive '%s' stays without its manifest: %s", akey, e2.msg);
     }
     fmt_writer_free(w);
     age_enc_free(pc.age);

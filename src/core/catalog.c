@@ -1,6 +1,7 @@
 /* The catalog of a store (catalog.h), and the ls and show verbs. */
 #include "catalog.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -703,12 +704,36 @@ int catalog_put_text(const struct store_ops *ops, struct store *st, const char *
                      struct burry_err *e)
 {
     struct store_put *p = NULL;
+    if (burry_interrupted)
+        return burry_errf(e, BURRY_EINTR, "interrupted before writing '%s' to %s", key, ops->describe(st));
+    /* a request cut short after it reached the server may have stored the
+     * object all the same: let it end, so that the caller knows */
+    if (ops->set_drain)
+        ops->set_drain(st, 1);
     int rc = ops->put_open(st, key, &p, e);
-    if (rc < 0)
-        return rc;
-    if ((rc = ops->put_write(p, text, strlen(text), e)) < 0) {
+    if (rc == 0 && (rc = ops->put_write(p, text, strlen(text), e)) < 0)
         ops->put_abort(p);
-        return rc;
-    }
-    return ops->put_commit(p, e);
+    else if (rc == 0)
+        rc = ops->put_commit(p, e);
+    if (ops->set_drain)
+        ops->set_drain(st, 0);
+    return rc;
+}
+
+int catalog_put_commit(const struct store_ops *ops, struct store *st, struct store_put *p, struct burry_err *e)
+{
+    if (ops->set_drain)
+        ops->set_drain(st, 1);
+    int rc = ops->put_commit(p, e);
+    if (ops->set_drain)
+        ops->set_drain(st, 0);
+    return rc;
+}
+
+int catalog_remove_anyway(const struct store_ops *ops, struct store *st, const char *key, struct burry_err *e)
+{
+    int was = atomic_exchange(&burry_interrupted, 0);
+    int rc = ops->remove(st, key, e);
+    burry_interrupted = was || burry_interrupted;
+    return rc;
 }

@@ -27,9 +27,21 @@ int catalog_check_name(const char *name, struct burry_err *e);
 int catalog_put_new(const struct store_ops *ops, struct store *st, const char *name, const char *suffix,
                     char id[32], char created[40], char **key, struct store_put **put, struct burry_err *e);
 
-/* Write a small object (a manifest) in one go, published atomically. */
+/* Write a small object (a manifest) in one go, published atomically. Not
+ * started once burry_interrupted is set (BURRY_EINTR); once started, an
+ * interrupt no longer cuts it short: it ends within the store's timeout, and
+ * 0 means the object is there. */
 int catalog_put_text(const struct store_ops *ops, struct store *st, const char *key, const char *text,
                      struct burry_err *e);
+
+/* put_commit of an archive: like catalog_put_text's, its last request runs
+ * to its end once sent, so that an interrupt never leaves an archive stored
+ * that the caller believes is not (the caller then removes it). */
+int catalog_put_commit(const struct store_ops *ops, struct store *st, struct store_put *p, struct burry_err *e);
+
+/* Remove key, also when burry_interrupted is set: the clean-up after an
+ * interrupted write (a second interrupt during it still stops it). */
+int catalog_remove_anyway(const struct store_ops *ops, struct store *st, const char *key, struct burry_err *e);
 
 /* The default snapshot name of a source: "SCHEME-HOST-PORT[-EXTRA]" with
  * every byte a name may not hold turned into '-', at most 100 bytes. */

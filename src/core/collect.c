@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1124,8 +1125,9 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
         if (p.age && (rc = age_enc_finish(p.age, e)) < 0)
             goto out;
     }
-    if ((rc = p.ops->put_commit(p.put, e)) < 0) {
+    if ((rc = catalog_put_commit(p.ops, st, p.put, e)) < 0) {
         p.put = NULL;
+        archive_published = rc == BURRY_EINTR; /* cut short: it may have landed all the same */
         goto out;
     }
     p.put = NULL;
@@ -1172,8 +1174,11 @@ out:
     if (p.put)
         p.ops->put_abort(p.put);
     if (archive_published) {
+        /* an archive without its sidecar is not a snapshot, and never
+         * pruned: it goes, interrupted or not */
         struct burry_err e2 = {0};
-        p.ops->remove(st, akey, &e2); /* an archive without its sidecar is not a snapshot */
+        if (catalog_remove_anyway(p.ops, st, akey, &e2) < 0)
+            blog(&o->log, BLOG_WARN, "the archive '%s' stays without its sidecar: %s", akey, e2.msg);
     }
     EVP_MD_CTX_free(p.zmd);
     if (errfd >= 0)
@@ -1212,6 +1217,12 @@ static int run_job(const struct burry_opts *o, const struct bysu_conf *c, const 
     }
     if (rc < 0)
         return rc;
+    if (burry_interrupted) {
+        /* the interrupt came while the sidecar was being written, which was
+         * let to finish: the snapshot is published; pruning waits */
+        json_object_set_new(res, "message", json_string("stored; interrupted before pruning"));
+        return 0;
+    }
     json_t *pr = NULL;
     rc = burry_prune(o, c->repo_url, j->name, j->keep, 0, json_string_value(json_object_get(res, "snapshot")), &pr, e);
     if (rc < 0)
@@ -1226,6 +1237,27 @@ static void on_term(int sig)
 {
     (void)sig;
     burry_interrupted = 1;
+}
+
+/* Replace with '?' every byte of s that is not part of valid UTF-8 (what a
+ * node's command printed in Latin-1, a character cut by a length limit):
+ * JSON strings hold only UTF-8, and jansson takes nothing else. */
+static void utf8_clean(char *s)
+{
+    static const unsigned least[] = {0, 0, 0x80, 0x800, 0x10000};
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        unsigned cp = n == 1 ? *p : n == 2 ? *p & 0x1fu : n == 3 ? *p & 0x0fu : *p & 0x07u;
+        int i = 1;
+        for (; i < n && (p[i] & 0xc0) == 0x80; i++) /* stops at the NUL too */
+            cp = cp << 6 | (p[i] & 0x3fu);
+        if (!n || i < n || cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
 }
 
 /* The worker: runs one job and writes its result as one JSON document to
@@ -1243,8 +1275,10 @@ static void worker(const struct burry_opts *o, const struct bysu_conf *c, const 
     struct burry_err e = {0};
     json_t *res = json_object();
     int rc = run_job(o, c, j, res, &e);
+    utf8_clean(e.msg);
     json_object_set_new(res, "result", json_string(rc == 0 ? "ok" : "failed"));
-    json_object_set_new(res, "message", json_string(rc == 0 ? "" : e.msg));
+    if (rc < 0 || !json_object_get(res, "message"))
+        json_object_set_new(res, "message", json_string(rc == 0 ? "" : e.msg));
     char *text = json_dumps(res, JSON_COMPACT);
     if (text) {
         size_t len = strlen(text);
@@ -1259,6 +1293,7 @@ static void worker(const struct burry_opts *o, const struct bysu_conf *c, const 
 struct slot {
     pid_t pid;
     int fd, idx, termed;
+    int late; /* termed because it overran its timeout, not for an interrupt */
     double start;
 };
 
@@ -1305,12 +1340,20 @@ static void add_last_success(const struct burry_opts *o, const struct bysu_conf 
         json_t *m = NULL;
         if (!st && catalog_open_store(c->repo_url, o, &ops, &st, &e2) < 0) {
             blog(&o->log, BLOG_WARN, "cannot read the repository for the last successes: %s", e2.msg);
-            return;
+            break;
         }
-        if (catalog_resolve(ops, st, "latest", json_string_value(json_object_get(j, "job")), &m, &e2) == 0) {
+        const char *name = json_string_value(json_object_get(j, "job"));
+        /* a read only, wanted most after an interrupted run: not cut short by
+         * the interrupt (a second one still stops it) */
+        int was = atomic_exchange(&burry_interrupted, 0);
+        int r = catalog_resolve(ops, st, "latest", name, &m, &e2);
+        burry_interrupted = was || burry_interrupted;
+        if (r == 0) {
             double t = catalog_id_time(json_string_value(json_object_get(m, "snapshot")));
             if (t > 0)
                 json_object_set_new(j, "last_success", json_real(t));
+        } else if (e2.code != BURRY_ENOENT) {
+            blog(&o->log, BLOG_WARN, "cannot find the last success of job '%s': %s", name, e2.msg);
         }
         json_decref(m);
     }
@@ -1325,9 +1368,14 @@ int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **names
     int nsel = 0, lock = -1, rc;
     if (nnames > BYSU_MAX_ITEMS)
         return burry_errf(e, BURRY_EUSAGE, "too many jobs named");
-    for (int i = 0; i < nnames; i++)
+    for (int i = 0; i < nnames; i++) {
+        /* two workers for one job would each prune the other's snapshot */
+        for (int k = 0; k < i; k++)
+            if (!strcmp(names[k], names[i]))
+                return burry_errf(e, BURRY_EUSAGE, "job '%s' is named twice", names[i]);
         if (!(sel[nsel++] = bysu_conf_job(c, names[i], e)))
             return BURRY_EUSAGE;
+    }
     if (!nnames)
         for (int i = 0; i < c->njobs; i++)
             sel[nsel++] = &c->jobs[i];
@@ -1346,6 +1394,10 @@ int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **names
     pid_t self = getpid();
     while (next < nsel || running) {
         /* start jobs while there is room */
+        while (burry_interrupted && next < nsel) {
+            results[next] = json_pack("{s:s,s:s}", "result", "not run", "message", "interrupted before it started");
+            next++;
+        }
         for (int s = 0; s < parallel && next < nsel; s++) {
             if (slots[s].pid)
                 continue;
@@ -1388,6 +1440,7 @@ int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **names
                 if (age > limit + 2 && !slots[s].termed) {
                     kill(slots[s].pid, SIGTERM);
                     slots[s].termed = 1;
+                    slots[s].late = 1;
                 } else if (age > limit + 10) {
                     kill(-slots[s].pid, SIGKILL);
                 }
@@ -1409,15 +1462,19 @@ int bysu_run(const struct burry_opts *o, const struct bysu_conf *c, char **names
             char buf[4096];
             ssize_t n = read(slots[s].fd, buf, sizeof buf - 1);
             json_t *r = n > 0 ? json_loadb(buf, (size_t)n, 0, NULL) : NULL;
-            if (!r) {
-                char msg[128];
-                if (slots[s].termed)
-                    snprintf(msg, sizeof msg, "timed out after %d s", j->timeout);
-                else
-                    snprintf(msg, sizeof msg, "the worker died (%s %d)", WIFSIGNALED(ws) ? "signal" : "status",
-                             WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
+            char msg[128];
+            if (slots[s].late)
+                snprintf(msg, sizeof msg, "timed out after %d s", j->timeout);
+            else if (slots[s].termed)
+                snprintf(msg, sizeof msg, "interrupted");
+            else
+                snprintf(msg, sizeof msg, "the worker died (%s %d)", WIFSIGNALED(ws) ? "signal" : "status",
+                         WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
+            if (!r)
                 r = json_pack("{s:s,s:s}", "result", "failed", "message", msg);
-            }
+            else if (slots[s].late && strcmp(json_string_value(json_object_get(r, "result")) ?: "", "ok"))
+                /* stopped by the backstop: its own account is only of the SIGTERM */
+                json_object_set_new(r, "message", json_string(msg));
             json_object_set_new(r, "seconds", json_real(now_s() - slots[s].start));
             results[slots[s].idx] = r;
             close(slots[s].fd);
@@ -1449,9 +1506,18 @@ int bysu_write_metrics(const json_t *report, const char *path, struct burry_err 
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return burry_errf(e, BURRY_EFAIL, "cannot write '%s' (%s)", tmp, strerror(errno));
+    /* 0644 whatever the umask (the unit's is 0077): node_exporter's textfile
+     * collector reads it as another user */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    FILE *f = fd < 0 || fchmod(fd, 0644) < 0 ? NULL : fdopen(fd, "w");
+    if (!f) {
+        int err = errno;
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        return burry_errf(e, BURRY_EFAIL, "cannot write '%s' (%s)", tmp, strerror(err));
+    }
     static const char *const help[][2] = {
         {"bysu_job_success", "1 if the job's last run succeeded"},
         {"bysu_job_duration_seconds", "duration of the job's last run"},
@@ -1476,7 +1542,9 @@ int bysu_write_metrics(const json_t *report, const char *path, struct burry_err 
             fprintf(f, "%s{job=\"%s\"} %.3f\n", help[m][0], name, v);
         }
     }
-    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+    /* on disk before the rename, so a crash leaves the old file or the new one */
+    int bad = fflush(f) != 0 || fsync(fileno(f)) < 0;
+    if (fclose(f) != 0 || bad || rename(tmp, path) < 0) {
         unlink(tmp);
         return burry_errf(e, BURRY_EFAIL, "cannot write '%s' (%s)", path, strerror(errno));
     }
@@ -1595,13 +1663,17 @@ struct vsrc {
     struct store_get *g;
     struct age_dec *d;
     struct burry_err *e;
+    int *unreadable; /* set when the store failed, not the archive */
     char buf[65536];
 };
 
 static ssize_t vsrc_raw(void *ctx, void *buf, size_t len, struct burry_err *e)
 {
     struct vsrc *v = ctx;
-    return v->ops->get_read(v->g, buf, len, e);
+    ssize_t n = v->ops->get_read(v->g, buf, len, e);
+    if (n < 0)
+        *v->unreadable = 1;
+    return n;
 }
 
 static la_ssize_t vsrc_read(struct archive *a, void *ctx, const void **buf)
@@ -1619,9 +1691,11 @@ static la_ssize_t vsrc_read(struct archive *a, void *ctx, const void **buf)
     return (la_ssize_t)n;
 }
 
-/* The stored bytes against the sidecar's archive size and SHA-256. */
+/* The stored bytes against the sidecar's archive size and SHA-256.
+ * *unreadable is set when the store could not be read (the archive was not
+ * checked), as against a missing or damaged archive. */
 static int verify_stored(const struct store_ops *ops, struct store *st, const char *key, json_t *side,
-                         struct burry_err *e)
+                         int *unreadable, struct burry_err *e)
 {
     json_t *arch = json_object_get(side, "archive");
     const char *want = json_string_value(json_object_get(arch, "sha256"));
@@ -1637,11 +1711,13 @@ static int verify_stored(const struct store_ops *ops, struct store *st, const ch
     }
     if ((rc = ops->get_open(st, key, &src.g, e)) < 0) {
         EVP_MD_CTX_free(src.md);
+        *unreadable = rc != BURRY_ENOENT;
         return rc;
     }
     while ((n = get_raw(&src, buf, sizeof buf, e)) > 0)
         ;
     rc = n < 0 ? BURRY_EFAIL : 0;
+    *unreadable = n < 0;
     ops->get_close(src.g);
     sha256_final_hex(src.md, got);
     EVP_MD_CTX_free(src.md);
@@ -1659,7 +1735,7 @@ static int verify_stored(const struct store_ops *ops, struct store *st, const ch
 /* The archive's content (decrypted with o->identities when encrypted)
  * against the MANIFEST.json it holds. */
 static int verify_content(const struct burry_opts *o, const struct store_ops *ops, struct store *st,
-                          const char *key, int enc, struct burry_err *e)
+                          const char *key, int enc, int *unreadable, struct burry_err *e)
 {
     struct vsrc *v = calloc(1, sizeof *v);
     struct archive *a = archive_read_new();
@@ -1670,9 +1746,11 @@ static int verify_content(const struct burry_opts *o, const struct store_ops *op
         rc = burry_errf(e, BURRY_EFAIL, "out of memory");
         goto out;
     }
-    *v = (struct vsrc){.ops = ops, .e = e};
-    if ((rc = ops->get_open(st, key, &v->g, e)) < 0)
+    *v = (struct vsrc){.ops = ops, .e = e, .unreadable = unreadable};
+    if ((rc = ops->get_open(st, key, &v->g, e)) < 0) {
+        *unreadable = rc != BURRY_ENOENT;
         goto out;
+    }
     if (enc && !(v->d = age_dec_new((const unsigned char (*)[AGE_KEY_LEN])o->identities, o->nidentities,
                                     vsrc_raw, v, e))) {
         rc = BURRY_EFAIL;
@@ -1711,7 +1789,7 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
     struct store *st = NULL;
     json_t *all = NULL, *rows = json_array(), *m;
     size_t i;
-    int rc = 0, damaged = 0;
+    int rc = 0, damaged = 0, unchecked = 0;
     if (!rows)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     if (job && (rc = catalog_check_name(job, e)) < 0)
@@ -1735,7 +1813,7 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
         }
         const char *service = json_string_value(json_object_get(m, "service")) ?: "";
         int enc = !strcmp(json_string_value(json_object_get(m, "encryption")) ?: "", "age");
-        int stored_only = 0;
+        int stored_only = 0, unreadable = 0;
         struct burry_err e2 = {0};
         int r;
         if (strcmp(service, "bysu")) {
@@ -1749,6 +1827,8 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
                 r = BURRY_EFAIL;
             } else if (r == 0 && !row) {
                 r = burry_errf(&e2, BURRY_EFAIL, "burry verify reported nothing");
+            } else if (r < 0 && !row) {
+                unreadable = 1; /* it failed before it judged the snapshot */
             }
             json_decref(br);
         } else {
@@ -1756,11 +1836,11 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
             if (!key)
                 r = burry_errf(&e2, BURRY_EFAIL, "the sidecar names no archive");
             else
-                r = verify_stored(ops, st, key, m, &e2);
+                r = verify_stored(ops, st, key, m, &unreadable, &e2);
             if (r == 0 && enc && !o->nidentities)
                 stored_only = 1;
             else if (r == 0)
-                r = verify_content(o, ops, st, key, enc, &e2);
+                r = verify_content(o, ops, st, key, enc, &unreadable, &e2);
             free(key);
         }
         if (burry_interrupted) {
@@ -1768,7 +1848,12 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
             goto out;
         }
         json_t *row = json_pack("{s:s,s:s,s:b}", "id", id, "job", name, "ok", r == 0);
-        if (r < 0) {
+        if (r < 0 && unreadable) {
+            /* the store failed: nothing is known about the snapshot */
+            unchecked++;
+            json_object_set_new(row, "not_checked", json_true());
+            json_object_set_new(row, "error", json_string(e2.msg[0] ? e2.msg : "the store failed"));
+        } else if (r < 0) {
             damaged++;
             json_object_set_new(row, "error", json_string(e2.msg[0] ? e2.msg : "damaged"));
         }
@@ -1783,7 +1868,7 @@ out:
         ops->close(st);
     json_decref(all);
     if (rc == 0)
-        *out = json_pack("{s:O,s:i}", "snapshots", rows, "damaged", damaged);
+        *out = json_pack("{s:O,s:i,s:i}", "snapshots", rows, "damaged", damaged, "not_checked", unchecked);
     json_decref(rows);
     return rc;
 }

@@ -48,6 +48,10 @@ struct store_ops {
     int (*list)(struct store *s, const char *prefix, store_list_cb cb, void *ctx,
                 struct burry_err *e);
     int (*remove)(struct store *s, const char *key, struct burry_err *e);
+    /* Optional (NULL for a store whose calls an interrupt never cuts short):
+     * with on, the requests of s run to their end even once burry_interrupted
+     * is set (http_set_drain), so that their outcome is known. */
+    void (*set_drain)(struct store *s, int on);
 };
 
 #endif

@@ -797,6 +797,11 @@ static int az_remove(struct store *s, const char *key, struct burry_err *e)
     return rc;
 }
 
+static void az_set_drain(struct store *s, int on)
+{
+    http_set_drain(s->h, on);
+}
+
 const struct store_ops store_azure = {
     .scheme = "azure",
     .open = az_open,
@@ -811,4 +816,5 @@ const struct store_ops store_azure = {
     .get_close = az_get_close,
     .list = az_list,
     .remove = az_remove,
+    .set_drain = az_set_drain,
 };

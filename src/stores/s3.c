@@ -651,6 +651,11 @@ static int s3_remove(struct store *s, const char *key, struct burry_err *e)
     return rc;
 }
 
+static void s3_set_drain(struct store *s, int on)
+{
+    http_set_drain(s->h, on);
+}
+
 /* s3:// and gs:// differ only in how they open (keys, default endpoint). */
 #define S3_OPS(scheme_name, open_fn)                                                               \
     {                                                                                              \
@@ -658,6 +663,7 @@ static int s3_remove(struct store *s, const char *key, struct burry_err *e)
         .put_open = s3_put_open, .put_write = s3_put_write, .put_commit = s3_put_commit,           \
         .put_abort = s3_put_abort, .get_open = s3_get_open, .get_read = s3_get_read,               \
         .get_close = s3_get_close, .list = s3_list, .remove = s3_remove,                           \
+        .set_drain = s3_set_drain,                                                                 \
     }
 
 const struct store_ops store_s3 = S3_OPS("s3", s3_open);

@@ -96,6 +96,11 @@ check "bysu.service is Type=oneshot" key "$SVC" Service Type oneshot
 check "bysu.service runs 'bysu run'" key "$SVC" Service ExecStart '/usr/local/bin/bysu run( .*)?'
 check "bysu.service: ProtectSystem=strict" key "$SVC" Service ProtectSystem strict
 check "bysu.service: ReadWritePaths for the repository" key "$SVC" Service ReadWritePaths '.*/var/backups/bysu.*'
+check "bysu.service: a missing repository directory does not fail the unit ('-')" \
+    key "$SVC" Service ReadWritePaths '-/var/backups/bysu'
+check "bysu.service: object-store credentials from an optional EnvironmentFile" \
+    key "$SVC" Service EnvironmentFile '-/etc/bysu/bysu.env'
+expect_match "bysu.conf.5 names the unit's environment file" '/etc/bysu/bysu\.env' "$TEXT"
 check "bysu.service: PrivateTmp" key "$SVC" Service PrivateTmp '(yes|true|on|1)'
 check "bysu.service: NoNewPrivileges" key "$SVC" Service NoNewPrivileges '(yes|true|on|1)'
 check "bysu.service: idle I/O class" key "$SVC" Service IOSchedulingClass '(idle|3)'

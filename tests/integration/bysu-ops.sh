@@ -25,7 +25,14 @@ command = echo good
 command = echo partial; exit 4
 [snapshot dir]
 paths = $D
+[snapshot latin]
+command = printf 'Acc\350s refus\351 %01100d\n' 0 >&2; exit 1
+[snapshot long]
+command = sh $T_TMP/long.sh
 CONF
+# long lines on standard error, before the agent's own: the message is the
+# node's; 700 three-byte characters are cut by the collector's length limits
+printf '%s\n' "for i in \$(seq 700); do printf '\\342\\202\\254' >&2; done; exit 1" >"$T_TMP/long.sh"
 sshd_start n1 "$BYSU agent -c $T_TMP/agent.conf" || exit 1
 P1=$SSHD_PORT
 KEY=$T_TMP/client-key
@@ -151,6 +158,28 @@ expect_match "and warns about the future ID" "$FUT.*later than now" "$ERR"
 for f in "$R2"/ahead/"$A2".*; do sed "s/$A2/$FUT/g" "$f" >"${f/$A2/$FUT}"; done
 run_bysu ls -c "$T_TMP/ret.conf" ahead
 expect_match "bysu ls warns about a future ID" "$FUT.*later than now" "$ERR"
+
+# --- a job named twice is refused before anything runs ---
+nsnap() { "$BYSU" ls -c "$T_TMP/good.conf" --json "$1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))'; }
+N0=$(nsnap flaky)
+run_bysu run -c "$T_TMP/good.conf" --json flaky raw flaky
+expect_eq "a job named twice is a usage error (exit 2)" 2 "$RC"
+expect_match "which names the job" "job 'flaky' is named twice" "$ERR"
+expect_eq "and nothing ran: no new snapshot" "$N0" "$(nsnap flaky)"
+
+# --- a failure message that is not UTF-8 still reaches the report ---
+{ conf good; printf '[job latin]\nnode = n1\nsnapshot = latin\n[job long]\nnode = n1\nsnapshot = long\n'; } >"$T_TMP/msg.conf"
+run_bysu run -c "$T_TMP/msg.conf" --json latin long
+expect_eq "the jobs fail (exit 1)" 1 "$RC"
+expect_match "a Latin-1 message from the node is in --json, its bad bytes replaced" 'Acc\?s refus\?' "$(res latin message)"
+expect_match "a message cut in the middle of a character is kept" '€€€' "$(res long message)"
+run_bysu run -c "$T_TMP/msg.conf" latin
+expect_match "and in the table" 'latin +failed .*Acc\?s refus\?' "$OUT"
+
+# --- the metrics file is readable by node_exporter whatever the umask ---
+rm -f "$T_TMP/mode.prom"
+(umask 077 && "$BYSU" run -c "$T_TMP/good.conf" --metrics-file "$T_TMP/mode.prom" flaky >/dev/null 2>&1)
+expect_eq "the metrics file is mode 0644 under umask 077" 644 "$(stat -c %a "$T_TMP/mode.prom" 2>/dev/null)"
 
 # --- refusals go to syslog ---
 if unshare -m --propagation private true 2>/dev/null; then

@@ -79,6 +79,91 @@ expect_match "and the job says why" "SignatureDoesNotMatch|access denied|403" "$
 expect_eq "nothing new is listed after the failed run" 2 "$(count files)"
 expect_eq "no output ever held the secret" 0 "$LEAKS"
 
+# --- interrupts, the timeout backstop and a store that goes away, through
+# tests/lib/faultproxy.py (a forwarding proxy in front of the real radosgw) ---
+PROXY_PIDS=""
+trap 'for p in $PROXY_PIDS; do kill "$p" 2>/dev/null; done; sshd_stop_all; t_cleanup' EXIT
+# proxy_start NAME ARGS...: sets PROXY_PORT and STATS
+proxy_start() {
+    local name=$1; shift
+    STATS=$T_TMP/proxy-$name.stats
+    /usr/bin/python3 "$(dirname "$0")/../lib/faultproxy.py" "$T_TMP/proxy-$name.port" "$RGW_PORT" \
+        --stats "$STATS" "$@" 2>>"$T_TMP/proxy.log" &
+    PROXY_PIDS="$PROXY_PIDS $!"
+    wait_until 10 test -s "$T_TMP/proxy-$name.port" || return 1
+    PROXY_PORT=$(cat "$T_TMP/proxy-$name.port")
+}
+# settle: one more request the proxy delays like the ones before it; once it
+# is answered, those (cut short by the client or not) have been passed on
+settle() { curl -s -o /dev/null -X PUT "http://127.0.0.1:$PROXY_PORT/$B/settle.json"; }
+# interrupt_at N ARGS...: bysu ARGS through the proxy, SIGINT once the proxy
+# holds its Nth delayed request; RC, OUT, ERR as run_bysu leaves them
+interrupt_at() {
+    local n=$1 pid; shift
+    AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT "$BYSU" "$@" >"$T_TMP/int.out" 2>"$T_TMP/int.err" &
+    pid=$!
+    wait_until 60 grep -q "delayed=$n " "$STATS" || not_ok "the proxy saw delayed request $n"
+    kill -INT "$pid"
+    wait "$pid"
+    RC=$?
+    OUT=$(cat "$T_TMP/int.out") ERR=$(cat "$T_TMP/int.err")
+    leak_check
+}
+res() { jget "[j for j in d['jobs'] if j['job']=='$1'][0].get('$2')"; }
+listed() { "$BYSU" ls -c "$C" --json "$1" | /usr/bin/python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)["snapshots"]))'; }
+# orphans: archives in the bucket without their sidecar (never listed, never pruned)
+orphans() {
+    rgw_py "
+keys = {o['Key'] for o in s3.list_objects_v2(Bucket='$B', Prefix='bysu/').get('Contents', [])}
+print(sum(1 for k in keys if '.tar' in k and k.split('.tar')[0] + '.json' not in keys))"
+}
+
+# a SIGINT while the sidecar is being written: it is let to finish, and the
+# job reports what the repository holds
+proxy_start side --delay 3 --delay-match .json || not_ok "start the fault proxy"
+interrupt_at 2 run -c "$C" --json files
+SID=$(res files snapshot)
+expect_eq "SIGINT during the sidecar's PUT: the job reports ok, its snapshot having been published" ok "$(res files result)"
+settle
+case " $(listed files) " in
+*" $SID "*) ok "and the snapshot it reports is the one listed" ;;
+*) not_ok "and the snapshot it reports is the one listed (reported '$SID', listed: $(listed files))" ;;
+esac
+expect_eq "no archive is left without its sidecar" 0 "$(orphans)"
+
+# a SIGINT while the archive is being stored: nothing is published, nothing
+# is left behind, the next job is not started and the last success stays
+proxy_start arch --delay 3 --delay-match "PUT /" || not_ok "start the fault proxy"
+BEFORE=$(listed files)
+interrupt_at 1 run -c "$C" --json --parallel 1 --metrics-file "$T_TMP/m.prom" files env
+settle
+expect_eq "SIGINT during the archive's PUT: the job fails" failed "$(res files result)"
+expect_eq "and publishes nothing" "$BEFORE" "$(listed files)"
+expect_eq "and leaves no archive without a sidecar in the bucket (the clean-up is not cut short)" 0 "$(orphans)"
+expect_eq "a job not yet started when the run was interrupted is not started" "not run" "$(res env result)"
+expect_eq "the interrupted job keeps its last_success (its newest snapshot) in --json" True \
+    "$(jget "isinstance([j for j in d['jobs'] if j['job']=='files'][0].get('last_success'), float)")"
+expect_match "and in the metrics file" '^bysu_job_last_success_timestamp_seconds\{job="files"\} [0-9]' \
+    "$(cat "$T_TMP/m.prom" 2>/dev/null)"
+
+# a job stopped by the run's backstop (its timeout + 2 s) while a request to
+# the store hangs is reported as timed out, not as interrupted
+{ cat "$C"; printf '[job slow]\nnode = n1\nsnapshot = files\ntimeout = 2\n'; } >"$T_TMP/slow.conf"
+proxy_start slow --delay 30 --delay-match .tar.zst || not_ok "start the fault proxy"
+AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT run_bysu run -c "$T_TMP/slow.conf" --json slow
+leak_check
+expect_eq "the backstopped job fails (exit 1)" "1 failed" "$RC $(res slow result)"
+expect_eq "and says it timed out" "timed out after 2 s" "$(res slow message)"
+
+# the store going away during verify is not damage
+proxy_start gone --die-at 1 --match .tar.zst || not_ok "start the fault proxy"
+AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT run_bysu verify -c "$C" files
+leak_check
+expect_eq "verify with the store gone midway exits 1" 1 "$RC"
+expect_no_match "and calls no snapshot DAMAGED" DAMAGED "$OUT"
+expect_match "but says they were not checked, and why" "not checked: .*(cannot reach|broke off)" "$OUT"
+expect_eq "no output ever held the secret (interrupts, backstop, verify)" 0 "$LEAKS"
+
 rgw_py "
 for o in s3.list_objects_v2(Bucket='$B').get('Contents', []): s3.delete_object(Bucket='$B', Key=o['Key'])
 s3.delete_bucket(Bucket='$B')" >/dev/null 2>&1
