@@ -686,8 +686,8 @@ static int empty_read(struct source *s, struct burry_err *e)
                           "Consul at %s shows no keys%s%s%s to a request without an ACL token, and it has "
                           "ACLs enabled: give a token that may read them (CONSUL_HTTP_TOKEN or --token-file)",
                           s->hostport, *pre ? " under '" : "", pre, *pre ? "'" : "");
-    blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s%s; the snapshot is empty", s->hostport,
-         *pre ? " under '" : "", pre, *pre ? "'" : "", acl ? " that this ACL token may read" : "");
+    blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s%s; there is nothing to read (a backup is empty)",
+         s->hostport, *pre ? " under '" : "", pre, *pre ? "'" : "", acl ? " that this ACL token may read" : "");
     return 0;
 }
 
