@@ -1,7 +1,8 @@
 # burry and bysu. `make` builds bin/burry; `make test` installs what is
 # missing, builds and runs every test (also under ASan+UBSan); `make demo`
 # runs a backup and restore against throwaway local servers; `make bench`
-# runs the benchmarks. SANITIZE=address,undefined builds into build/asan.
+# runs the benchmarks; `make install` installs the programs and man pages.
+# SANITIZE=address,undefined builds into build/asan.
 
 CC      ?= cc
 VERSION := 0.1.0
@@ -29,7 +30,7 @@ CLI_SRC  := src/cli/burry.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean test test-fast unit demo bench setup asan
+.PHONY: all clean test test-fast unit demo bench setup asan install
 PROGRAMS := $(BINDIR)/burry $(if $(wildcard src/cli/bysu.c),$(BINDIR)/bysu)
 all: $(PROGRAMS) $(UNIT_BIN)
 
@@ -71,6 +72,15 @@ demo: setup all
 
 bench: setup all
 	bench/run.sh
+
+# Installs the programs and man pages (PREFIX=/usr/local, DESTDIR for
+# packaging); the systemd units in packaging/systemd/ are copied by hand.
+PREFIX ?= /usr/local
+install: $(PROGRAMS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 docs/burry.1 docs/bysu.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/bysu.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 clean:
 	rm -rf build bin

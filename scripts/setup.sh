@@ -16,6 +16,7 @@ PACKAGES=(
     radosgw ceph-mon ceph-osd ceph-common awscli python3-boto3
     zstd tar coreutils time procps curl age
     openssh-server openssh-client
+    man-db groff-base bsdextrautils systemd
 )
 
 is_installed() {
