@@ -635,7 +635,7 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
     json_t *m = NULL;
     struct snap_reader sr = {0};
     char *sub = NULL, *into = NULL, *desc = NULL, *scope = NULL;
-    size_t sub_len = 0, into_len = 0, scope_len = 0, nheld = 0;
+    size_t sub_len = 0, into_len = 0, scope_len = 0, nheld = 0, held_cap = 0;
     struct held *held = NULL;
     struct buf np;
     struct restore r = {.o = o, .req = req, .sops = sops};
@@ -675,6 +675,7 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
         size_t depth = 1;
         for (size_t i = 0; i < sub_len; i++)
             depth += sub[i] == '/';
+        held_cap = depth; /* ancestors of --path: at most one per '/' in it */
         if (!(held = calloc(depth, sizeof *held))) {
             rc = burry_errf(e, BURRY_EFAIL, "out of memory");
             goto out;
@@ -715,7 +716,8 @@ int burry_restore(const struct burry_opts *o, const char *src_url, const char *s
                      (n.path_len == sub_len || sub_dir || n.path[sub_len] == '/'))) {
             /* a node above --path (ZooKeeper, etcd v2): kept, to be created
              * as the snapshot has it if it is missing */
-            if (held && n.path_len < sub_len && !memcmp(n.path, sub, n.path_len) && sub[n.path_len] == '/' &&
+            if (nheld < held_cap && n.path_len > 0 && n.path_len < sub_len &&
+                !memcmp(n.path, sub, n.path_len) && sub[n.path_len] == '/' &&
                 held_add(held, &nheld, &n) < 0) {
                 rc = burry_errf(e, BURRY_EFAIL, "out of memory");
                 goto fatal;

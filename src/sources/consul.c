@@ -289,14 +289,17 @@ static char *consul_default_name(const char *url)
 /* A user path names a key: "a/b" and "/a/b" are both the key "a/b" (node
  * "/a/b"); a key with a leading '/' needs it doubled ("//x" is key "/x");
  * "/" alone is the root. Trailing '/' are dropped, as from a URL's prefix:
- * "app/" is "app", whose subtree holds the folder key "app/" too. */
+ * "app/" is "app", whose subtree holds the folder key "app/" too; but "//"
+ * is the key "/". */
 static int consul_user_path(const char *user, char **out, size_t *out_len, struct burry_err *e)
 {
     size_t n = strlen(user);
     if (n == 0)
         return burry_errf(e, BURRY_EUSAGE, "invalid Consul key path '': empty");
     int lead = user[0] == '/';
-    while (n > (size_t)lead && user[n - 1] == '/')
+    /* "//" is the key "/" and stays so */
+    size_t keep = lead && n >= 2 && user[1] == '/' ? 2 : (size_t)lead;
+    while (n > keep && user[n - 1] == '/')
         n--;
     size_t len = (n == (size_t)lead) ? 0 : n + !lead;
     char *p = malloc(len + 1);
@@ -663,12 +666,34 @@ static long long jint(json_t *o, const char *k)
     return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
 }
 
+/* Whether the agent says its ACL default policy is "allow" (so that a
+ * request without a token reads every key); its /v1/agent/self is readable
+ * without a token exactly then, or when the anonymous token may read it. */
+static int acl_default_allow(struct source *s)
+{
+    char url[300];
+    struct http_resp r = {0};
+    struct burry_err e2 = {0};
+    int allow = 0;
+    snprintf(url, sizeof url, "%s/v1/agent/self", s->base);
+    struct http_req req = {.method = "GET", .url = url, .headers = s->hdrs, .max_resp = 4 << 20};
+    if (http_do(s->h, "Consul", &req, &r, &e2) == 0 && r.status == 200) {
+        json_t *j = json_loadb(r.body.p, r.body.len, 0, NULL);
+        const char *pol = json_string_value(json_object_get(json_object_get(j, "DebugConfig"), "ACLDefaultPolicy"));
+        allow = pol && !strcmp(pol, "allow");
+        json_decref(j);
+    }
+    buf_free(&r.body);
+    return allow;
+}
+
 /* The read showed no keys. An agent with ACLs shows a request without a
  * token only what the anonymous token may read, which under the usual
- * default-deny policy is nothing: that is refused rather than saved as an
- * empty snapshot. With a token, an empty answer may still mean the token
- * reads nothing here, and the warning says so. GET /v1/acl/token/self
- * tells: 401 "ACL support disabled" without ACLs, 200 or 403 with them. */
+ * default-deny policy is nothing: unless the agent says its default policy
+ * is allow, that is refused rather than saved as an empty snapshot. With a
+ * token, an empty answer may still mean the token reads nothing here, and
+ * the warning says so. GET /v1/acl/token/self tells whether ACLs are on:
+ * 401 "ACL support disabled" without them, 200 or 403 with them. */
 static int empty_read(struct source *s, struct burry_err *e)
 {
     const char *pre = s->u.prefix;
@@ -681,13 +706,14 @@ static int empty_read(struct source *s, struct burry_err *e)
     if (http_do(s->h, "Consul", &req, &r, &e2) == 0)
         acl = r.status == 200 || r.status == 403;
     buf_free(&r.body);
-    if (acl && !s->tok_hdr)
+    if (acl && !s->tok_hdr && !acl_default_allow(s))
         return burry_errf(e, BURRY_EFAIL,
                           "Consul at %s shows no keys%s%s%s to a request without an ACL token, and it has "
                           "ACLs enabled: give a token that may read them (CONSUL_HTTP_TOKEN or --token-file)",
                           s->hostport, *pre ? " under '" : "", pre, *pre ? "'" : "");
     blog(&s->o->log, BLOG_WARN, "Consul at %s has no keys%s%s%s%s; there is nothing to read (a backup is empty)",
-         s->hostport, *pre ? " under '" : "", pre, *pre ? "'" : "", acl ? " that this ACL token may read" : "");
+         s->hostport, *pre ? " under '" : "", pre, *pre ? "'" : "",
+         acl && s->tok_hdr ? " that this ACL token may read" : "");
     return 0;
 }
 

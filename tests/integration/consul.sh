@@ -147,6 +147,9 @@ run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --path dir/ --i
 expect_eq "--path dir/ --into slashed/: exit 0, the 2 keys under dir created" "0 2" "$RC $(jget 'd["created"]')"
 expect_eq "... at slashed/sub/k and slashed/other, no doubled '/'" '"slashed/other" "slashed/sub/k"' \
     "$(kv_dump "$PB" slashed | cut -d' ' -f1 | tr '\n' ' ' | sed 's/ $//')"
+run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --path // --dry-run
+expect_eq "--path // is the key '/' and the keys under it: only /lead is planned" "//lead" \
+    "$(grep -E '^(create|exists[a-z-]*|failed) ' <<<"$OUT" | awk '{print $2}' | tr '\n' ' ' | sed 's/ $//')"
 run_burry restore "consul://127.0.0.1:$PB" "$S" --snapshot "$ID" --path folder/ --into f2 --json
 expect_eq "--path folder/ --into f2: the folder key becomes f2/" "0 1 \"f2/\"" \
     "$RC $(jget 'd["created"]') $(kv_dump "$PB" f2 | cut -d' ' -f1)"
@@ -221,6 +224,14 @@ run_burry backup "consul://127.0.0.1:$PACL" "$S" --name acl-none --token-file "$
 expect_eq "a token file whose first line is blank is refused (exit 2)" 2 "$RC"
 expect_match "... as empty" "secret file '.*blanktok' is empty" "$ERR"
 expect_no_match "... without showing the token" "$TOK" "$OUT$ERR"
+# An agent whose ACL default policy is allow shows a request without a token
+# every key: an empty answer is then really empty.
+consul_start allow "acl { enabled = true, default_policy = \"allow\", enable_token_persistence = false, tokens { master = \"$TOK\" } }" ||
+    not_ok "consul with ACLs, default allow, starts"
+run_burry backup "consul://127.0.0.1:$CONSUL_PORT" "$S" --name acl-allow --json
+expect_eq "no token, ACLs on with default allow, no keys: exit 0, an empty snapshot" "0 0" "$RC $(jget 'd["nodes"]')"
+expect_match "... with the usual warning" "has no keys; there is nothing to read" "$ERR"
+consul_stop allow
 # The legacy flags read CONSUL_HTTP_TOKEN too.
 mkdir -p "$T_TMP/legacy-acl"
 (cd "$T_TMP/legacy-acl" && CONSUL_HTTP_TOKEN=$TOK run_burry -e "127.0.0.1:$PACL" -i consul -t local &&

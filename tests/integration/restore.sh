@@ -132,6 +132,9 @@ expect_eq "backup with /sec exits 0" 0 "$RC"
 zk_py "$PA" "zk.delete('/sec/child')" "zk.delete('/sec')" || not_ok "/sec could not be deleted"
 run_burry restore "$SRC" "$T_TMP/sec" --name zk2 --path /sec/child --dry-run
 expect_match "--path /sec/child --dry-run plans to create the missing parent /sec" '^create +/sec$' "$OUT"
+expect_no_match "... and not the root, which a restore never creates" '^create +/$' "$OUT"
+run_burry restore "zk://127.0.0.1:$PA/no-such-chroot" "$T_TMP/sec" --name zk2 --path /sec/child --dry-run
+expect_no_match "--path into a chroot that does not exist: the plan does not create the chroot" '^create +/$' "$OUT"
 run_burry restore "$SRC" "$T_TMP/sec" --name zk2 --path /sec/child --json
 expect_eq "--path /sec/child after /sec was deleted: exit 0, /sec and /sec/child created" "0 2" \
     "$RC $(jget 'd["created"]')"
