@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 
@@ -209,6 +210,9 @@ static int bech32_decode32(const char *s, const char *hrp, unsigned char out[32]
 
 int age_parse_recipient(const char *s, unsigned char pk[AGE_KEY_LEN], struct burry_err *e)
 {
+    if (!strncasecmp(s, "AGE-SECRET-KEY-", 15)) /* never echoed: it is a secret */
+        return burry_errf(e, BURRY_EUSAGE, "an age secret key (AGE-SECRET-KEY-...) is given as a recipient; "
+                          "give its public key instead (age-keygen -y prints it)");
     if (bech32_decode32(s, "age", pk) < 0)
         return burry_errf(e, BURRY_EUSAGE, "'%.80s' is not an age recipient (an X25519 key 'age1...')", s);
     return 0;

@@ -1090,12 +1090,14 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
         rc = burry_errf(e, BURRY_EFAIL, "timed out after %d s", j->timeout);
         goto out;
     }
-    if (p.interrupted) {
+    int status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    /* a stop signal (systemd's goes to ssh too) ended the stream or ssh:
+     * that is the reason, not ssh's status */
+    if (p.interrupted || (burry_interrupted && (rc < 0 || status))) {
         burry_err_clear(e);
         rc = burry_errf(e, BURRY_EINTR, "interrupted");
         goto out;
     }
-    int status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
     /* a stream rejected here got ssh killed: its status says nothing then */
     if (status && !(rc < 0 && e->code && !stream_ended)) {
         burry_err_clear(e);
@@ -1225,6 +1227,12 @@ static int run_job(const struct burry_opts *o, const struct bysu_conf *c, const 
     }
     json_t *pr = NULL;
     rc = burry_prune(o, c->repo_url, j->name, j->keep, 0, json_string_value(json_object_get(res, "snapshot")), &pr, e);
+    if (rc == BURRY_EINTR) {
+        /* the snapshot is published: the next run prunes */
+        json_decref(pr);
+        json_object_set_new(res, "message", json_string("stored; interrupted while pruning"));
+        return 0;
+    }
     if (rc < 0)
         burry_err_prefix(e, "snapshot stored, but pruning failed");
     else
@@ -1635,9 +1643,18 @@ int bysu_get(const struct burry_opts *o, const struct bysu_conf *c, const char *
     }
     /* the bytes stored against the manifest (age has authenticated the
      * content already; this also catches a swapped or shortened file) */
+    if (d) { /* age may stop at its last chunk: the rest counts too */
+        ssize_t n;
+        while ((n = get_raw(&src, buf, sizeof buf, e)) > 0)
+            ;
+        if (n < 0) {
+            rc = BURRY_EFAIL;
+            goto out;
+        }
+    }
     json_t *arch = json_object_get(*manifest, "archive");
     const char *want = json_string_value(json_object_get(arch, "sha256"));
-    if (want && !d) {
+    if (want) {
         char got[65];
         sha256_final_hex(src.md, got);
         if (strcmp(got, want) || (json_is_integer(json_object_get(arch, "size")) &&

@@ -97,6 +97,22 @@ check "it is the zstd tar, extracting with stock tar" tar --zstd -xf "$T_TMP/cen
 check "the file equals the original" cmp "$D/blob.bin" "$T_TMP/xc/files$D/blob.bin"
 run_bysu get -c "$C" central latest -o "$T_TMP/central.raw"
 check "bysu get without --decrypt gives the stored age file" cmp "$A" "$T_TMP/central.raw"
+# the same content encrypted anew (to the same key and one more) in the
+# archive's place: age accepts it, the sidecar's checksum does not
+cp "$A" "$T_TMP/central.keep"
+age -d -i "$T_TMP/central.key" "$T_TMP/central.keep" | age -r "$CPUB" -r "$JPUB" -o "$A"
+run_bysu get -c "$C" central latest --decrypt --identity "$T_TMP/central.key" -o "$T_TMP/swapped.tar.zst"
+expect_eq "--decrypt of an archive swapped for another encryption: exit 1, no output file" "1 no" \
+    "$RC $([ -e "$T_TMP/swapped.tar.zst" ] && echo yes || echo no)"
+expect_match "... saying it does not match its manifest" "does not match its manifest" "$ERR"
+cp "$T_TMP/central.keep" "$A"
+# a secret key where a recipient belongs is refused without being shown
+SK=$(grep '^AGE-SECRET-KEY-' "$T_TMP/other.key")
+sed "s|^recipients = .*|recipients = $SK|" "$C" >"$T_TMP/sk.conf"
+run_bysu ls -c "$T_TMP/sk.conf"
+expect_eq "a secret key as a recipient: exit 2" 2 "$RC"
+expect_match "... saying it is a secret key" "an age secret key .* is given as a recipient" "$ERR"
+expect_no_match "... without showing it" "${SK#AGE-SECRET-KEY-}" "$OUT$ERR"
 
 # a job's recipients replace the repository's
 OID=$(latest_id override)

@@ -146,6 +146,18 @@ expect_eq "the interrupted job keeps its last_success (its newest snapshot) in -
 expect_match "and in the metrics file" '^bysu_job_last_success_timestamp_seconds\{job="files"\} [0-9]' \
     "$(cat "$T_TMP/m.prom" 2>/dev/null)"
 
+# a SIGINT while the job prunes, after its snapshot was published: the job
+# is ok (the next run prunes)
+proxy_start prune --delay 4 --delay-match list-type || not_ok "start the fault proxy"
+interrupt_at 1 run -c "$C" --json files
+settle
+expect_eq "SIGINT during the prune after publishing: the job is ok, saying pruning was cut short" \
+    "ok|stored; interrupted while pruning" "$(res files result)|$(res files message)"
+case " $(listed files) " in
+*" $(res files snapshot) "*) ok "and its snapshot is listed" ;;
+*) not_ok "and its snapshot is listed (reported '$(res files snapshot)', listed: $(listed files))" ;;
+esac
+
 # a job stopped by the run's backstop (its timeout + 2 s) while a request to
 # the store hangs is reported as timed out, not as interrupted
 { cat "$C"; printf '[job slow]\nnode = n1\nsnapshot = files\ntimeout = 2\n'; } >"$T_TMP/slow.conf"

@@ -175,6 +175,28 @@ expect_eq "a killed run leaves no partial file" "" "$(cd "$R" && find . -type f 
 run_bysu run -c "$C" slow
 expect_eq "the next run succeeds" "0 1" "$RC $(count slow)"
 
+# --- a stop as systemd sends it (SIGTERM to the whole group: bysu, its
+# workers and their ssh clients) is reported as an interrupt, not as ssh's
+# exit status ---
+sed 's/^timeout = 2$/timeout = 60/' "$C" >"$T_TMP/stop.conf"
+setsid "$BYSU" run -c "$T_TMP/stop.conf" --json hang >"$T_TMP/stop.out" 2>"$T_TMP/stop.err" &
+STOP=$!
+wait_until 20 pgrep -f 'sleep 30' >/dev/null || not_ok "the hanging command started"
+# the order that loses the reason: ssh ends first (its stream ends), then
+# the worker, held stopped meanwhile, learns of the signal
+WORKER=$(pgrep -P "$STOP" -x bysu | head -1)
+SSHC=$(pgrep -P "$WORKER" -x ssh | head -1)
+kill -STOP "$WORKER"
+kill -TERM "$SSHC"
+sleep 0.5
+kill -TERM "$STOP" "$WORKER"
+kill -CONT "$WORKER"
+wait "$STOP"
+expect_eq "SIGTERM to the run's process group: exit 1" 1 "$?"
+expect_eq "... and the job says it was interrupted" "failed|interrupted" \
+    "$(json_get "$(cat "$T_TMP/stop.out")" "'|'.join((d['jobs'][0]['result'], d['jobs'][0]['message']))")"
+expect_eq "... and publishes nothing" 0 "$(count hang)"
+
 # --- verify: every stored snapshot against its sidecar and manifest ---
 flip() { python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[len(b)//2]^=0xff; open(p,"wb").write(b)' "$1"; }
 NSNAP=$(find "$R" -name '*.json' | wc -l)
