@@ -575,7 +575,7 @@ struct age_dec *age_dec_new(const unsigned char (*sks)[AGE_KEY_LEN], size_t n, f
             burry_errf(e, BURRY_EFAIL, "the file is not encrypted to an X25519 key (passphrase or other "
                                        "recipient type), which burry cannot decrypt");
         else
-            burry_errf(e, BURRY_EFAIL, "none of the given identities can decrypt it (wrong key?)");
+            burry_errf(e, BURRY_ENOKEY, "none of the given identities can decrypt it (wrong key?)");
         goto fail;
     }
     if (hkdf(file_key, sizeof file_key, (const unsigned char *)"", 0, "header", mac_key, 32) < 0 ||

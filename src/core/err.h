@@ -14,6 +14,7 @@ enum {
     BURRY_EINTR = -4,   /* interrupted by a signal */
     BURRY_EEXIST = -5,  /* a store key that must be new exists already */
     BURRY_ETOOBIG = -6, /* larger than the limit the caller set: exit 1 */
+    BURRY_ENOKEY = -7,  /* none of the given keys opens it (age): exit 1 */
 };
 
 struct burry_err {

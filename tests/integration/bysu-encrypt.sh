@@ -41,7 +41,14 @@ recipients_file = $T_TMP/node-recipients.txt
 [snapshot sealedbad]
 command = echo $MARK; exit 4
 recipients = $NPUB
+[snapshot sealedmany]
+command = echo $MARK
+recipients_file = $T_TMP/many-recipients.txt
 CONF
+# 60 recipients (the node's key last): an age header of about 12 KiB
+for i in $(seq 1 59); do age-keygen 2>/dev/null | grep '^# public key' | sed 's/^# public key: //'; done \
+    >"$T_TMP/many-recipients.txt"
+printf '%s\n' "$NPUB" >>"$T_TMP/many-recipients.txt"
 sshd_start n1 "$BYSU agent -c $T_TMP/agent.conf" || exit 1
 P1=$SSHD_PORT
 zk_start z || exit 1
@@ -59,6 +66,7 @@ C=$T_TMP/bysu.conf
     printf '[job sealed]\nnode = n1\nsnapshot = sealed\n'
     printf '[job sealedcmd]\nnode = n1\nsnapshot = sealedcmd\n'
     printf '[job sealedbad]\nnode = n1\nsnapshot = sealedbad\n'
+    printf '[job sealedmany]\nnode = n1\nsnapshot = sealedmany\n'
     printf '[job zk]\nsource = zk://127.0.0.1:%s\ntimeout = 20\n' "$ZK_PORT"
 } >"$C"
 
@@ -71,6 +79,10 @@ for j in central override clear sealed sealedcmd zk; do expect_eq "job $j succee
 expect_eq "a failing node-encrypted command fails the job" failed "$(res sealedbad result)"
 expect_match "its status is reported" 'exited with status 4' "$(res sealedbad message)"
 expect_eq "nothing is published for sealedbad" "" "$(ls "$R/sealedbad" 2>/dev/null)"
+run_bysu run -c "$C" --json sealedmany
+expect_eq "a node encrypting to 60 recipients (a 12 KiB header): the job succeeds" "0 ok" "$RC $(res sealedmany result)"
+expect_eq "... and its last recipient decrypts it" "$MARK" \
+    "$("$BYSU" get -c "$C" sealedmany --decrypt --identity "$T_TMP/node.key" | tar -xOf - output/sealedmany.out)"
 
 # --- central encryption ---
 ID=$(latest_id central)
@@ -191,7 +203,20 @@ expect_match "verify with the key checks the content" "$ID  central  ok$" "$OUT"
 expect_match "a node-encrypted snapshot is checked too" "$NID  sealed  ok$" "$OUT"
 expect_eq "nothing is left unchecked" "" "$(grep -v '  ok$' <<<"$OUT")"
 run_bysu verify -c "$C" --identity "$T_TMP/other.key" --json central
-expect_eq "verify with a wrong key reports damage" "1 False" "$RC $(jget 'd["snapshots"][-1]["ok"]')"
+expect_eq "verify with a key that does not open it: exit 0, ok, the stored bytes only (no damage)" "0 True True" \
+    "$RC $(jget 'd["snapshots"][-1]["ok"]') $(jget 'd["snapshots"][-1].get("stored_only")')"
+# the usual check on the central host: its own key, node-encrypted
+# snapshots among the others
+run_bysu verify -c "$C" --identity "$T_TMP/central.key"
+expect_eq "verify with the central key only exits 0" 0 "$RC"
+expect_match "... node-encrypted snapshots: stored bytes checked, not DAMAGED" "$NID  sealed  ok \\(stored bytes only; encrypted\\)" "$OUT"
+expect_no_match "... and no snapshot is called DAMAGED" DAMAGED "$OUT"
+# a damaged archive is still damage when the key does not open it
+cp "$R/sealed/$NID.tar.age" "$T_TMP/sealed.keep"
+python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[-5]^=1; open(p,"wb").write(b)' "$R/sealed/$NID.tar.age"
+run_bysu verify -c "$C" --identity "$T_TMP/central.key" sealed
+expect_match "... while a changed byte still is DAMAGED" "$NID  sealed  DAMAGED" "$OUT"
+cp "$T_TMP/sealed.keep" "$R/sealed/$NID.tar.age"
 
 # --- a bad recipient is a configuration error ---
 printf '[snapshot x]\ncommand = true\nrecipients = age1notakey\n' >"$T_TMP/bad-agent.conf"
