@@ -666,18 +666,25 @@ static long long jint(json_t *o, const char *k)
     return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
 }
 
+/* GET a small answer of the agent's: its HTTP status (0 when none came),
+ * the body in r (the caller frees r->body). */
+static long agent_get(struct source *s, const char *path, size_t max, struct http_resp *r)
+{
+    char url[300];
+    struct burry_err e2 = {0};
+    snprintf(url, sizeof url, "%s%s", s->base, path);
+    struct http_req req = {.method = "GET", .url = url, .headers = s->hdrs, .max_resp = max};
+    return http_do(s->h, "Consul", &req, r, &e2) == 0 ? r->status : 0;
+}
+
 /* Whether the agent says its ACL default policy is "allow" (so that a
  * request without a token reads every key); its /v1/agent/self is readable
  * without a token exactly then, or when the anonymous token may read it. */
 static int acl_default_allow(struct source *s)
 {
-    char url[300];
     struct http_resp r = {0};
-    struct burry_err e2 = {0};
     int allow = 0;
-    snprintf(url, sizeof url, "%s/v1/agent/self", s->base);
-    struct http_req req = {.method = "GET", .url = url, .headers = s->hdrs, .max_resp = 4 << 20};
-    if (http_do(s->h, "Consul", &req, &r, &e2) == 0 && r.status == 200) {
+    if (agent_get(s, "/v1/agent/self", 4 << 20, &r) == 200) {
         json_t *j = json_loadb(r.body.p, r.body.len, 0, NULL);
         const char *pol = json_string_value(json_object_get(json_object_get(j, "DebugConfig"), "ACLDefaultPolicy"));
         allow = pol && !strcmp(pol, "allow");
@@ -697,14 +704,9 @@ static int acl_default_allow(struct source *s)
 static int empty_read(struct source *s, struct burry_err *e)
 {
     const char *pre = s->u.prefix;
-    char url[300];
     struct http_resp r = {0};
-    struct burry_err e2 = {0};
-    int acl = 0;
-    snprintf(url, sizeof url, "%s/v1/acl/token/self", s->base);
-    struct http_req req = {.method = "GET", .url = url, .headers = s->hdrs, .max_resp = 1 << 16};
-    if (http_do(s->h, "Consul", &req, &r, &e2) == 0)
-        acl = r.status == 200 || r.status == 403;
+    long st = agent_get(s, "/v1/acl/token/self", 1 << 16, &r);
+    int acl = st == 200 || st == 403;
     buf_free(&r.body);
     if (acl && !s->tok_hdr && !acl_default_allow(s))
         return burry_errf(e, BURRY_EFAIL,
