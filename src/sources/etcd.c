@@ -2064,16 +2064,8 @@ static void drain_txns(struct source *s)
  * txns nor that of the callbacks between batches matters; completing a
  * batch as soon as it is answered lets the restorer refill its window
  * without waiting for the slowest txn. */
-static void revoke_unused(struct source *s);
-
-static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
+static int pump_async(struct source *s, int timeout_ms, struct burry_err *e)
 {
-    if (s->mode != SRC_WRITE_CREATE) {
-        int rs = pump_sync(s, e);
-        if (rs == 0)
-            revoke_unused(s);
-        return rs;
-    }
     /* once interrupted, nothing new starts */
     int rc = burry_interrupted ? burry_errf(e, BURRY_EINTR, "interrupted") : start_txns(s, e);
     if (rc == 0 && txns_inflight(s) > 0)
@@ -2090,8 +2082,6 @@ static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
     if (rc < 0) /* also when interrupted: the txns in flight take milliseconds */
         drain_txns(s);
     complete_decided(s, 1);
-    if (rc >= 0)
-        revoke_unused(s);
     return rc < 0 ? rc : 0;
 }
 
@@ -2129,6 +2119,14 @@ static void revoke_unused(struct source *s)
     if (kept)
         blog(&s->o->log, BLOG_WARN, "could not revoke %llu unused leases this restore granted; they end "
              "with their TTL", kept);
+}
+
+static int etcd_pump(struct source *s, int timeout_ms, struct burry_err *e)
+{
+    int rc = s->mode != SRC_WRITE_CREATE ? pump_sync(s, e) : pump_async(s, timeout_ms, e);
+    if (rc == 0)
+        revoke_unused(s);
+    return rc;
 }
 
 static int etcd_write_end(struct source *s, struct burry_err *e)
