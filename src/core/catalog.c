@@ -1,7 +1,6 @@
 /* The catalog of a store (catalog.h), and the ls and show verbs. */
 #include "catalog.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -700,6 +699,14 @@ int catalog_put_new(const struct store_ops *ops, struct store *st, const char *n
     return 0;
 }
 
+/* Let the store's requests run to their end despite an interrupt (on), or
+ * not (off), where the store has requests an interrupt cuts short. */
+static void drain(const struct store_ops *ops, struct store *st, int on)
+{
+    if (ops->set_drain)
+        ops->set_drain(st, on);
+}
+
 int catalog_put_text(const struct store_ops *ops, struct store *st, const char *key, const char *text,
                      struct burry_err *e)
 {
@@ -708,32 +715,28 @@ int catalog_put_text(const struct store_ops *ops, struct store *st, const char *
         return burry_errf(e, BURRY_EINTR, "interrupted before writing '%s' to %s", key, ops->describe(st));
     /* a request cut short after it reached the server may have stored the
      * object all the same: let it end, so that the caller knows */
-    if (ops->set_drain)
-        ops->set_drain(st, 1);
+    drain(ops, st, 1);
     int rc = ops->put_open(st, key, &p, e);
     if (rc == 0 && (rc = ops->put_write(p, text, strlen(text), e)) < 0)
         ops->put_abort(p);
     else if (rc == 0)
         rc = ops->put_commit(p, e);
-    if (ops->set_drain)
-        ops->set_drain(st, 0);
+    drain(ops, st, 0);
     return rc;
 }
 
 int catalog_put_commit(const struct store_ops *ops, struct store *st, struct store_put *p, struct burry_err *e)
 {
-    if (ops->set_drain)
-        ops->set_drain(st, 1);
+    drain(ops, st, 1);
     int rc = ops->put_commit(p, e);
-    if (ops->set_drain)
-        ops->set_drain(st, 0);
+    drain(ops, st, 0);
     return rc;
 }
 
 int catalog_remove_anyway(const struct store_ops *ops, struct store *st, const char *key, struct burry_err *e)
 {
-    int was = atomic_exchange(&burry_interrupted, 0);
+    int was = burry_hold_interrupt();
     int rc = ops->remove(st, key, e);
-    burry_interrupted = was || burry_interrupted;
+    burry_resume_interrupt(was);
     return rc;
 }

@@ -8,7 +8,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1355,9 +1354,9 @@ static void add_last_success(const struct burry_opts *o, const struct bysu_conf 
         const char *name = json_string_value(json_object_get(j, "job"));
         /* a read only, wanted most after an interrupted run: not cut short by
          * the interrupt (a second one still stops it) */
-        int was = atomic_exchange(&burry_interrupted, 0);
+        int was = burry_hold_interrupt();
         int r = catalog_resolve(ops, st, "latest", name, &m, &e2);
-        burry_interrupted = was || burry_interrupted;
+        burry_resume_interrupt(was);
         if (r == 0) {
             double t = catalog_id_time(json_string_value(json_object_get(m, "snapshot")));
             if (t > 0)

@@ -10,6 +10,17 @@
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic int must be lock-free");
 _Atomic int burry_interrupted;
 
+int burry_hold_interrupt(void)
+{
+    return atomic_exchange(&burry_interrupted, 0);
+}
+
+void burry_resume_interrupt(int was)
+{
+    if (was)
+        burry_interrupted = 1;
+}
+
 int burry_errf(struct burry_err *e, int code, const char *fmt, ...)
 {
     if (!e)

@@ -36,4 +36,11 @@ void burry_err_clear(struct burry_err *e);
  * it), not merely volatile, which would be a data race between threads. */
 extern _Atomic int burry_interrupted;
 
+/* For work an interrupt must not cut short (a clean-up, a read the report
+ * needs): burry_hold_interrupt clears the flag and returns what it was;
+ * burry_resume_interrupt(was) sets it again if it was set, or if a signal
+ * came meanwhile (which therefore still stops the held work). */
+int burry_hold_interrupt(void);
+void burry_resume_interrupt(int was);
+
 #endif

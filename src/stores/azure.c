@@ -585,8 +585,7 @@ static void discard_blocks(struct store_put *p)
     struct az_req d = {.method = "DELETE", .blob = p->key};
     struct http_resp r;
     struct burry_err e = {0};
-    int was = burry_interrupted;
-    burry_interrupted = 0; /* the clean-up itself must not be cut short */
+    int was = burry_hold_interrupt(); /* the clean-up itself must not be cut short */
     int rc = az_call(s, s->h, &q, &r, &e);
     if (rc == 0) {
         int made = r.status == 201;
@@ -598,7 +597,7 @@ static void discard_blocks(struct store_put *p)
         blog(&s->o->log, BLOG_WARN, "%s; the staged blocks of %s stay (invisible) until Azure "
              "discards them after a week", e.msg, p->key);
     }
-    burry_interrupted = was || burry_interrupted;
+    burry_resume_interrupt(was);
 }
 
 static void az_put_abort(struct store_put *p)

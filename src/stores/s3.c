@@ -434,11 +434,10 @@ static void abort_upload(struct store_put *p)
         return;
     struct http_resp r;
     struct burry_err e = {0};
-    int was = burry_interrupted;
-    burry_interrupted = 0; /* the abort itself must not be cut short */
+    int was = burry_hold_interrupt(); /* the abort itself must not be cut short */
     blog(&s->o->log, BLOG_INFO, "aborting the multipart upload of %s", p->key);
     int rc = s3_call_n(S3_ABORT_TRIES, s, s->h, "DELETE", url, NULL, NULL, 0, NULL, NULL, 0, &r, &e);
-    burry_interrupted = was || burry_interrupted;
+    burry_resume_interrupt(was);
     if (rc == 0 && r.status != 204 && r.status != 200 && r.status != 404)
         rc = s3_fail(s, "aborting the multipart upload of", p->key, &r, &e);
     if (r.body.p)
