@@ -146,23 +146,21 @@ int http_failed(CURLcode cc, const char *detail, int too_big, size_t max, const 
         d[n - 1] = 0; /* libcurl ends some with a space */
     if (!strcmp(d, why))
         d[0] = 0;
-    const char *hint = "";
-    int https = !strncmp(shown, "https:", 6);
-    if (strstr(d, "wrong version number"))
+    const char *hint = "", *cert = "";
+    if (strstr(d, "wrong version number")) {
         hint = "; the server does not speak TLS on that port";
-    else if (strstr(d, "SSL_ERROR_SYSCALL"))
-        hint = o->cert ? "; the server closed the connection during the TLS handshake: it may not speak TLS on "
-                         "that port"
-                       : "; the server closed the connection during the TLS handshake: it may not speak TLS on "
-                         "that port, or want a client certificate (--cert and --key)";
-    else if (https && !o->cert &&
-             (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_SSL_CONNECT_ERROR))
+    } else if (strstr(d, "SSL_ERROR_SYSCALL")) {
+        hint = "; the server closed the connection during the TLS handshake: it may not speak TLS on that port";
+        cert = o->cert ? "" : ", or want a client certificate (--cert and --key)";
+    } else if (!strncmp(shown, "https:", 6) && !o->cert &&
+               (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_SSL_CONNECT_ERROR)) {
         /* a server that wants a client certificate drops a TLS 1.3
          * connection without one only after the handshake, as a failed
          * receive */
         hint = "; if it asks for a client certificate, give --cert and --key";
-    return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s%s%s)%s", what, shown, why, *d ? ": " : "", d,
-                      hint);
+    }
+    return burry_errf(e, BURRY_EFAIL, "cannot reach %s at %s (%s%s%s)%s%s", what, shown, why, *d ? ": " : "", d,
+                      hint, cert);
 }
 
 void http_shown_url(const char *url, char *out, size_t len)
