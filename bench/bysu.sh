@@ -7,7 +7,10 @@
 # ssh processes at once, started by xargs -P). The reference logs in with a
 # second key of its own whose authorized_keys line has `restrict` but no
 # forced command, so ssh runs tar itself. Both sides use the same ssh client
-# options and the same nodes. Each round runs the reference, then bysu with
+# options and the same nodes, except that bysu prefers AES-GCM (`ciphers` in
+# bysu.conf(5)) where plain ssh takes its default. Each round runs the
+# reference, the reference again with `ssh -c aes128-gcm@openssh.com` (to
+# tell bysu's own cost from the cipher's saving), then bysu with
 # `compress = none` (which stores the node's tar as it came, like the
 # reference), then bysu with the default `compress = zstd`. Prints the
 # bytes, the wall times, the ratios of the best runs and of each round with
@@ -172,12 +175,17 @@ exec ssh -n -p "\$1" -i "$T_TMP/ref-key" -o IdentitiesOnly=yes -o UserKnownHosts
     "tar -cf - -C '\$2' ." >"\$3"
 SH
 printf '#!/bin/sh\nexec xargs -P %s -L 1 "%s" <"%s"\n' "$PAR" "$T_TMP/ref1.sh" "$T_TMP/ref.list" >"$T_TMP/reference.sh"
-chmod +x "$T_TMP/ref1.sh" "$T_TMP/reference.sh"
+# The second reference is the same with the cipher bysu prefers (see
+# ciphers in bysu.conf(5)), to tell what bysu itself costs from what the
+# cipher saves.
+sed 's/^exec ssh -n /exec ssh -n -c aes128-gcm@openssh.com /' "$T_TMP/ref1.sh" >"$T_TMP/ref1-gcm.sh"
+sed "s|$T_TMP/ref1.sh|$T_TMP/ref1-gcm.sh|" "$T_TMP/reference.sh" >"$T_TMP/reference-gcm.sh"
+chmod +x "$T_TMP/ref1.sh" "$T_TMP/reference.sh" "$T_TMP/ref1-gcm.sh" "$T_TMP/reference-gcm.sh"
 
 # Both read the data from the page cache; the runs take turns, with the
 # previous run's output removed and written back before each measurement.
 cat "$D"/*/blob.bin >/dev/null
-REF_S= BY_S= BN_S= BY_KB=0 BY_TREE=0 BY_ONLY=0 BY_N=0 REF_TREE=0
+REF_S= RG_S= BY_S= BN_S= BY_KB=0 BY_TREE=0 BY_ONLY=0 BY_N=0 REF_TREE=0
 for r in $(seq 1 "$REPEAT"); do
     rm -rf "$REFD" && mkdir -p "$REFD" && sync
     measure ref "$T_TMP/reference.sh"
@@ -186,6 +194,11 @@ for r in $(seq 1 "$REPEAT"); do
     REF_BYTES=$(du -cb "$REFD"/*.tar | tail -n 1 | cut -f1)
     [ "$(find "$REFD" -name '*.tar' -size +0 | wc -l)" -eq "$JOBS" ] ||
         die "the reference did not write $JOBS archives"
+    rm -rf "$REFD" && mkdir -p "$REFD" && sync
+    measure ref-gcm "$T_TMP/reference-gcm.sh"
+    RG_S="$RG_S $M_SECS"
+    [ "$(find "$REFD" -name '*.tar' -size +0 | wc -l)" -eq "$JOBS" ] ||
+        die "the AES-GCM reference did not write $JOBS archives"
     rm -rf "$REFD" "$R" && sync
     measure bysu-none "$BYSU" run -c "$CN" --parallel "$PAR" --json
     BN_S="$BN_S $M_SECS"
@@ -214,7 +227,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print(sum(j["result"] == "ok" for j in d["jobs"]), sum(j.get("bytes", 0) for j in d["jobs"]))' "$T_TMP/bysu-none.out")
 SNAPS=$SNAPS_NONE
-REF_RUNS=$REF_S BY_RUNS=$BY_S BN_RUNS=$BN_S
+REF_RUNS=$REF_S RG_RUNS=$RG_S BY_RUNS=$BY_S BN_RUNS=$BN_S
 # the ratio of each round (its runs one right after the other), which the
 # drift of a shared machine moves less than the best runs of each side
 pair_ratios() { # pair_ratios "REF RUNS" "RUNS": one ratio per round
@@ -222,9 +235,12 @@ pair_ratios() { # pair_ratios "REF RUNS" "RUNS": one ratio per round
 }
 BN_PAIRS=$(pair_ratios "$REF_RUNS" "$BN_RUNS" | tr '\n' ' ')
 BY_PAIRS=$(pair_ratios "$REF_RUNS" "$BY_RUNS" | tr '\n' ' ')
-REF_S=$(best $REF_S) BY_S=$(best $BY_S) BN_S=$(best $BN_S)
+BNG_PAIRS=$(pair_ratios "$RG_RUNS" "$BN_RUNS" | tr '\n' ' ')
+BYG_PAIRS=$(pair_ratios "$RG_RUNS" "$BY_RUNS" | tr '\n' ' ')
+REF_S=$(best $REF_S) RG_S=$(best $RG_S) BY_S=$(best $BY_S) BN_S=$(best $BN_S)
 
 echo "reference: $REF_BYTES tar bytes by plain ssh + tar, $PAR at once: ${REF_S}s (runs:$REF_RUNS; $(calc "$REF_BYTES / 1048576 / $REF_S" 1) MB/s), its ssh clients together peak at ${REF_TREE} KB"
+echo "reference with ssh -c aes128-gcm@openssh.com (the cipher bysu prefers): ${RG_S}s (runs:$RG_RUNS; $(calc "$REF_BYTES / 1048576 / $RG_S" 1) MB/s)"
 echo "bysu run --parallel $PAR (compress = zstd, the default): $BY_OK of $JOBS jobs ok, $BY_BYTES snapshot bytes: ${BY_S}s (runs:$BY_RUNS; $(calc "$BY_BYTES / 1048576 / $BY_S" 1) MB/s)"
 echo "bysu run --parallel $PAR (compress = none): $BN_OK of $JOBS jobs ok, $BN_BYTES snapshot bytes, $REPO_BYTES stored: ${BN_S}s (runs:$BN_RUNS; $(calc "$BN_BYTES / 1048576 / $BN_S" 1) MB/s)"
 echo "bysu peak RSS: largest process ${BY_KB} KB (/usr/bin/time %M, over the reaped tree);" \
@@ -232,6 +248,7 @@ echo "bysu peak RSS: largest process ${BY_KB} KB (/usr/bin/time %M, over the rea
     "whole tree with its ssh clients ${BY_TREE} KB"
 echo "ratio bysu / reference, compress = none (stored as the reference stores it): best runs $(calc "$BN_S / $REF_S"), each round: ${BN_PAIRS}median $(median $BN_PAIRS) (target: within 1.30)"
 echo "ratio bysu / reference, compress = zstd (the default; compresses what the reference does not): best runs $(calc "$BY_S / $REF_S"), each round: ${BY_PAIRS}median $(median $BY_PAIRS)"
+echo "ratio bysu / AES-GCM reference (what bysu costs beyond ssh, with the cipher saving on both sides): compress = none each round: ${BNG_PAIRS}median $(median $BNG_PAIRS); compress = zstd each round: ${BYG_PAIRS}median $(median $BYG_PAIRS)"
 echo "repository: $BN_OUT snapshots after the zstd run, $SNAPS after the none run (expected $JOBS each)"
 [ "$BY_OK" -eq "$JOBS" ] || die "only $BY_OK of $JOBS jobs succeeded (compress = zstd)"
 [ "$BN_OK" -eq "$JOBS" ] || die "only $BN_OK of $JOBS jobs succeeded (compress = none)"

@@ -15,6 +15,7 @@
 
 struct bysu_node {
     char *name, *host, *user, *identity, *known_hosts;
+    char *ciphers; /* "default", a list for ssh's Ciphers, or NULL: prefer AES-GCM */
     int port;
 };
 

@@ -3,6 +3,7 @@
 # forces a command.
 #   sshd_client_key                 makes $T_TMP/client-key (once) and SSHD_KNOWN_HOSTS
 #   sshd_start NAME FORCED_COMMAND  starts $T_TMP/sshd-NAME; sets SSHD_PORT, SSHD_PORT_<NAME>
+#                                   (SSHD_LOG_LEVEL: its LogLevel, default VERBOSE)
 #   sshd_stop NAME / sshd_stop_all  stop by PID
 # Needs lib.sh (T_TMP, free_port).
 
@@ -39,7 +40,7 @@ AllowUsers root
 PermitUserEnvironment no
 X11Forwarding no
 AllowTcpForwarding no
-LogLevel VERBOSE
+LogLevel ${SSHD_LOG_LEVEL:-VERBOSE}
 CFG
     /usr/sbin/sshd -D -e -f "$dir/sshd_config" >"$dir/log" 2>&1 &
     pid=$!
