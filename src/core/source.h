@@ -11,7 +11,8 @@
  * Rules every source keeps:
  *  - callbacks run only inside pump(), never inside a *_submit() call;
  *  - writes take effect in submit order (the restorer relies on it to create
- *    parents before children);
+ *    parents before children); a source of flat keys (flat_keys), which has
+ *    no parents, may apply them concurrently;
  *  - a fatal error surfaces as pump() < 0; the callbacks of requests still
  *    outstanding then may never run, and close() drops them without calling. */
 #ifndef BURRY_SOURCE_H

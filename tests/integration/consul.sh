@@ -536,4 +536,40 @@ bad_listing ctrl '"Key": "ord/b"="Key":"ord/\t"' "a key with a tab out of order"
 run_burry backup "consul://127.0.0.1:$PA/ord" "$T_TMP/order" --name ord --json
 expect_eq "straight from the agent the same keys back up" "0 3" "$RC $(jget 'd["nodes"]')"
 
+# --- many transactions at once: every outcome counted, whichever goes first ---
+# 1,000 keys are 16 transactions, sent 4 at a time; keys that exist already
+# with another value (every 37th: 28) or the same (every other 41st: 24) sit
+# in all of them.
+/usr/bin/python3 -c '
+import base64
+for i in range(1000):
+    print("\"wide/%04d\"\t%s\t%d" % (i, base64.b64encode(b"w%d" % i).decode(), i % 5))' | kv_load "$PA"
+run_burry backup "consul://127.0.0.1:$PA/wide" "$S" --name wide --json
+expect_eq "1,000-key backup exits 0" "0 1000" "$RC $(jget 'd["nodes"]')"
+WID=$(jget 'd["snapshot"]')
+consul_start wide || not_ok "consul wide starts"
+PW=$CONSUL_PORT
+/usr/bin/python3 -c '
+import base64
+for i in range(1000):
+    if i % 37 == 0:
+        print("\"wide/%04d\"\t%s\t0" % (i, base64.b64encode(b"old").decode()))
+    elif i % 41 == 0:
+        print("\"wide/%04d\"\t%s\t%d" % (i, base64.b64encode(b"w%d" % i).decode(), i % 5))' | kv_load "$PW"
+BEFORE=$(kv_dump "$PW" wide)
+run_burry restore "consul://127.0.0.1:$PW/wide" "$S" --snapshot "$WID" --name wide --dry-run --json
+expect_eq "dry run over 16 transactions: created, different, existing" "0 948 28 52" \
+    "$RC $(jget 'd["created"]') $(jget 'd["different"]') $(jget 'd["existing"]')"
+expect_eq "... and it writes nothing" "$BEFORE" "$(kv_dump "$PW" wide)"
+run_burry restore "consul://127.0.0.1:$PW/wide" "$S" --snapshot "$WID" --name wide --json
+expect_eq "create-only over 16 transactions: created, existing" "0 948 52" \
+    "$RC $(jget 'd["created"]') $(jget 'd["existing"]')"
+OLD_SHA=$(printf old | sha256sum | cut -d' ' -f1)
+expect_eq "... the 28 other values are left alone" 28 "$(kv_dump "$PW" wide | grep -c " $OLD_SHA ")"
+run_burry restore "consul://127.0.0.1:$PW/wide" "$S" --snapshot "$WID" --name wide --overwrite --json
+expect_eq "--overwrite over 16 transactions: overwritten, existing the same, created" "0 28 972 0" \
+    "$RC $(jget 'd["overwritten"]') $(jget 'd["existing"]') $(jget 'd["created"]')"
+expect_eq "after it the two key spaces are equal" "$(kv_dump "$PA" wide)" "$(kv_dump "$PW" wide)"
+consul_stop wide
+
 t_done
