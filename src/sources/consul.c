@@ -1127,6 +1127,14 @@ static int run_txn(struct lane *l, struct wop **list, size_t n, const char *verb
             buf_free(&r.body);
             return rc;
         }
+        if (r.status == 200 && !get) { /* every write went through: nothing to read in the answer */
+            buf_free(&r.body);
+            for (size_t i = 0; i < m; i++) {
+                live[i]->out = !strcmp(verb, "cas") || !live[i]->exists ? SRC_W_CREATED : SRC_W_OVERWRITTEN;
+                live[i]->done = 1;
+            }
+            return 0;
+        }
         json_t *j = load_answer(r.body.p, r.body.len);
         buf_free(&r.body);
         if (!json_is_object(j)) {
@@ -1156,11 +1164,6 @@ static int run_txn(struct lane *l, struct wop **list, size_t n, const char *verb
         size_t next = 0;
         for (size_t i = 0; i < m; i++) {
             struct wop *w = live[i];
-            if (!get) {
-                w->out = !strcmp(verb, "cas") ? SRC_W_CREATED : w->exists ? SRC_W_OVERWRITTEN : SRC_W_CREATED;
-                w->done = 1;
-                continue;
-            }
             json_t *kv = NULL;
             for (size_t x = next; x < json_array_size(res) && !kv; x++) {
                 json_t *c = json_object_get(json_array_get(res, x), "KV");
