@@ -915,8 +915,11 @@ static int ssh_config_ciphers(const char *port, const char *dest, char *list, si
         double left = deadline - now_s();
         if (left <= 0 || burry_interrupted)
             break;
-        if (poll(&q, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR)
+        int ready = poll(&q, 1, (int)(left * 1000) + 1);
+        if (ready < 0 && errno != EINTR)
             break;
+        if (ready <= 0)
+            continue; /* the deadline or the flag, checked above */
         ssize_t n = read(pfd[0], out + got, sizeof out - 1 - got);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
