@@ -111,4 +111,8 @@ void catalog_get_close(struct catalog_get *g);
 int catalog_open_store(const char *url, const struct burry_opts *o, const struct store_ops **ops,
                        struct store **st, struct burry_err *e);
 
+/* Whether url names a store and is well formed for it, from the URL alone
+ * (nothing is opened or contacted); BURRY_EUSAGE if not. */
+int catalog_check_store_url(const char *url, struct burry_err *e);
+
 #endif

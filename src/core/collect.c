@@ -30,13 +30,14 @@
 #include "digest.h"
 #include "catalog.h"
 #include "collect.h"
+#include "registry.h"
 
 /* ---- configuration ---- */
 
 struct conf_ctx {
     struct bysu_conf *c;
     const char *section, *key; /* of the line being handled, for messages */
-    char err[256];             /* the first error only: inih reports its line */
+    char err[512];             /* the first error only: inih reports its line */
     char bad_section[256];     /* set when the error is the section's: report its header's line */
 };
 
@@ -103,6 +104,27 @@ static int set_ciphers(struct conf_ctx *x, char **slot, const char *v)
     return set_str(x, slot, v);
 }
 
+/* The repository: a store URL that is well formed (nothing is opened here),
+ * and not a relative path, which would name another directory for every
+ * working directory bysu is started in (a systemd unit's is "/"). */
+static int set_url(struct conf_ctx *x, char **slot, const char *v)
+{
+    struct burry_err e2 = {0};
+    if (*slot)
+        return dup_key(x);
+    if (catalog_check_store_url(v, &e2) < 0) {
+        snprintf(x->err, sizeof x->err, "'url': %.480s", e2.msg);
+        return 0;
+    }
+    if (registry_store(v, &e2) == &store_dir && strncmp(v, "file://", 7) && v[0] != '/') {
+        snprintf(x->err, sizeof x->err,
+                 "'url' wants an absolute path or a store URL, not the relative path '%.200s' (it would "
+                 "depend on the directory bysu runs in)", v);
+        return 0;
+    }
+    return set_str(x, slot, v);
+}
+
 #define MAX_NUMBER 1000000
 
 static int conf_handler(void *user, const char *section, const char *key, const char *v)
@@ -115,7 +137,7 @@ static int conf_handler(void *user, const char *section, const char *key, const 
     x->key = key;
     if (!strcmp(section, "repository")) {
         if (!strcmp(key, "url"))
-            return set_str(x, &c->repo_url, v);
+            return set_url(x, &c->repo_url, v);
         if (!strcmp(key, "keep"))
             return set_int(x, &c->keep, MAX_NUMBER, v);
         if (!strcmp(key, "compress"))

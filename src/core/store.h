@@ -23,6 +23,10 @@ typedef int (*store_list_cb)(void *ctx, const char *key, uint64_t size);
 
 struct store_ops {
     const char *scheme;   /* "file" */
+    /* Whether url is well formed for this store, from the URL alone (no
+     * environment, credentials, file system or network): what open refuses
+     * first, as BURRY_EUSAGE. */
+    int (*check_url)(const char *url, struct burry_err *e);
     int (*open)(struct store **out, const char *url, const struct burry_opts *o,
                 struct burry_err *e);
     void (*close)(struct store *s);

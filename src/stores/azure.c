@@ -378,7 +378,7 @@ out:
     return rc;
 }
 
-static int az_open(struct store **out, const char *url, const struct burry_opts *o, struct burry_err *e)
+static int az_check_url(const char *url, struct burry_err *e)
 {
     const char *rest = url + strlen("azure://");
     const char *slash = strchr(rest, '/');
@@ -391,6 +391,19 @@ static int az_open(struct store **out, const char *url, const struct burry_opts 
                           "'%s': expected azure://ACCOUNT/CONTAINER[/prefix] with an account name "
                           "of 3-24 lower-case letters and digits and a container name of 3-63 "
                           "lower-case letters, digits and single '-'", url);
+    return 0;
+}
+
+static int az_open(struct store **out, const char *url, const struct burry_opts *o, struct burry_err *e)
+{
+    const char *rest = url + strlen("azure://");
+    const char *slash = strchr(rest, '/');
+    size_t al = slash ? (size_t)(slash - rest) : strlen(rest);
+    const char *cont = slash ? slash + 1 : "";
+    const char *slash2 = strchr(cont, '/');
+    size_t cl = slash2 ? (size_t)(slash2 - cont) : strlen(cont);
+    if (az_check_url(url, e) < 0)
+        return BURRY_EUSAGE;
     struct store *s = calloc(1, sizeof *s);
     if (!s)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -803,6 +816,7 @@ static void az_set_drain(struct store *s, int on)
 
 const struct store_ops store_azure = {
     .scheme = "azure",
+    .check_url = az_check_url,
     .open = az_open,
     .close = az_close,
     .describe = az_describe,

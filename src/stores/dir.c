@@ -143,21 +143,32 @@ static void dir_close(struct store *s)
     free(s);
 }
 
+/* The path a URL names: the URL itself, or what follows "file://". */
+static const char *url_path(const char *url)
+{
+    return strncmp(url, "file://", 7) ? url : url + 7;
+}
+
+static int dir_check_url(const char *url, struct burry_err *e)
+{
+    const char *path = url_path(url);
+    if (path != url && path[0] != '/')
+        return burry_errf(e, BURRY_EUSAGE,
+                          "malformed store URL '%s' (expected file:///ABSOLUTE/PATH or a plain path)", url);
+    if (!path[0])
+        return burry_errf(e, BURRY_EUSAGE, "empty store path");
+    return 0;
+}
+
 static int dir_open(struct store **out, const char *url, const struct burry_opts *o,
                     struct burry_err *e)
 {
-    const char *path = url;
+    const char *path = url_path(url);
     struct stat st;
+    int r;
     *out = NULL;
-    if (!strncmp(url, "file://", 7)) {
-        path = url + 7;
-        if (path[0] != '/')
-            return burry_errf(e, BURRY_EUSAGE,
-                              "malformed store URL '%s' (expected file:///ABSOLUTE/PATH or a plain path)",
-                              url);
-    }
-    if (!path[0])
-        return burry_errf(e, BURRY_EUSAGE, "empty store path");
+    if ((r = dir_check_url(url, e)) < 0)
+        return r;
 
     struct store *s = calloc(1, sizeof *s);
     if (!s)
@@ -612,6 +623,7 @@ out:
 
 const struct store_ops store_dir = {
     .scheme = "file",
+    .check_url = dir_check_url,
     .open = dir_open,
     .close = dir_close,
     .describe = dir_describe,
