@@ -115,4 +115,8 @@ int catalog_open_store(const char *url, const struct burry_opts *o, const struct
  * (nothing is opened or contacted); BURRY_EUSAGE if not. */
 int catalog_check_store_url(const char *url, struct burry_err *e);
 
+/* Whether the snapshots of name can be written to st now (store_ops
+ * check_put; 0 for a store that has no such check). */
+int catalog_check_put(const struct store_ops *ops, struct store *st, const char *name, struct burry_err *e);
+
 #endif

@@ -1124,6 +1124,11 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
 
     if ((rc = catalog_open_store(c->repo_url, o, &p.ops, &st, e)) < 0)
         goto out;
+    /* before ssh, which has the node run the snapshot: a repository that
+     * cannot take it fails the job here (for an object store this is the
+     * bucket check that the archive's put would make anyway) */
+    if ((rc = catalog_check_put(p.ops, st, j->name, e)) < 0)
+        goto out;
     char tmpl[PATH_MAX];
     const char *tmp = getenv("TMPDIR");
     snprintf(tmpl, sizeof tmpl, "%s/bysu-ssh.XXXXXX", tmp && *tmp ? tmp : "/tmp");

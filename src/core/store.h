@@ -33,6 +33,14 @@ struct store_ops {
     /* Credential-free description for messages: "directory '/var/backups'". */
     const char *(*describe)(struct store *s);
 
+    /* Whether keys under "name/" can be written now, found out as cheaply as
+     * the store allows, before a long write is started: a directory store
+     * creates and removes a temporary file where they would go; an object
+     * store makes the bucket or container check that put_open makes anyway
+     * (once per store, so put_open then skips it). Nothing is left behind
+     * (a missing bucket with create_bucket passes: put_open creates it). */
+    int (*check_put)(struct store *s, const char *name, struct burry_err *e);
+
     /* Fails with BURRY_EEXIST if the key exists already (never overwrites).
      * After a failed put_write the caller still calls put_abort. */
     int (*put_open)(struct store *s, const char *key, struct store_put **out, struct burry_err *e);

@@ -448,9 +448,10 @@ static const char *az_describe(struct store *s)
     return s->desc;
 }
 
-/* Whether the container exists; creates it with --create-bucket. Once per
- * store. */
-static int check_container(struct store *s, struct burry_err *e)
+/* Whether the container exists and the key is accepted; with
+ * --create-bucket a missing container is created (or, without create, left
+ * for put_open to create). Once per store. */
+static int check_container(struct store *s, int create, struct burry_err *e)
 {
     if (s->container_checked)
         return 0;
@@ -458,6 +459,10 @@ static int check_container(struct store *s, struct burry_err *e)
     struct az_req q = {.method = "HEAD", .query = {"restype", "container"},
                        .want_header = "x-ms-error-code"};
     int rc = az_call(s, s->h, &q, &r, e);
+    if (rc == 0 && r.status == 404 && s->o->create_bucket && !create) {
+        buf_free(&r.body);
+        return 0;
+    }
     if (rc == 0 && r.status == 404 && s->o->create_bucket) {
         buf_free(&r.body);
         struct az_req c = {.method = "PUT", .query = {"restype", "container"}};
@@ -541,9 +546,15 @@ static int send_block(void *ctx, struct http *h, unsigned no, const void *data, 
     return rc;
 }
 
+static int az_check_put(struct store *s, const char *name, struct burry_err *e)
+{
+    (void)name;
+    return check_container(s, 0, e);
+}
+
 static int az_put_open(struct store *s, const char *key, struct store_put **out, struct burry_err *e)
 {
-    int rc = check_container(s, e);
+    int rc = check_container(s, 1, e);
     if (rc < 0)
         return rc;
     struct store_put *p = calloc(1, sizeof *p);
@@ -820,6 +831,7 @@ const struct store_ops store_azure = {
     .open = az_open,
     .close = az_close,
     .describe = az_describe,
+    .check_put = az_check_put,
     .put_open = az_put_open,
     .put_write = az_put_write,
     .put_commit = az_put_commit,
