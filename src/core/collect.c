@@ -1996,20 +1996,10 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
         struct burry_err e2 = {0};
         int r;
         if (strcmp(service, "bysu")) {
-            /* an infrastructure job's snapshot, written by the burry engine */
-            json_t *br = NULL;
-            r = burry_verify(o, c->repo_url, id, name, 0, &br, &e2);
-            json_t *row = json_array_get(json_object_get(br, "snapshots"), 0);
-            if (row && !json_is_true(json_object_get(row, "ok"))) {
-                burry_err_clear(&e2);
-                burry_errf(&e2, BURRY_EFAIL, "%s", json_string_value(json_object_get(row, "error")) ?: "damaged");
-                r = BURRY_EFAIL;
-            } else if (r == 0 && !row) {
-                r = burry_errf(&e2, BURRY_EFAIL, "burry verify reported nothing");
-            } else if (r < 0 && !row) {
-                unreadable = 1; /* it failed before it judged the snapshot */
-            }
-            json_decref(br);
+            /* an infrastructure job's snapshot, written by the burry engine:
+             * checked as burry verify checks it, and like a node's, a store
+             * that fails leaves it not checked rather than damaged */
+            r = burry_verify_listed(ops, st, m, o, &unreadable, &e2);
         } else {
             char *key = catalog_archive_key(m);
             if (!key)

@@ -4,7 +4,9 @@
 # is enforced there, ls/get/verify read from it, the repository credentials
 # stay on the central host (the node's agent sees none) and never appear in
 # output. A wrong secret or a missing bucket fails a job before the node (or,
-# for an infrastructure job, a real ZooKeeper) is contacted.
+# for an infrastructure job, a real ZooKeeper) is contacted. verify reports
+# an infrastructure snapshot the store fails to deliver "not checked", as a
+# node's, and real damage DAMAGED.
 # needs: rgw
 set -u
 . "$(dirname "$0")/../lib/lib.sh"
@@ -227,6 +229,43 @@ expect_eq "and ZooKeeper was not contacted (only the srvr query came in)" 1 "$((
 run_bysu run -c "$I" --json zk
 leak_check
 expect_eq "the infrastructure job runs into S3" "0 ok" "$RC $(jget 'd["jobs"][0]["result"]')"
+ZID=$(jget 'd["jobs"][0]["snapshot"]')
+run_bysu verify -c "$I" zk
+expect_eq "and its snapshot verifies" "0 $ZID  zk  ok" "$RC $OUT"
+
+# the store failing during verify is not damage: infrastructure snapshots
+# are reported as node snapshots are, "not checked"
+verify_through() { # verify_through LABEL PROXY-ARGS...
+    local label=$1; shift
+    proxy_start "$label" "$@" || not_ok "start the fault proxy ($label)"
+    AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT run_bysu verify -c "$I" zk
+    leak_check
+    expect_eq "$label: verify exits 1" 1 "$RC"
+    expect_no_match "$label: and calls no snapshot DAMAGED" 'DAMAGED|damaged' "$OUT"
+    expect_match "$label: but says it was not checked, and why" "^$ZID  zk  not checked: .*$ZID\.tar\.zst" "$OUT"
+}
+verify_through "the store gone before the archive is read" --die-at 1 --match .tar.zst
+verify_through "the store gone in the middle of the archive" --die-at 2 --match .tar.zst
+verify_through "the store answering 503" --fail 1000 --match .tar.zst
+expect_match "... with the server's answer" "not checked: .*ServiceUnavailable" "$OUT"
+proxy_start json --fail 1000 --match .tar.zst || not_ok "start the fault proxy (json)"
+AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT run_bysu verify -c "$I" --json zk
+expect_eq "--json marks it not_checked, not damaged" "1 False True" \
+    "$RC $(jget 'd["snapshots"][0]["ok"]') $(jget 'd["snapshots"][0].get("not_checked")')"
+
+# real damage stays DAMAGED: one flipped byte in the stored object
+ZKEY=bysu/zk/$ZID.tar.zst
+rgw_py "s3.download_file('$B', '$ZKEY', '$T_TMP/zk.orig')"
+python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[len(b)//2]^=1; open(sys.argv[2],"wb").write(b)' \
+    "$T_TMP/zk.orig" "$T_TMP/zk.flipped"
+rgw_py "s3.upload_file('$T_TMP/zk.flipped', '$B', '$ZKEY')"
+run_bysu verify -c "$I" zk
+leak_check
+expect_eq "a flipped byte in the stored infrastructure archive: verify exits 1" 1 "$RC"
+expect_match "and calls it DAMAGED" "^$ZID  zk  DAMAGED: " "$OUT"
+rgw_py "s3.upload_file('$T_TMP/zk.orig', '$B', '$ZKEY')"
+run_bysu verify -c "$I" zk
+expect_eq "with the original bytes back it is ok" "0 $ZID  zk  ok" "$RC $OUT"
 expect_eq "no output ever held the secret (infrastructure job)" 0 "$LEAKS"
 
 rgw_py "
