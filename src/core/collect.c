@@ -1995,28 +1995,33 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
         int stored_only = 0, unreadable = 0;
         struct burry_err e2 = {0};
         int r;
-        if (strcmp(service, "bysu")) {
+        char *key = catalog_archive_key(m);
+        if (!key) {
+            r = burry_errf(&e2, BURRY_EFAIL, "the sidecar names no archive");
+        } else if (enc && !o->nidentities) {
+            /* no key given: the stored bytes are all that can be checked */
+            if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0)
+                stored_only = 1;
+        } else if (strcmp(service, "bysu")) {
             /* an infrastructure job's snapshot, written by the burry engine:
              * checked as burry verify checks it, and like a node's, a store
              * that fails leaves it not checked rather than damaged */
             r = burry_verify_listed(ops, st, m, o, &unreadable, &e2);
-        } else {
-            char *key = catalog_archive_key(m);
-            if (!key)
-                r = burry_errf(&e2, BURRY_EFAIL, "the sidecar names no archive");
-            else
-                r = verify_stored(ops, st, key, m, &unreadable, &e2);
-            if (r == 0 && enc && !o->nidentities)
-                stored_only = 1;
-            else if (r == 0 && (r = verify_content(o, ops, st, key, enc, &unreadable, &e2)) < 0 &&
-                     e2.code == BURRY_ENOKEY) {
-                /* encrypted to keys not given here (a node's, say): its
-                 * stored bytes matched, which is all that can be checked */
-                r = 0;
-                stored_only = 1;
+            if (r < 0 && e2.code == BURRY_ENOKEY) {
+                /* encrypted to keys not given here: as for a node's
+                 * snapshot, its stored bytes are what can be checked */
+                burry_err_clear(&e2);
+                if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0)
+                    stored_only = 1;
             }
-            free(key);
+        } else if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0 &&
+                   (r = verify_content(o, ops, st, key, enc, &unreadable, &e2)) < 0 && e2.code == BURRY_ENOKEY) {
+            /* encrypted to keys not given here (a node's, say): its
+             * stored bytes matched, which is all that can be checked */
+            r = 0;
+            stored_only = 1;
         }
+        free(key);
         if (burry_interrupted) {
             rc = burry_errf(e, BURRY_EINTR, "interrupted");
             goto out;
