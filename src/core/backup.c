@@ -81,6 +81,10 @@ int burry_backup(const struct burry_opts *o, const char *src_url, const char *st
         goto out;
     if ((rc = catalog_open_store(store_url, o, &tops, &st, e)) < 0)
         goto out;
+    /* a store that cannot take the snapshot fails before the service is
+     * read (for an object store, the bucket check put_open makes anyway) */
+    if ((rc = catalog_check_put(tops, st, name, e)) < 0)
+        goto out;
     if ((rc = sops->open(&src, src_url, o, e)) < 0)
         goto out;
     desc = sops->describe(src_url);

@@ -53,6 +53,15 @@ int burry_show(const struct burry_opts *o, const char *store_url, const char *sn
 int burry_verify(const struct burry_opts *o, const char *store_url, const char *snapshot,
                  const char *name, int all, json_t **out, struct burry_err *e);
 
+/* burry_verify of one published snapshot whose manifest m (as catalog_list
+ * lists it) the caller has read from st. *store_failed is set when the store
+ * could not be read (a request that failed or broke off): nothing is then
+ * known about the snapshot, and the message does not call it damaged. */
+struct store_ops;
+struct store;
+int burry_verify_listed(const struct store_ops *ops, struct store *st, json_t *m, const struct burry_opts *o,
+                        int *store_failed, struct burry_err *e);
+
 /* Keep the newest keep snapshots of each name (or only of name) and delete
  * the rest; *out = {"dry_run", "keep", "deleted": [{"id","name"}], "kept": [...],
  * "damaged": [{"id","name","error"}]}. A damaged snapshot (its sidecar does

@@ -436,6 +436,19 @@ int catalog_open_store(const char *url, const struct burry_opts *o, const struct
     return (*ops)->open(st, url, o, e);
 }
 
+int catalog_check_store_url(const char *url, struct burry_err *e)
+{
+    const struct store_ops *ops = registry_store(url, e);
+    if (!ops)
+        return e->code;
+    return ops->check_url ? ops->check_url(url, e) : 0;
+}
+
+int catalog_check_put(const struct store_ops *ops, struct store *st, const char *name, struct burry_err *e)
+{
+    return ops->check_put ? ops->check_put(st, name, e) : 0;
+}
+
 static json_t *summary(json_t *m)
 {
     json_t *archive = json_object_get(m, "archive");

@@ -111,4 +111,12 @@ void catalog_get_close(struct catalog_get *g);
 int catalog_open_store(const char *url, const struct burry_opts *o, const struct store_ops **ops,
                        struct store **st, struct burry_err *e);
 
+/* Whether url names a store and is well formed for it, from the URL alone
+ * (nothing is opened or contacted); BURRY_EUSAGE if not. */
+int catalog_check_store_url(const char *url, struct burry_err *e);
+
+/* Whether the snapshots of name can be written to st now (store_ops
+ * check_put; 0 for a store that has no such check). */
+int catalog_check_put(const struct store_ops *ops, struct store *st, const char *name, struct burry_err *e);
+
 #endif

@@ -30,13 +30,14 @@
 #include "digest.h"
 #include "catalog.h"
 #include "collect.h"
+#include "registry.h"
 
 /* ---- configuration ---- */
 
 struct conf_ctx {
     struct bysu_conf *c;
     const char *section, *key; /* of the line being handled, for messages */
-    char err[256];             /* the first error only: inih reports its line */
+    char err[512];             /* the first error only: inih reports its line */
     char bad_section[256];     /* set when the error is the section's: report its header's line */
 };
 
@@ -103,6 +104,27 @@ static int set_ciphers(struct conf_ctx *x, char **slot, const char *v)
     return set_str(x, slot, v);
 }
 
+/* The repository: a store URL that is well formed (nothing is opened here),
+ * and not a relative path, which would name another directory for every
+ * working directory bysu is started in (a systemd unit's is "/"). */
+static int set_url(struct conf_ctx *x, char **slot, const char *v)
+{
+    struct burry_err e2 = {0};
+    if (*slot)
+        return dup_key(x);
+    if (catalog_check_store_url(v, &e2) < 0) {
+        snprintf(x->err, sizeof x->err, "'url': %.480s", e2.msg);
+        return 0;
+    }
+    if (registry_store(v, &e2) == &store_dir && strncmp(v, "file://", 7) && v[0] != '/') {
+        snprintf(x->err, sizeof x->err,
+                 "'url' wants an absolute path or a store URL, not the relative path '%.200s' (it would "
+                 "depend on the directory bysu runs in)", v);
+        return 0;
+    }
+    return set_str(x, slot, v);
+}
+
 #define MAX_NUMBER 1000000
 
 static int conf_handler(void *user, const char *section, const char *key, const char *v)
@@ -115,7 +137,7 @@ static int conf_handler(void *user, const char *section, const char *key, const 
     x->key = key;
     if (!strcmp(section, "repository")) {
         if (!strcmp(key, "url"))
-            return set_str(x, &c->repo_url, v);
+            return set_url(x, &c->repo_url, v);
         if (!strcmp(key, "keep"))
             return set_int(x, &c->keep, MAX_NUMBER, v);
         if (!strcmp(key, "compress"))
@@ -1105,6 +1127,11 @@ static int pull_node(const struct burry_opts *o, const struct bysu_conf *c, cons
 
     if ((rc = catalog_open_store(c->repo_url, o, &p.ops, &st, e)) < 0)
         goto out;
+    /* before ssh, which has the node run the snapshot: a repository that
+     * cannot take it fails the job here (for an object store this is the
+     * bucket check that the archive's put would make anyway) */
+    if ((rc = catalog_check_put(p.ops, st, j->name, e)) < 0)
+        goto out;
     char tmpl[PATH_MAX];
     const char *tmp = getenv("TMPDIR");
     snprintf(tmpl, sizeof tmpl, "%s/bysu-ssh.XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -1971,38 +1998,33 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
         int stored_only = 0, unreadable = 0;
         struct burry_err e2 = {0};
         int r;
-        if (strcmp(service, "bysu")) {
-            /* an infrastructure job's snapshot, written by the burry engine */
-            json_t *br = NULL;
-            r = burry_verify(o, c->repo_url, id, name, 0, &br, &e2);
-            json_t *row = json_array_get(json_object_get(br, "snapshots"), 0);
-            if (row && !json_is_true(json_object_get(row, "ok"))) {
+        char *key = catalog_archive_key(m);
+        if (!key) {
+            r = burry_errf(&e2, BURRY_EFAIL, "the sidecar names no archive");
+        } else if (enc && !o->nidentities) {
+            /* no key given: the stored bytes are all that can be checked */
+            if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0)
+                stored_only = 1;
+        } else if (strcmp(service, "bysu")) {
+            /* an infrastructure job's snapshot, written by the burry engine:
+             * checked as burry verify checks it, and like a node's, a store
+             * that fails leaves it not checked rather than damaged */
+            r = burry_verify_listed(ops, st, m, o, &unreadable, &e2);
+            if (r < 0 && e2.code == BURRY_ENOKEY) {
+                /* encrypted to keys not given here: as for a node's
+                 * snapshot, its stored bytes are what can be checked */
                 burry_err_clear(&e2);
-                burry_errf(&e2, BURRY_EFAIL, "%s", json_string_value(json_object_get(row, "error")) ?: "damaged");
-                r = BURRY_EFAIL;
-            } else if (r == 0 && !row) {
-                r = burry_errf(&e2, BURRY_EFAIL, "burry verify reported nothing");
-            } else if (r < 0 && !row) {
-                unreadable = 1; /* it failed before it judged the snapshot */
+                if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0)
+                    stored_only = 1;
             }
-            json_decref(br);
-        } else {
-            char *key = catalog_archive_key(m);
-            if (!key)
-                r = burry_errf(&e2, BURRY_EFAIL, "the sidecar names no archive");
-            else
-                r = verify_stored(ops, st, key, m, &unreadable, &e2);
-            if (r == 0 && enc && !o->nidentities)
-                stored_only = 1;
-            else if (r == 0 && (r = verify_content(o, ops, st, key, enc, &unreadable, &e2)) < 0 &&
-                     e2.code == BURRY_ENOKEY) {
-                /* encrypted to keys not given here (a node's, say): its
-                 * stored bytes matched, which is all that can be checked */
-                r = 0;
-                stored_only = 1;
-            }
-            free(key);
+        } else if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0 &&
+                   (r = verify_content(o, ops, st, key, enc, &unreadable, &e2)) < 0 && e2.code == BURRY_ENOKEY) {
+            /* encrypted to keys not given here (a node's, say): its
+             * stored bytes matched, which is all that can be checked */
+            r = 0;
+            stored_only = 1;
         }
+        free(key);
         if (burry_interrupted) {
             rc = burry_errf(e, BURRY_EINTR, "interrupted");
             goto out;

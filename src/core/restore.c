@@ -27,6 +27,7 @@ struct get_ctx {
     EVP_MD_CTX *md;
     uint64_t size;
     struct age_dec *age;
+    int *store_failed;   /* set when the store could not be read; may be NULL */
 };
 
 static ssize_t raw_read(void *ctx, void *buf, size_t len, struct burry_err *e)
@@ -36,6 +37,8 @@ static ssize_t raw_read(void *ctx, void *buf, size_t len, struct burry_err *e)
     if (n > 0) {
         EVP_DigestUpdate(g->md, buf, (size_t)n);
         g->size += (uint64_t)n;
+    } else if (n < 0 && g->store_failed) {
+        *g->store_failed = 1;
     }
     return n;
 }
@@ -83,6 +86,8 @@ static int open_archive(const struct store_ops *ops, struct store *st, json_t *m
         return burry_errf(e, BURRY_EFAIL, "manifest of snapshot '%s' names no archive", id);
     g->ops = ops;
     int rc = ops->get_open(st, key, &g->get, e);
+    if (rc < 0 && rc != BURRY_ENOENT && g->store_failed)
+        *g->store_failed = 1;
     if (rc == BURRY_ENOENT) {
         burry_err_clear(e);
         rc = burry_errf(e, BURRY_EFAIL, "archive '%s' of snapshot '%s' is missing from %s", key, id,
@@ -193,12 +198,13 @@ static int compare_manifests(json_t *m, json_t *inner, struct burry_err *e)
 
 /* Read the whole archive and check it against the manifest; keep its
  * nodes in keep (when not NULL) as far as they fit, and the archive's own
- * manifest in *inner_out (when not NULL). */
+ * manifest in *inner_out (when not NULL). With store_failed, a store that
+ * could not be read sets it, and its message is not called damage. */
 static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t *m,
                            const struct burry_opts *o, struct node_cache *keep,
-                           json_t **inner_out, struct burry_err *e)
+                           json_t **inner_out, int *store_failed, struct burry_err *e)
 {
-    struct get_ctx g = {0};
+    struct get_ctx g = {.store_failed = store_failed};
     struct fmt_reader *r = NULL;
     struct bnode n;
     const char *id = json_string_value(json_object_get(m, "snapshot"));
@@ -236,11 +242,18 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
                 *inner_out = json_incref(inner);
         }
     }
-    if (rc < 0 && rc != BURRY_EINTR)
+    if (rc < 0 && rc != BURRY_EINTR && !(store_failed && *store_failed))
         burry_err_prefix(e, "snapshot '%s' is damaged", id);
     fmt_reader_free(r);
     get_ctx_close(&g);
     return rc;
+}
+
+int burry_verify_listed(const struct store_ops *ops, struct store *st, json_t *m, const struct burry_opts *o,
+                        int *store_failed, struct burry_err *e)
+{
+    *store_failed = 0;
+    return verify_snapshot(ops, st, m, o, NULL, NULL, store_failed, e);
 }
 
 /* An archive of the original burry has no checksums but the zip's CRC-32s:
@@ -305,7 +318,7 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
         int r = catalog_damaged(m) ? burry_errf(&e2, BURRY_EFAIL, "%s", catalog_damaged(m))
                 : !strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT)
                     ? verify_gozip(ops, st, m, o, &e2)
-                    : verify_snapshot(ops, st, m, o, NULL, NULL, &e2);
+                    : verify_snapshot(ops, st, m, o, NULL, NULL, NULL, &e2);
         json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
                                  json_object_get(m, "name"), "ok", r == 0);
         if (r < 0) {
@@ -357,7 +370,7 @@ struct snap_reader {
 
 static int tar_check(struct snap_reader *sr, struct burry_err *e)
 {
-    int rc = verify_snapshot(sr->ops, sr->st, sr->m, sr->o, &sr->cache, &sr->inner, e);
+    int rc = verify_snapshot(sr->ops, sr->st, sr->m, sr->o, &sr->cache, &sr->inner, NULL, e);
     if (rc < 0 || sr->cache.dropped)
         cache_free(&sr->cache);
     if (rc == 0)

@@ -23,11 +23,23 @@ typedef int (*store_list_cb)(void *ctx, const char *key, uint64_t size);
 
 struct store_ops {
     const char *scheme;   /* "file" */
+    /* Whether url is well formed for this store, from the URL alone (no
+     * environment, credentials, file system or network): what open refuses
+     * first, as BURRY_EUSAGE. */
+    int (*check_url)(const char *url, struct burry_err *e);
     int (*open)(struct store **out, const char *url, const struct burry_opts *o,
                 struct burry_err *e);
     void (*close)(struct store *s);
     /* Credential-free description for messages: "directory '/var/backups'". */
     const char *(*describe)(struct store *s);
+
+    /* Whether keys under "name/" can be written now, found out as cheaply as
+     * the store allows, before a long write is started: a directory store
+     * creates and removes a temporary file where they would go; an object
+     * store makes the bucket or container check that put_open makes anyway
+     * (once per store, so put_open then skips it). Nothing is left behind
+     * (a missing bucket with create_bucket passes: put_open creates it). */
+    int (*check_put)(struct store *s, const char *name, struct burry_err *e);
 
     /* Fails with BURRY_EEXIST if the key exists already (never overwrites).
      * After a failed put_write the caller still calls put_abort. */

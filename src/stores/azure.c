@@ -378,7 +378,7 @@ out:
     return rc;
 }
 
-static int az_open(struct store **out, const char *url, const struct burry_opts *o, struct burry_err *e)
+static int az_check_url(const char *url, struct burry_err *e)
 {
     const char *rest = url + strlen("azure://");
     const char *slash = strchr(rest, '/');
@@ -391,6 +391,19 @@ static int az_open(struct store **out, const char *url, const struct burry_opts 
                           "'%s': expected azure://ACCOUNT/CONTAINER[/prefix] with an account name "
                           "of 3-24 lower-case letters and digits and a container name of 3-63 "
                           "lower-case letters, digits and single '-'", url);
+    return 0;
+}
+
+static int az_open(struct store **out, const char *url, const struct burry_opts *o, struct burry_err *e)
+{
+    const char *rest = url + strlen("azure://");
+    const char *slash = strchr(rest, '/');
+    size_t al = slash ? (size_t)(slash - rest) : strlen(rest);
+    const char *cont = slash ? slash + 1 : "";
+    const char *slash2 = strchr(cont, '/');
+    size_t cl = slash2 ? (size_t)(slash2 - cont) : strlen(cont);
+    if (az_check_url(url, e) < 0)
+        return BURRY_EUSAGE;
     struct store *s = calloc(1, sizeof *s);
     if (!s)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -435,9 +448,10 @@ static const char *az_describe(struct store *s)
     return s->desc;
 }
 
-/* Whether the container exists; creates it with --create-bucket. Once per
- * store. */
-static int check_container(struct store *s, struct burry_err *e)
+/* Whether the container exists and the key is accepted; with
+ * --create-bucket a missing container is created (or, without create, left
+ * for put_open to create). Once per store. */
+static int check_container(struct store *s, int create, struct burry_err *e)
 {
     if (s->container_checked)
         return 0;
@@ -445,6 +459,10 @@ static int check_container(struct store *s, struct burry_err *e)
     struct az_req q = {.method = "HEAD", .query = {"restype", "container"},
                        .want_header = "x-ms-error-code"};
     int rc = az_call(s, s->h, &q, &r, e);
+    if (rc == 0 && r.status == 404 && s->o->create_bucket && !create) {
+        buf_free(&r.body);
+        return 0;
+    }
     if (rc == 0 && r.status == 404 && s->o->create_bucket) {
         buf_free(&r.body);
         struct az_req c = {.method = "PUT", .query = {"restype", "container"}};
@@ -528,9 +546,15 @@ static int send_block(void *ctx, struct http *h, unsigned no, const void *data, 
     return rc;
 }
 
+static int az_check_put(struct store *s, const char *name, struct burry_err *e)
+{
+    (void)name;
+    return check_container(s, 0, e);
+}
+
 static int az_put_open(struct store *s, const char *key, struct store_put **out, struct burry_err *e)
 {
-    int rc = check_container(s, e);
+    int rc = check_container(s, 1, e);
     if (rc < 0)
         return rc;
     struct store_put *p = calloc(1, sizeof *p);
@@ -803,9 +827,11 @@ static void az_set_drain(struct store *s, int on)
 
 const struct store_ops store_azure = {
     .scheme = "azure",
+    .check_url = az_check_url,
     .open = az_open,
     .close = az_close,
     .describe = az_describe,
+    .check_put = az_check_put,
     .put_open = az_put_open,
     .put_write = az_put_write,
     .put_commit = az_put_commit,

@@ -143,21 +143,32 @@ static void dir_close(struct store *s)
     free(s);
 }
 
+/* The path a URL names: the URL itself, or what follows "file://". */
+static const char *url_path(const char *url)
+{
+    return strncmp(url, "file://", 7) ? url : url + 7;
+}
+
+static int dir_check_url(const char *url, struct burry_err *e)
+{
+    const char *path = url_path(url);
+    if (path != url && path[0] != '/')
+        return burry_errf(e, BURRY_EUSAGE,
+                          "malformed store URL '%s' (expected file:///ABSOLUTE/PATH or a plain path)", url);
+    if (!path[0])
+        return burry_errf(e, BURRY_EUSAGE, "empty store path");
+    return 0;
+}
+
 static int dir_open(struct store **out, const char *url, const struct burry_opts *o,
                     struct burry_err *e)
 {
-    const char *path = url;
+    const char *path = url_path(url);
     struct stat st;
+    int r;
     *out = NULL;
-    if (!strncmp(url, "file://", 7)) {
-        path = url + 7;
-        if (path[0] != '/')
-            return burry_errf(e, BURRY_EUSAGE,
-                              "malformed store URL '%s' (expected file:///ABSOLUTE/PATH or a plain path)",
-                              url);
-    }
-    if (!path[0])
-        return burry_errf(e, BURRY_EUSAGE, "empty store path");
+    if ((r = dir_check_url(url, e)) < 0)
+        return r;
 
     struct store *s = calloc(1, sizeof *s);
     if (!s)
@@ -268,6 +279,52 @@ static unsigned int random_u32(const void *salt)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (unsigned int)ts.tv_nsec ^ (unsigned int)(size_t)salt ^ ((unsigned int)ts.tv_sec << 16);
+}
+
+/* Whether a file can be created where the keys "name/..." go: in the
+ * deepest directory of root/name that exists (the rest put_open creates), a
+ * temporary file is created and removed at once. */
+static int dir_check_put(struct store *s, const char *name, struct burry_err *e)
+{
+    int r;
+    if ((r = check_key(s, name, e)) != 0)
+        return r;
+    char *dir = str_printf("%s%s%s", s->root, strcmp(s->root, "/") ? "/" : "", name);
+    if (!dir)
+        return oom(e);
+    struct stat st;
+    for (;;) {
+        if (stat(dir, &st) == 0)
+            break;
+        char *slash = strrchr(dir, '/');
+        if (errno != ENOENT || slash == dir) {
+            r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s", dir, strerror(errno));
+            goto out;
+        }
+        *slash = 0;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s", dir, strerror(ENOTDIR));
+        goto out;
+    }
+    char tmpname[PATH_MAX];
+    int fd = -1;
+    for (int tries = 0; tries < 16 && fd < 0; tries++) {
+        snprintf(tmpname, sizeof tmpname, "%s%s" TMP_PREFIX "%ld.%08x", dir, strcmp(dir, "/") ? "/" : "",
+                 (long)getpid(), random_u32(dir));
+        fd = open(tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s", dir, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    (void)unlink(tmpname);
+out:
+    free(dir);
+    return r;
 }
 
 static void put_free(struct store_put *p)
@@ -612,9 +669,11 @@ out:
 
 const struct store_ops store_dir = {
     .scheme = "file",
+    .check_url = dir_check_url,
     .open = dir_open,
     .close = dir_close,
     .describe = dir_describe,
+    .check_put = dir_check_put,
     .put_open = dir_put_open,
     .put_write = dir_put_write,
     .put_commit = dir_put_commit,

@@ -171,8 +171,7 @@ static int valid_bucket(const char *b, size_t n)
     return 1;
 }
 
-static int s3_open_common(struct store **out, const char *url, const struct burry_opts *o, int gcs,
-                          struct burry_err *e)
+static int check_url_common(const char *url, int gcs, struct burry_err *e)
 {
     const char *scheme = gcs ? "gs://" : "s3://";
     const char *rest = url + strlen(scheme);
@@ -182,6 +181,28 @@ static int s3_open_common(struct store **out, const char *url, const struct burr
         return burry_errf(e, BURRY_EUSAGE,
                           "'%s': expected %sBUCKET[/prefix] with a bucket name of 3-63 lower-case "
                           "letters, digits, '.', '-' or '_'", url, scheme);
+    return 0;
+}
+
+static int s3_check_url(const char *url, struct burry_err *e)
+{
+    return check_url_common(url, 0, e);
+}
+
+static int gs_check_url(const char *url, struct burry_err *e)
+{
+    return check_url_common(url, 1, e);
+}
+
+static int s3_open_common(struct store **out, const char *url, const struct burry_opts *o, int gcs,
+                          struct burry_err *e)
+{
+    const char *scheme = gcs ? "gs://" : "s3://";
+    const char *rest = url + strlen(scheme);
+    const char *slash = strchr(rest, '/');
+    size_t blen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (check_url_common(url, gcs, e) < 0)
+        return BURRY_EUSAGE;
     struct store *s = calloc(1, sizeof *s);
     if (!s)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
@@ -278,9 +299,10 @@ static const char *s3_describe(struct store *s)
     return s->desc;
 }
 
-/* Whether the bucket exists; creates it with --create-bucket. Once per
- * store. */
-static int check_bucket(struct store *s, struct burry_err *e)
+/* Whether the bucket exists and the keys are accepted; with --create-bucket
+ * a missing bucket is created (or, without create, left for put_open to
+ * create). Once per store. */
+static int check_bucket(struct store *s, int create, struct burry_err *e)
 {
     if (s->bucket_checked)
         return 0;
@@ -289,6 +311,11 @@ static int check_bucket(struct store *s, struct burry_err *e)
     if (!url)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     int rc = s3_call(s, s->h, "HEAD", url, NULL, NULL, 0, NULL, NULL, 0, &r, e);
+    if (rc == 0 && r.status == 404 && s->o->create_bucket && !create) {
+        buf_free(&r.body);
+        free(url);
+        return 0;
+    }
     if (rc == 0 && r.status == 404 && s->o->create_bucket) {
         buf_free(&r.body);
         const char *region = s->sigv4 + strlen("aws:amz:");
@@ -379,9 +406,15 @@ static int send_part(void *ctx, struct http *h, unsigned no, const void *data, s
     return rc;
 }
 
+static int s3_check_put(struct store *s, const char *name, struct burry_err *e)
+{
+    (void)name;
+    return check_bucket(s, 0, e);
+}
+
 static int s3_put_open(struct store *s, const char *key, struct store_put **out, struct burry_err *e)
 {
-    int rc = check_bucket(s, e);
+    int rc = check_bucket(s, 1, e);
     if (rc < 0)
         return rc;
     struct store_put *p = calloc(1, sizeof *p);
@@ -656,14 +689,15 @@ static void s3_set_drain(struct store *s, int on)
 }
 
 /* s3:// and gs:// differ only in how they open (keys, default endpoint). */
-#define S3_OPS(scheme_name, open_fn)                                                               \
+#define S3_OPS(scheme_name, check_url_fn, open_fn)                                                 \
     {                                                                                              \
-        .scheme = scheme_name, .open = open_fn, .close = s3_close, .describe = s3_describe,        \
-        .put_open = s3_put_open, .put_write = s3_put_write, .put_commit = s3_put_commit,           \
+        .scheme = scheme_name, .check_url = check_url_fn, .open = open_fn, .close = s3_close,      \
+        .describe = s3_describe, .check_put = s3_check_put, .put_open = s3_put_open,               \
+        .put_write = s3_put_write, .put_commit = s3_put_commit,                                    \
         .put_abort = s3_put_abort, .get_open = s3_get_open, .get_read = s3_get_read,               \
         .get_close = s3_get_close, .list = s3_list, .remove = s3_remove,                           \
         .set_drain = s3_set_drain,                                                                 \
     }
 
-const struct store_ops store_s3 = S3_OPS("s3", s3_open);
-const struct store_ops store_gs = S3_OPS("gs", gs_open);
+const struct store_ops store_s3 = S3_OPS("s3", s3_check_url, s3_open);
+const struct store_ops store_gs = S3_OPS("gs", gs_check_url, gs_open);

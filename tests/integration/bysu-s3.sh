@@ -3,12 +3,16 @@
 # by tests/run.sh) and a real sshd node: runs publish into the bucket, keep
 # is enforced there, ls/get/verify read from it, the repository credentials
 # stay on the central host (the node's agent sees none) and never appear in
-# output.
+# output. A wrong secret or a missing bucket fails a job before the node (or,
+# for an infrastructure job, a real ZooKeeper) is contacted. verify reports
+# an infrastructure snapshot the store fails to deliver "not checked", as a
+# node's, and real damage DAMAGED.
 # needs: rgw
 set -u
 . "$(dirname "$0")/../lib/lib.sh"
 . "$(dirname "$0")/../lib/sshd.sh"
 . "$(dirname "$0")/../lib/rgw.sh"
+. "$(dirname "$0")/../lib/zk.sh"
 BYSU=$(dirname "$BURRY")/bysu
 t_tmpdir
 trap 'sshd_stop_all; t_cleanup' EXIT
@@ -72,11 +76,34 @@ expect_eq "bysu verify of the S3 repository exits 0" 0 "$RC"
 check "the node's agent ran (its environment was captured)" test -s "$T_TMP/node-env"
 check "the node never sees the repository's key" sh -c "! grep -q AWS_SECRET_ACCESS_KEY '$T_TMP/node-env'"
 
+# a repository that cannot take the snapshot fails the job before ssh: the
+# node does not run the snapshot for nothing
+sessions() { grep -c 'Connection from' "$T_TMP/sshd-n1/log"; }
+S0=$(sessions)
 AWS_SECRET_ACCESS_KEY=wrong run_bysu run -c "$C" --json files
 leak_check
 expect_eq "a wrong repository secret fails the run (exit 1)" 1 "$RC"
 expect_match "and the job says why" "SignatureDoesNotMatch|access denied|403" "$OUT$ERR"
+expect_match "naming the bucket and the cause" "^S3 bucket '$B' \(prefix 'bysu'\) at .*: access denied \(HTTP 403" \
+    "$(jget 'd["jobs"][0]["message"]')"
+expect_eq "before the node was contacted (no connection reached its sshd)" "$S0" "$(sessions)"
 expect_eq "nothing new is listed after the failed run" 2 "$(count files)"
+sed "s|^url = .*|url = s3://$B-gone/bysu|" "$C" >"$T_TMP/gone.conf"
+run_bysu run -c "$T_TMP/gone.conf" --json files
+leak_check
+expect_eq "a missing bucket fails the run (exit 1)" 1 "$RC"
+expect_match "naming the bucket and the cause" "^S3 bucket '$B-gone' .*: the bucket does not exist" \
+    "$(jget 'd["jobs"][0]["message"]')"
+expect_eq "before the node was contacted (no connection reached its sshd)" "$S0" "$(sessions)"
+expect_eq "and the bucket is not created" absent \
+    "$(rgw_py "
+try:
+    s3.head_bucket(Bucket='$B-gone'); print('exists')
+except Exception:
+    print('absent')")"
+S1=$(sessions)
+run_bysu run -c "$C" --json files
+expect_eq "with the right secret the same job runs, over one connection to the node" "0 $((S1 + 1))" "$RC $(sessions)"
 expect_eq "no output ever held the secret" 0 "$LEAKS"
 
 # --- interrupts, the timeout backstop and a store that goes away, through
@@ -175,6 +202,71 @@ expect_eq "verify with the store gone midway exits 1" 1 "$RC"
 expect_no_match "and calls no snapshot DAMAGED" DAMAGED "$OUT"
 expect_match "but says they were not checked, and why" "not checked: .*(cannot reach|broke off)" "$OUT"
 expect_eq "no output ever held the secret (interrupts, backstop, verify)" 0 "$LEAKS"
+
+# --- an infrastructure job (a real ZooKeeper) in the same bucket ---
+zk_start z || exit 1
+# 10 MB that does not compress: the archive takes two ranged GETs to read
+zk_py "$ZK_PORT" "
+import os
+zk.create('/big', b'')
+for i in range(10): zk.create('/big/%d' % i, os.urandom(1000000))"
+{ sed -n '/^\[repository\]/,/^keep/p' "$C"; printf '[job zk]\nsource = zk://127.0.0.1:%s\ntimeout = 60\n' "$ZK_PORT"; } \
+    >"$T_TMP/infra.conf"
+I=$T_TMP/infra.conf
+zk_received() { zk_4lw "$ZK_PORT" srvr | sed -n 's/^Received: //p'; }
+
+# the repository is checked before ZooKeeper is read
+Z0=$(zk_received)
+AWS_SECRET_ACCESS_KEY=wrong run_bysu run -c "$I" --json zk
+Z1=$(zk_received)
+leak_check
+expect_eq "an infrastructure job with a wrong repository secret fails (exit 1)" "1 failed" \
+    "$RC $(jget 'd["jobs"][0]["result"]')"
+expect_match "naming the bucket and the cause" "^S3 bucket '$B' .*: access denied \(HTTP 403" \
+    "$(jget 'd["jobs"][0]["message"]')"
+# each srvr query counts one packet; a ZooKeeper session would add more
+expect_eq "and ZooKeeper was not contacted (only the srvr query came in)" 1 "$((Z1 - Z0))"
+run_bysu run -c "$I" --json zk
+leak_check
+expect_eq "the infrastructure job runs into S3" "0 ok" "$RC $(jget 'd["jobs"][0]["result"]')"
+ZID=$(jget 'd["jobs"][0]["snapshot"]')
+run_bysu verify -c "$I" zk
+expect_eq "and its snapshot verifies" "0 $ZID  zk  ok" "$RC $OUT"
+
+# the store failing during verify is not damage: infrastructure snapshots
+# are reported as node snapshots are, "not checked"
+verify_through() { # verify_through LABEL PROXY-ARGS...
+    local label=$1; shift
+    proxy_start "$label" "$@" || not_ok "start the fault proxy ($label)"
+    AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT run_bysu verify -c "$I" zk
+    leak_check
+    expect_eq "$label: verify exits 1" 1 "$RC"
+    expect_no_match "$label: and calls no snapshot DAMAGED" 'DAMAGED|damaged' "$OUT"
+    expect_match "$label: but says it was not checked, and why" "^$ZID  zk  not checked: .*$ZID\.tar\.zst" "$OUT"
+}
+verify_through "the store gone before the archive is read" --die-at 1 --match .tar.zst
+verify_through "the store gone in the middle of the archive" --die-at 2 --match .tar.zst
+verify_through "the store answering 503" --fail 1000 --match .tar.zst
+expect_match "... with the server's answer" "not checked: .*ServiceUnavailable" "$OUT"
+proxy_start json --fail 1000 --match .tar.zst || not_ok "start the fault proxy (json)"
+AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT run_bysu verify -c "$I" --json zk
+expect_eq "--json marks it not_checked, not damaged" "1 False True" \
+    "$RC $(jget 'd["snapshots"][0]["ok"]') $(jget 'd["snapshots"][0].get("not_checked")')"
+
+# real damage stays DAMAGED: one flipped byte in the stored object
+ZKEY=bysu/zk/$ZID.tar.zst
+rgw_py "s3.download_file('$B', '$ZKEY', '$T_TMP/zk.orig')"
+python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[len(b)//2]^=1; open(sys.argv[2],"wb").write(b)' \
+    "$T_TMP/zk.orig" "$T_TMP/zk.flipped"
+rgw_py "s3.upload_file('$T_TMP/zk.flipped', '$B', '$ZKEY')"
+run_bysu verify -c "$I" zk
+leak_check
+expect_eq "a flipped byte in the stored infrastructure archive: verify exits 1" 1 "$RC"
+expect_match "and calls it DAMAGED" "^$ZID  zk  DAMAGED: " "$OUT"
+rgw_py "s3.upload_file('$T_TMP/zk.orig', '$B', '$ZKEY')"
+run_bysu verify -c "$I" zk
+expect_eq "with the original bytes back it is ok" "0 $ZID  zk  ok" "$RC $OUT"
+expect_eq "no output ever held the secret (infrastructure job)" 0 "$LEAKS"
 
 rgw_py "
 for o in s3.list_objects_v2(Bucket='$B').get('Contents', []): s3.delete_object(Bucket='$B', Key=o['Key'])

@@ -2,7 +2,8 @@
 # bysu end to end: real sshd nodes whose key forces `bysu agent`, a real
 # ZooKeeper for an infrastructure job, and a directory repository. Checks
 # retention, fetching and extracting with stock tar, refusals, failing,
-# hanging and unreachable nodes, the run lock and a run killed mid-way.
+# hanging and unreachable nodes, the run lock and a run killed mid-way, and
+# read-only job directories that fail jobs before anything is contacted.
 set -u
 . "$(dirname "$0")/../lib/lib.sh"
 . "$(dirname "$0")/../lib/zk.sh"
@@ -113,6 +114,34 @@ expect_eq "the third run exits 0" 0 "$RC"
 for j in cmd dir zk; do expect_eq "job $j keeps exactly 2 snapshots" 2 "$(count $j)"; done
 expect_eq "job etc keeps exactly 1 snapshot (its own keep)" 1 "$(count etc)"
 expect_eq "every archive has its sidecar" "$(find "$R" -name '*.tar.zst' | wc -l)" "$(find "$R" -name '*.json' | wc -l)"
+
+# --- a repository that cannot take the snapshot fails the job before the
+# node (or the service) is contacted: job directories made read-only in a
+# mount namespace of this run alone ---
+if unshare -m --propagation private true 2>/dev/null; then
+    sessions() { grep -c 'Connection from' "$T_TMP/sshd-n1/log"; }
+    zk_received() { zk_4lw "$ZK_PORT" srvr | sed -n 's/^Received: //p'; }
+    S0=$(sessions)
+    Z0=$(zk_received)
+    run_prog unshare -m --propagation private sh -c '
+        for d in "$1" "$2"; do mount --bind "$d" "$d" && mount -o remount,bind,ro "$d" || exit 99; done
+        shift 2; exec "$@"' sh "$R/cmd" "$R/zk" "$BYSU" run -c "$C" --json cmd zk
+    Z1=$(zk_received)
+    expect_eq "read-only job directories fail the run (exit 1)" "1 failed failed" "$RC $(res cmd result) $(res zk result)"
+    expect_eq "the node job names the directory and the cause" \
+        "cannot write to directory '$R/cmd': Read-only file system" "$(res cmd message)"
+    expect_eq "the infrastructure job too" "cannot write to directory '$R/zk': Read-only file system" "$(res zk message)"
+    expect_eq "the node was not contacted (no connection reached its sshd)" "$S0" "$(sessions)"
+    # each srvr query counts one packet; a ZooKeeper session would add more
+    expect_eq "ZooKeeper was not contacted (only the srvr query came in)" 1 "$((Z1 - Z0))"
+    expect_eq "nothing was published" "2 2" "$(count cmd) $(count zk)"
+    S1=$(sessions)
+    run_bysu run -c "$C" cmd
+    expect_eq "writable again, the job runs, over one connection to the node" "0 $((S1 + 1))" "$RC $(sessions)"
+else
+    # not counted as passed: a skipped check is not a passed one
+    echo "# skip - read-only repository checks: this machine does not allow a private mount namespace (unshare -m)"
+fi
 
 # --- fetching and reading a snapshot ---
 run_bysu get -c "$C" dir latest -o "$T_TMP/dir.tar.zst"

@@ -129,6 +129,35 @@ static void test_conf(void)
     bad("an unsafe job name", REPO NODE "[job ../x]\nnode = db1\nsnapshot = a\n", 5, "job name");
     bad("no [repository]", NODE "[job a]\nnode = db1\nsnapshot = a\n", 0, "no [repository] section");
     bad("[repository] without url", "[repository]\nkeep = 2\n", 1, "[repository] has no url");
+    /* the repository URL is checked when the file is read, not when a job runs */
+    bad("an unknown store scheme", "[repository]\nkeep = 2\nurl = s4://x\n", 3, "'url': unknown store 's4' in 's4://x'");
+    bad("azure:// without account or container", "[repository]\nurl = azure://\n", 2,
+        "'url': 'azure://': expected azure://ACCOUNT/CONTAINER");
+    bad("an S3 bucket name that cannot be", "[repository]\nurl = s3://Bad_Bucket/p\n", 2,
+        "'url': 's3://Bad_Bucket/p': expected s3://BUCKET");
+    bad("gs:// without a bucket", "[repository]\nurl = gs://\n", 2, "'url': 'gs://': expected gs://BUCKET");
+    bad("a relative file:// URL", "[repository]\nurl = file://backups\n", 2, "'url': malformed store URL 'file://backups'");
+    bad("an empty url", "[repository]\nurl =\n", 2, "'url': empty store path");
+    bad("a relative path", "[repository]\nurl = backups/bysu\n", 2,
+        "'url' wants an absolute path or a store URL, not the relative path 'backups/bysu'");
+    bad("a scheme in capitals (a relative path)", "[repository]\nurl = S3://bucket\n", 2,
+        "not the relative path 'S3://bucket'");
+    bad("a url given twice", REPO "url = /other\n", 3, "'url' is given twice in [repository]");
+    {
+        /* well formed: nothing is opened, read or contacted, no credentials needed */
+        static const char *const good[] = {"/var/backups/bysu", "file:///var/backups/bysu", "s3://bucket/prefix",
+                                           "gs://bucket", "azure://account/container/prefix"};
+        for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+            char text[200], what[300];
+            snprintf(text, sizeof text, "[repository]\nurl = %s\n", good[i]);
+            snprintf(what, sizeof what, "url = %s loads (without credentials or a server)", good[i]);
+            rc = load(text, &c, msg, sizeof msg);
+            T_CHECK(rc == 0 && c && !strcmp(c->repo_url, good[i]), what);
+            if (rc)
+                printf("# got: %s\n", msg);
+            bysu_conf_free(c);
+        }
+    }
     bad("a bad recipient", REPO NODE "[job a]\nnode = db1\nsnapshot = a\nrecipients = age1nope\n", 5, "[job a]");
     bad("the first of several mistakes", REPO "keep = x\nbogus = 1\n", 3, "'keep' wants");
     {

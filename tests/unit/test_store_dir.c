@@ -427,6 +427,48 @@ static void test_unwritable(void)
     unlink(file);
 }
 
+/* check_put: whether a job's keys can be written, creating nothing. */
+static void test_check_put(void)
+{
+    struct burry_err e = {0};
+    struct store *s = NULL;
+    char root[600], path[600], want[2048];
+
+    path_in(root, sizeof root, "cp/new/store");
+    T_CHECK(store_dir.open(&s, root, &opts, &e) == 0, "check_put: open a store that does not exist yet");
+    T_CHECK(store_dir.check_put(s, "job", &e) == 0, "check_put passes where the store can be created");
+    T_CHECK(count_tmp(tmp) == 0, "check_put leaves no temporary file (it tried the deepest directory there is)");
+    path_in(path, sizeof path, "cp");
+    T_CHECK(access(path, F_OK) != 0, "check_put creates no directory");
+    T_CHECK(put(s, "job/1.tar.zst", 10, 1) == 0, "check_put: a snapshot is written");
+    T_CHECK(store_dir.check_put(s, "job", &e) == 0, "check_put passes in the job's directory");
+    snprintf(path, sizeof path, "%.500s/job", root);
+    T_CHECK(count_tmp(path) == 0, "and leaves no temporary file there");
+    T_CHECK(store_dir.check_put(s, "../x", &e) == BURRY_EUSAGE, "check_put refuses a name that is no key");
+    burry_err_clear(&e);
+
+    snprintf(path, sizeof path, "%.500s/filejob", root);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    T_CHECK(fd >= 0 && close(fd) == 0, "check_put: a regular file where a job's directory goes");
+    T_CHECK(store_dir.check_put(s, "filejob", &e) == BURRY_EFAIL, "check_put fails there");
+    snprintf(want, sizeof want, "cannot write to directory '%s': Not a directory", path);
+    T_CHECK(!strcmp(e.msg, want), "naming the directory and the reason");
+    store_dir.close(s);
+
+    /* a store below a regular file */
+    burry_err_clear(&e);
+    s = NULL;
+    snprintf(root, sizeof root, "%.500s/sub", path);
+    T_CHECK(store_dir.open(&s, root, &opts, &e) == 0, "check_put: a store below a file opens");
+    T_CHECK(store_dir.check_put(s, "job", &e) == BURRY_EFAIL, "check_put fails for it");
+    snprintf(want, sizeof want, "cannot write to directory '%s/job': Not a directory", root);
+    T_CHECK(!strcmp(e.msg, want), "naming the directory and the reason");
+    if (strcmp(e.msg, want))
+        printf("# got: %s\n", e.msg);
+    store_dir.close(s);
+    unlink(path);
+}
+
 static int count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -477,6 +519,7 @@ int main(void)
         store_dir.close(s);
     }
     test_unwritable();
+    test_check_put();
     T_CHECK(count_fds() == fds, "no file descriptor leaked");
 
     rm_rf(tmp);
