@@ -337,8 +337,9 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     } else if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0) {
         goto out0;
     } else {
-        /* nothing to check is not a success: as without --all */
-        if ((rc = catalog_list(ops, st, name, &list, e)) == 0 && !json_array_size(list))
+        /* nothing to check is not a success: as without --all; the
+         * original burry's zips at the top level are checked too */
+        if ((rc = catalog_list_gozip(ops, st, name, &list, e)) == 0 && !json_array_size(list))
             rc = burry_errf(e, BURRY_ENOENT, "no snapshots%s%s%s in %s", name ? " named '" : "",
                             name ? name : "", name ? "'" : "", ops->describe(st));
     }
