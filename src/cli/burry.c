@@ -737,7 +737,32 @@ static int run_verb(struct cli *c, int legacy)
             size_t i;
             json_array_foreach(json_object_get(out, "snapshots"), i, s)
                 printf("%s  %s  %s\n", jstr(s, "id"), jstr(s, "name"),
-                       json_is_true(json_object_get(s, "ok")) ? "ok" : "DAMAGED");
+                       !json_is_true(json_object_get(s, "ok")) ? "DAMAGED"
+                       : json_is_true(json_object_get(s, "wrong_identity"))
+                           ? "ok (stored bytes only; encrypted, the given --identity does not open it)"
+                       : json_is_true(json_object_get(s, "stored_only"))
+                           ? "ok (stored bytes only; encrypted, no --identity given)"
+                           : "ok");
+        }
+        if (out) {
+            /* encrypted snapshots checked without a key: said once */
+            json_t *arr = json_object_get(out, "snapshots"), *s;
+            size_t i, only = 0;
+            const char *id = "";
+            json_array_foreach(arr, i, s) {
+                if (json_is_true(json_object_get(s, "stored_only")) &&
+                    !json_is_true(json_object_get(s, "wrong_identity"))) {
+                    only++;
+                    id = jstr(s, "id");
+                }
+            }
+            if (only == 1 && json_array_size(arr) == 1)
+                blog(&c->o.log, BLOG_WARN, "snapshot '%s' is encrypted: its stored bytes match its manifest; "
+                     "its contents were not checked (no --identity given)", id);
+            else if (only)
+                blog(&c->o.log, BLOG_WARN, "%zu of %zu snapshots are encrypted: their stored bytes match their "
+                     "manifests; their contents were not checked (no --identity given)", only,
+                     json_array_size(arr));
         }
         if (rc < 0) {
             fflush(stdout);

@@ -110,6 +110,7 @@ struct list_ctx {
     const char *name;
     json_t *arr;
     json_t *sizes; /* every other key listed -> its size, when wanted */
+    int zips;      /* list the original burry's top-level ID.zip too */
     struct burry_err *e;
 };
 
@@ -126,6 +127,26 @@ static int add_damaged(struct list_ctx *c, const char *id, const char *key, size
     return 0;
 }
 
+/* A top-level "ID.zip" (ID of digits, as the original burry named them):
+ * listed as a description that catalog_archive_key() and verify use,
+ * {"format": GOZIP_FORMAT, "snapshot", "name": null, "archive": {"key",
+ * "size"}}, without reading it. */
+static int add_gozip(struct list_ctx *c, const char *key, uint64_t size)
+{
+    char *id = gozip_id_from_path(key);
+    json_t *d = NULL;
+    if (id && gozip_valid_id(id) &&
+        !(d = json_pack("{s:s,s:s,s:n,s:{s:s,s:I}}", "format", GOZIP_FORMAT, "snapshot", id, "name",
+                        "archive", "key", key, "size", (json_int_t)size))) {
+        free(id);
+        return burry_errf(c->e, BURRY_EFAIL, "out of memory");
+    }
+    free(id);
+    if (d)
+        json_array_append_new(c->arr, d);
+    return 0;
+}
+
 static int list_cb(void *ctx, const char *key, uint64_t size)
 {
     struct list_ctx *c = ctx;
@@ -135,6 +156,8 @@ static int list_cb(void *ctx, const char *key, uint64_t size)
         strcmp(key + klen - slen, CATALOG_MANIFEST_SUFFIX)) {
         if (c->sizes)
             json_object_set_new(c->sizes, key, json_integer((json_int_t)size));
+        if (c->zips && !slash)
+            return add_gozip(c, key, size);
         return 0;
     }
     size_t nlen = (size_t)(slash - key);
@@ -214,10 +237,10 @@ static int by_id(const void *a, const void *b)
 /* catalog_list, and with sizes != NULL also every other key listed under
  * the same prefix (archives) with its size. */
 static int list_keys(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
-                     json_t **sizes, struct burry_err *e)
+                     json_t **sizes, int zips, struct burry_err *e)
 {
     struct list_ctx c = {.ops = ops, .st = st, .name = name, .arr = json_array(),
-                         .sizes = sizes ? json_object() : NULL, .e = e};
+                         .sizes = sizes ? json_object() : NULL, .zips = zips && !name, .e = e};
     int rc = ops->list(st, name ? name : "", list_cb, &c, e);
     if (rc < 0) {
         json_decref(c.arr);
@@ -248,7 +271,13 @@ static int list_keys(const struct store_ops *ops, struct store *st, const char *
 int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
                  struct burry_err *e)
 {
-    return list_keys(ops, st, name, out, NULL, e);
+    return list_keys(ops, st, name, out, NULL, 0, e);
+}
+
+int catalog_list_gozip(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
+                       struct burry_err *e)
+{
+    return list_keys(ops, st, name, out, NULL, 1, e);
 }
 
 int catalog_resolve(const struct store_ops *ops, struct store *st, const char *ref,
@@ -564,7 +593,7 @@ int burry_prune(const struct burry_opts *o, const char *store_url, const char *n
         goto out0;
     if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
         goto out0;
-    if ((rc = list_keys(ops, st, name, &all, &sizes, e)) < 0)
+    if ((rc = list_keys(ops, st, name, &all, &sizes, 0, e)) < 0)
         goto out;
     json_t *seen = json_object();
     /* the snapshot just written takes the first place of its name */

@@ -56,6 +56,13 @@ char *catalog_default_name(const char *scheme, const char *host, const char *por
 int catalog_list(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
                  struct burry_err *e);
 
+/* catalog_list, and when name is NULL also the archives of the original Go
+ * burry at the store's top level ("ID.zip", ID of digits), each as
+ * {"format": GOZIP_FORMAT, "snapshot": ID, "name": null, "archive":
+ * {"key", "size"}} (not read), sorted among the others by ID. */
+int catalog_list_gozip(const struct store_ops *ops, struct store *st, const char *name, json_t **out,
+                       struct burry_err *e);
+
 /* The reason a listed entry is damaged (its sidecar does not read), or NULL. */
 const char *catalog_damaged(json_t *m);
 

@@ -69,18 +69,11 @@ static void get_ctx_sha256(struct get_ctx *g, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", d[i]);
 }
 
-/* Open the snapshot's archive for reading (decrypting it if need be). */
-static int open_archive(const struct store_ops *ops, struct store *st, json_t *m,
-                        const struct burry_opts *o, struct get_ctx *g, struct fmt_reader **r,
-                        struct burry_err *e)
+/* Open the snapshot's stored archive for reading, counted and hashed. */
+static int open_stored(const struct store_ops *ops, struct store *st, json_t *m, struct get_ctx *g,
+                       struct burry_err *e)
 {
     const char *id = json_string_value(json_object_get(m, "snapshot"));
-    const char *enc = json_string_value(json_object_get(m, "encryption"));
-    if (enc && strcmp(enc, "age"))
-        return burry_errf(e, BURRY_EFAIL, "snapshot '%s' is encrypted with '%s', which this burry does not know",
-                          id, enc);
-    if (enc && !o->nidentities)
-        return burry_errf(e, BURRY_EUSAGE, "snapshot '%s' is encrypted: give --identity FILE (an age identity)", id);
     char *key = catalog_archive_key(m);
     if (!key)
         return burry_errf(e, BURRY_EFAIL, "manifest of snapshot '%s' names no archive", id);
@@ -100,9 +93,32 @@ static int open_archive(const struct store_ops *ops, struct store *st, json_t *m
         get_ctx_close(g);
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     }
+    return 0;
+}
+
+/* Open the snapshot's archive for reading (decrypting it if need be). A
+ * key that opens none of its recipients' stanzas fails with BURRY_ENOKEY. */
+static int open_archive(const struct store_ops *ops, struct store *st, json_t *m,
+                        const struct burry_opts *o, struct get_ctx *g, struct fmt_reader **r,
+                        struct burry_err *e)
+{
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    const char *enc = json_string_value(json_object_get(m, "encryption"));
+    if (enc && strcmp(enc, "age"))
+        return burry_errf(e, BURRY_EFAIL, "snapshot '%s' is encrypted with '%s', which this burry does not know",
+                          id, enc);
+    if (enc && !o->nidentities)
+        return burry_errf(e, BURRY_EUSAGE, "snapshot '%s' is encrypted: give --identity FILE (an age identity)", id);
+    int rc = open_stored(ops, st, m, g, e);
+    if (rc < 0)
+        return rc;
     if (enc && !(g->age = age_dec_new((const unsigned char (*)[32])o->identities, o->nidentities, raw_read, g, e))) {
         get_ctx_close(g);
-        return burry_err_prefix(e, "cannot decrypt snapshot '%s'", id);
+        /* no key opens it, or its age header does not read */
+        if (e->code == BURRY_EINTR)
+            return e->code;
+        return e->code == BURRY_ENOKEY ? burry_err_prefix(e, "cannot decrypt snapshot '%s'", id)
+                                       : burry_err_prefix(e, "snapshot '%s' is damaged", id);
     }
     *r = fmt_reader_new(get_read, g, e);
     if (!*r) {
@@ -196,6 +212,49 @@ static int compare_manifests(json_t *m, json_t *inner, struct burry_err *e)
     return 0;
 }
 
+/* The stored bytes read through g (all of them) against the size and
+ * SHA-256 the published manifest records. */
+static int check_stored(struct get_ctx *g, json_t *m, struct burry_err *e)
+{
+    json_t *a = json_object_get(m, "archive");
+    const char *sha = json_string_value(json_object_get(a, "sha256"));
+    json_int_t size = json_integer_value(json_object_get(a, "size"));
+    char got[65];
+    get_ctx_sha256(g, got);
+    if (!sha || strcmp(sha, got) || (uint64_t)size != g->size)
+        return burry_errf(e, BURRY_EFAIL,
+                          "archive checksum mismatch (manifest: %lld bytes, sha256 %.16s...; "
+                          "archive: %llu bytes, sha256 %.16s...)",
+                          (long long)size, sha ? sha : "none", (unsigned long long)g->size, got);
+    return 0;
+}
+
+/* An encrypted snapshot without a key that opens it: only its stored bytes
+ * can be checked, read whole, against the published manifest. */
+static int verify_stored(const struct store_ops *ops, struct store *st, json_t *m, struct burry_err *e)
+{
+    struct get_ctx g = {0};
+    const char *id = json_string_value(json_object_get(m, "snapshot"));
+    char buf[65536];
+    ssize_t n;
+    int rc = open_stored(ops, st, m, &g, e);
+    if (rc < 0)
+        return rc;
+    while ((n = raw_read(&g, buf, sizeof buf, e)) > 0)
+        if (burry_interrupted)
+            break;
+    if (burry_interrupted)
+        rc = burry_errf(e, BURRY_EINTR, "interrupted");
+    else if (n < 0)
+        rc = (int)n;
+    else
+        rc = check_stored(&g, m, e);
+    if (rc < 0 && rc != BURRY_EINTR)
+        burry_err_prefix(e, "snapshot '%s' is damaged", id);
+    get_ctx_close(&g);
+    return rc;
+}
+
 /* Read the whole archive and check it against the manifest; keep its
  * nodes in keep (when not NULL) as far as they fit, and the archive's own
  * manifest in *inner_out (when not NULL). With store_failed, a store that
@@ -219,28 +278,15 @@ static int verify_snapshot(const struct store_ops *ops, struct store *st, json_t
             break;
         }
     }
-    if (rc == 0) {
-        json_t *a = json_object_get(m, "archive");
-        const char *sha = json_string_value(json_object_get(a, "sha256"));
-        json_int_t size = json_integer_value(json_object_get(a, "size"));
-        char got[65];
-        get_ctx_sha256(&g, got);
-        if (!sha || strcmp(sha, got) || (uint64_t)size != g.size)
-            rc = burry_errf(e, BURRY_EFAIL,
-                            "archive checksum mismatch (manifest: %lld bytes, sha256 %.16s...; "
-                            "archive: %llu bytes, sha256 %.16s...)",
-                            (long long)size, sha ? sha : "none", (unsigned long long)g.size, got);
-        else {
-            json_t *inner = fmt_reader_manifest(r);
-            const char *iid = json_string_value(json_object_get(inner, "snapshot"));
-            if (!iid || strcmp(iid, id))
-                rc = burry_errf(e, BURRY_EFAIL, "archive holds snapshot '%s', not '%s'",
-                                iid ? iid : "?", id);
-            else
-                rc = compare_manifests(m, inner, e);
-            if (rc == 0 && inner_out)
-                *inner_out = json_incref(inner);
-        }
+    if (rc == 0 && (rc = check_stored(&g, m, e)) == 0) {
+        json_t *inner = fmt_reader_manifest(r);
+        const char *iid = json_string_value(json_object_get(inner, "snapshot"));
+        if (!iid || strcmp(iid, id))
+            rc = burry_errf(e, BURRY_EFAIL, "archive holds snapshot '%s', not '%s'", iid ? iid : "?", id);
+        else
+            rc = compare_manifests(m, inner, e);
+        if (rc == 0 && inner_out)
+            *inner_out = json_incref(inner);
     }
     if (rc < 0 && rc != BURRY_EINTR && !(store_failed && *store_failed))
         burry_err_prefix(e, "snapshot '%s' is damaged", id);
@@ -288,7 +334,7 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     const struct store_ops *ops;
     struct store *st = NULL;
     json_t *list = NULL, *res = json_array();
-    int rc, bad = 0;
+    int rc, bad = 0, nokey = 0;
     if (name && (rc = catalog_check_name(name, e)) < 0)
         goto out0;
     if (!all) {
@@ -304,8 +350,9 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     } else if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0) {
         goto out0;
     } else {
-        /* nothing to check is not a success: as without --all */
-        if ((rc = catalog_list(ops, st, name, &list, e)) == 0 && !json_array_size(list))
+        /* nothing to check is not a success: as without --all; the
+         * original burry's zips at the top level are checked too */
+        if ((rc = catalog_list_gozip(ops, st, name, &list, e)) == 0 && !json_array_size(list))
             rc = burry_errf(e, BURRY_ENOENT, "no snapshots%s%s%s in %s", name ? " named '" : "",
                             name ? name : "", name ? "'" : "", ops->describe(st));
     }
@@ -315,12 +362,36 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     json_t *m;
     json_array_foreach(list, i, m) {
         struct burry_err e2 = {0};
-        int r = catalog_damaged(m) ? burry_errf(&e2, BURRY_EFAIL, "%s", catalog_damaged(m))
-                : !strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT)
-                    ? verify_gozip(ops, st, m, o, &e2)
-                    : verify_snapshot(ops, st, m, o, NULL, NULL, NULL, &e2);
+        const char *sid = json_string_value(json_object_get(m, "snapshot"));
+        /* an age-encrypted snapshot without a key that opens it: its stored
+         * bytes against the published manifest, which is all that can be
+         * checked; intact, it is not damaged */
+        int only = !o->nidentities && !strcmp(json_string_value(json_object_get(m, "encryption")) ?: "", "age");
+        int wrong = 0, r;
+        if (catalog_damaged(m))
+            r = burry_errf(&e2, BURRY_EFAIL, "%s", catalog_damaged(m));
+        else if (!strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT))
+            r = verify_gozip(ops, st, m, o, &e2);
+        else if (only)
+            r = verify_stored(ops, st, m, &e2);
+        else if ((r = verify_snapshot(ops, st, m, o, NULL, NULL, NULL, &e2)) == BURRY_ENOKEY) {
+            burry_err_clear(&e2);
+            if ((r = verify_stored(ops, st, m, &e2)) == 0)
+                only = wrong = 1;
+        }
         json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
                                  json_object_get(m, "name"), "ok", r == 0);
+        if (r == 0 && only) {
+            json_object_set_new(item, "stored_only", json_true());
+            if (wrong) {
+                json_object_set_new(item, "wrong_identity", json_true());
+                blog(&o->log, BLOG_WARN, "snapshot '%s': none of the given identities can decrypt it (wrong key?); "
+                     "its stored bytes match its manifest", sid);
+                nokey++;
+            } else {
+                blog(&o->log, BLOG_DEBUG, "snapshot '%s' is encrypted: its stored bytes match its manifest", sid);
+            }
+        }
         if (r < 0) {
             json_object_set_new(item, "error", json_string(e2.msg));
             blog(&o->log, BLOG_WARN, "%s", e2.msg);
@@ -330,13 +401,20 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
                 rc = burry_errf(e, BURRY_EINTR, "interrupted");
                 goto out;
             }
-        } else {
-            blog(&o->log, BLOG_DEBUG, "snapshot '%s' is intact", json_string_value(json_object_get(m, "snapshot")));
+        } else if (!only) {
+            blog(&o->log, BLOG_DEBUG, "snapshot '%s' is intact", sid);
         }
         json_array_append_new(res, item);
     }
-    if (bad)
+    if (bad && nokey)
+        rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s failed verification; the given --identity "
+                        "does not open %d more (not damaged)", bad, json_array_size(list), ops->describe(st), nokey);
+    else if (bad)
         rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s failed verification", bad,
+                        json_array_size(list), ops->describe(st));
+    else if (nokey)
+        rc = burry_errf(e, BURRY_ENOKEY, "the given --identity does not open %d of %zu snapshots in %s "
+                        "(not damaged: their stored bytes match their manifests)", nokey,
                         json_array_size(list), ops->describe(st));
 out:
     *out = json_pack("{s:O}", "snapshots", res);

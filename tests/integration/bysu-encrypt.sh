@@ -207,6 +207,18 @@ expect_eq "nothing is left unchecked" "" "$(grep -v '  ok$' <<<"$OUT")"
 run_bysu verify -c "$C" --identity "$T_TMP/other.key" --json central
 expect_eq "verify with a key that does not open it: exit 0, ok, the stored bytes only (no damage)" "0 True True" \
     "$RC $(jget 'd["snapshots"][-1]["ok"]') $(jget 'd["snapshots"][-1].get("stored_only")')"
+# an infrastructure job's encrypted snapshot (checked by burry's verify):
+# without a key, or with one that does not open it, its stored bytes are
+# checked, as for the others, and it is not called DAMAGED
+run_bysu verify -c "$C" zk
+expect_eq "verify of an encrypted infrastructure job without a key: exit 0, stored bytes only" \
+    "0 $ZID  zk  ok (stored bytes only; encrypted)" "$RC $OUT"
+expect_eq "... and no warning, as for the other jobs" "" "$ERR"
+run_bysu verify -c "$C" --identity "$T_TMP/other.key" --json zk
+expect_eq "... with a key that does not open it: exit 0, ok, the stored bytes only (no damage)" "0 True True" \
+    "$RC $(jget 'd["snapshots"][-1]["ok"]') $(jget 'd["snapshots"][-1].get("stored_only")')"
+run_bysu verify -c "$C" --identity "$T_TMP/central.key" zk
+expect_eq "... with its key: exit 0, checked whole" "0 $ZID  zk  ok" "$RC $OUT"
 # the usual check on the central host: its own key, node-encrypted
 # snapshots among the others
 run_bysu verify -c "$C" --identity "$T_TMP/central.key"

@@ -72,11 +72,55 @@ expect_eq "restore created the nodes" 4 "$(jget 'd["created"]')"
 expect_eq "restored value is intact" "hunter2-SECRETVALUE" "$(zk_py "$PB" "print(zk.get('/vault/db-password')[0].decode(), end='')")"
 
 run_burry verify "$S" --identity "$T_TMP/key1.txt" --json
-expect_eq "verify with the identity exits 0" 0 "$RC"
+expect_eq "verify with the identity: exit 0, ok, contents checked" "0 True None" \
+    "$RC $(jget 'd["snapshots"][0]["ok"]') $(jget 'd["snapshots"][0].get("stored_only")')"
+run_burry verify "$S" --identity "$T_TMP/key1.txt"
+expect_eq "verify with the identity (human): ok" "$ID  enc  ok" "$OUT"
+
+# verify without the key checks the stored bytes against the published
+# manifest (size and SHA-256 of the encrypted file): not damaged, contents
+# not checked
+run_burry verify "$S"
+expect_eq "verify without --identity exits 0" 0 "$RC"
+expect_eq "... the snapshot is ok, its stored bytes only" \
+    "$ID  enc  ok (stored bytes only; encrypted, no --identity given)" "$OUT"
+expect_no_match "... nothing says damaged" 'DAMAGED|damaged|failed' "$OUT$ERR"
+expect_match "... a warning says its contents were not checked" \
+    "warning: snapshot '$ID' is encrypted: its stored bytes match its manifest; its contents were not checked \\(no --identity given\\)" "$ERR"
 run_burry verify "$S" --json
-expect_eq "verify without an identity exits 1 or 2" 1 "$(( RC == 1 || RC == 2 ))"
+expect_eq "verify --json without --identity: exit 0, ok, stored_only, no error" "0 True True None None" \
+    "$RC $(jget 'd["snapshots"][0]["ok"]') $(jget 'd["snapshots"][0].get("stored_only")') $(jget 'd["snapshots"][0].get("error")') $(jget 'd["snapshots"][0].get("wrong_identity")')"
+run_burry verify "$S" --snapshot "$ID" -q
+expect_eq "verify -q without --identity: exit 0, no summary" "0 " "$RC $OUT"
+
+# a key that does not open it: said plainly, not damaged; exit 1, as a
+# restore with that key would fail
+run_burry verify "$S" --identity "$T_TMP/other.txt"
+expect_eq "verify with a wrong identity exits 1" 1 "$RC"
+expect_eq "... the snapshot is intact, the key does not open it" \
+    "$ID  enc  ok (stored bytes only; encrypted, the given --identity does not open it)" "$OUT"
+expect_match "... a warning says the identity does not open it" \
+    "warning: snapshot '$ID': none of the given identities can decrypt it \\(wrong key\\?\\); its stored bytes match its manifest" "$ERR"
+expect_match "... and the error says so" \
+    "error: the given --identity does not open 1 of 1 snapshots in directory '.*' \\(not damaged: their stored bytes match their manifests\\)$" "$ERR"
+expect_no_match "... nothing says damaged" 'DAMAGED|is damaged|failed' "$OUT$ERR"
+run_burry verify "$S" --identity "$T_TMP/other.txt" --json
+expect_eq "verify --json with a wrong identity: exit 1, ok, stored_only, wrong_identity" "1 True True True" \
+    "$RC $(jget 'd["snapshots"][0]["ok"]') $(jget 'd["snapshots"][0].get("stored_only")') $(jget 'd["snapshots"][0].get("wrong_identity")')"
+run_burry verify "$S" --identity "$T_TMP/other.txt" --identity "$T_TMP/key2.txt"
+expect_eq "verify with a wrong and a right identity: exit 0, contents checked" "0 $ID  enc  ok" "$RC $OUT"
 
 # tampering: a flipped byte anywhere, a truncated file
+# verify_damaged WHAT: verify calls the archive DAMAGED (exit 1) with the
+# key, with a key that does not open it, and without a key
+verify_damaged() {
+    local how
+    for how in key1 other none; do
+        if [ $how = none ]; then run_burry verify "$S" --name enc; else run_burry verify "$S" --name enc --identity "$T_TMP/$how.txt"; fi
+        expect_eq "$1: verify ($how) exits 1, DAMAGED" "1 $ID  enc  DAMAGED" "$RC $OUT"
+        expect_match "$1: verify ($how) says the snapshot is damaged" "snapshot '$ID' is damaged" "$ERR"
+    done
+}
 cp "$ARCH" "$T_TMP/orig.age"
 SIZE=$(stat -c %s "$ARCH")
 for at in 60 $((SIZE / 2)) $((SIZE - 5)); do
@@ -88,8 +132,23 @@ b = bytearray(open(p, 'rb').read()); b[at] ^= 0x01; open(p, 'wb').write(b)" "$AR
     run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --identity "$T_TMP/key1.txt" --into /t$at --json
     expect_eq "flipped byte at $at: restore exits 1" 1 "$RC"
     expect_eq "flipped byte at $at: nothing created" "" "$(zk_py "$PB" "print(zk.exists('/t$at') or '', end='')")"
+    verify_damaged "flipped byte at $at"
 done
+# the age header itself: its first line, and a recipient's stanza that no
+# longer reads (a byte that is not base64)
+for at in 3 40; do
+    cp "$T_TMP/orig.age" "$ARCH"
+    /usr/bin/python3 -c "
+import sys
+p, at = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(p, 'rb').read()); b[at] = 0x21; open(p, 'wb').write(b)" "$ARCH" "$at"
+    verify_damaged "an age header changed at $at"
+done
+run_burry verify "$S" --name enc --identity "$T_TMP/key1.txt"
+expect_match "... with the key, a stanza that does not read is named" \
+    "snapshot '$ID' is damaged: age header is damaged \\(bad X25519 stanza\\)" "$ERR"
 head -c $((SIZE - 100)) "$T_TMP/orig.age" >"$ARCH"
+verify_damaged "truncated archive"
 run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --identity "$T_TMP/key1.txt" --into /trunc --json
 expect_eq "truncated archive: restore exits 1" 1 "$RC"
 expect_eq "truncated archive: nothing created" "" "$(zk_py "$PB" "print(zk.exists('/trunc') or '', end='')")"
@@ -112,6 +171,30 @@ PY
 run_burry restore "zk://127.0.0.1:$PB" "$S" --snapshot "$PID" --identity "$T_TMP/key1.txt" --into /byage --json
 expect_eq "a snapshot encrypted by age -r restores with burry" "0 5" "$RC $(jget 'd["created"]')"
 expect_eq "its values are intact" "nothing to hide" "$(zk_py "$PB" "print(zk.get('/byage/plain')[0].decode(), end='')")"
+
+# verify --all of a store with encrypted and clear snapshots, without a key:
+# the clear one is checked whole, the encrypted ones by their stored bytes
+run_burry backup "zk://127.0.0.1:$PA" "$S" --name clear --json
+CID=$(jget 'd["snapshot"]')
+run_burry verify "$S" --all
+expect_eq "verify --all without --identity exits 0" 0 "$RC"
+expect_eq "... one line per snapshot, the clear one checked whole" \
+    "$ID  enc  ok (stored bytes only; encrypted, no --identity given)|$PID  plain  ok (stored bytes only; encrypted, no --identity given)|$CID  clear  ok" \
+    "$(paste -sd'|' <<<"$OUT")"
+expect_match "... one warning counts the encrypted snapshots" \
+    "warning: 2 of 3 snapshots are encrypted: their stored bytes match their manifests; their contents were not checked \\(no --identity given\\)" "$ERR"
+expect_eq "... and only one warning" 1 "$(grep -c warning <<<"$ERR")"
+run_burry verify "$S" --all --identity "$T_TMP/other.txt" --json
+expect_eq "verify --all with a wrong identity: exit 1, the clear one checked whole, the others not opened" \
+    "1 [('clear', True, None, None), ('enc', True, True, True), ('plain', True, True, True)]" \
+    "$RC $(jget 'sorted((s["name"], s["ok"], s.get("stored_only"), s.get("wrong_identity")) for s in d["snapshots"])')"
+expect_match "... the error counts them" "error: the given --identity does not open 2 of 3 snapshots in directory " "$ERR"
+python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[-5]^=1; open(p,"wb").write(b)' "$S/plain/$PID.tar.zst.age"
+run_burry verify "$S" --all --identity "$T_TMP/other.txt"
+expect_eq "a damaged one among them: exit 1, DAMAGED" 1 "$RC"
+expect_match "... named DAMAGED" "^$PID  plain  DAMAGED$" "$OUT"
+expect_match "... the error counts both kinds" \
+    "error: 1 of 3 snapshots in directory .* failed verification; the given --identity does not open 1 more \\(not damaged\\)$" "$ERR"
 
 no_leak=1
 grep -rq 'AGE-SECRET-KEY' "$S" && no_leak=0

@@ -228,6 +228,32 @@ expect_eq "verify of a zip with a flipped byte exits 1" 1 "$RC"
 expect_match "... saying it is damaged" "1795249013.zip.* damaged" "$ERR"
 run_burry verify "$T_TMP/lhdr/1795249013.zip" --json
 expect_eq "verify of a zip with a damaged local header: exit 1, not ok" "1 False" "$RC $(jget 'd["snapshots"][0]["ok"]')"
+# --all checks the zips at the store's top level too, beside burry's own
+# snapshots; other files are left alone
+run_burry verify "$T_TMP/store" --all --json
+expect_eq "verify --all of a store holding only ID.zip: exit 0, the zip checked" "0 [('1795249013', True)]" \
+    "$RC $(jget '[(s["id"], s["ok"]) for s in d["snapshots"]]')"
+run_burry backup "$ZB" "$T_TMP/store" --name zkb --json
+BID=$(jget 'd["snapshot"]')
+cp "$ZKZIP" "$T_TMP/store/notes.zip"
+echo x >"$T_TMP/store/1795249099.txt"
+run_burry verify "$T_TMP/store" --all
+expect_eq "verify --all of a store with a zip and a snapshot: exit 0" 0 "$RC"
+expect_eq "... both checked, one line each" "1795249013    ok|$BID  zkb  ok" "$(paste -sd'|' <<<"$OUT")"
+expect_match "... -v says what a zip's check covers" "1795249013.zip' was written by the original burry: only its CRC-32s" \
+    "$("$BURRY" verify "$T_TMP/store" --all -v 2>&1 >/dev/null)"
+run_burry verify "$T_TMP/store" --all --name zkb --json
+expect_eq "verify --all --name: the name's snapshots only (a zip has no name)" "0 ['$BID']" \
+    "$RC $(jget '[s["id"] for s in d["snapshots"]]')"
+cp "$T_TMP/damaged/1795249013.zip" "$T_TMP/store/1795249013.zip"
+run_burry verify "$T_TMP/store" --all --json
+expect_eq "verify --all with a damaged zip: exit 1, the zip not ok, the snapshot ok" \
+    "1 [('1795249013', False), ('$BID', True)]" "$RC $(jget '[(s["id"], s["ok"]) for s in d["snapshots"]]')"
+expect_match "... saying the zip is damaged" "archive '1795249013.zip' of the original burry in .* is damaged" "$ERR"
+run_burry verify "$T_TMP/store" --all
+expect_match "... DAMAGED in the summary" "^1795249013 .*DAMAGED$" "$OUT"
+cp "$ZKZIP" "$T_TMP/store/1795249013.zip"
+rm "$T_TMP/store/notes.zip" "$T_TMP/store/1795249099.txt"
 
 # --- the service must match ---
 run_burry restore "$ZC" "$ETCDZIP"
