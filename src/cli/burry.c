@@ -810,6 +810,7 @@ static void setup_cli(struct cli *c)
 {
     memset(c, 0, sizeof *c);
     burry_opts_init(&c->o);
+    c->o.create_advice = "create it, or pass --create-bucket to backup";
     c->o.log.fn = log_fn;
     c->o.log.ctx = c;
 }

@@ -35,6 +35,8 @@ struct burry_opts {
     /* object stores (S3, GCS, Azure) */
     const char *endpoint_url;  /* overrides AWS_ENDPOINT_URL and the default endpoint */
     int create_bucket;         /* create a missing bucket or container on backup */
+    const char *create_advice; /* what to do about a missing bucket or container
+                                * (the CLI's words; NULL: "create it") */
     size_t part_size;          /* bytes per upload part/block; 0: the store's default */
     char *store_key_id;        /* credentials given on the command line (legacy -c) */
     char *store_secret;        /* wiped by burry_opts_wipe() */

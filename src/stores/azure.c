@@ -218,8 +218,12 @@ static int az_fail(struct store *s, const char *doing, const char *key, const st
                           "the account key)", s->desc, doing, key ? " " : "", key ? key : "",
                           *sum ? ", " : "", sum);
     const char *hint = "";
-    if (strstr(sum, "ContainerNotFound"))
-        hint = " (the container does not exist; create it, or pass --create-bucket to backup)";
+    char missing[200];
+    if (strstr(sum, "ContainerNotFound")) {
+        snprintf(missing, sizeof missing, " (the container does not exist; %s)",
+                 s->o->create_advice ? s->o->create_advice : "create it");
+        hint = missing;
+    }
     if (!*sum)
         snprintf(sum, sizeof sum, "HTTP %ld", r->status);
     return burry_errf(e, BURRY_EFAIL, "%s: %s%s%s failed: %s%s", s->desc, doing, key ? " " : "",
@@ -472,9 +476,8 @@ static int check_container(struct store *s, int create, struct burry_err *e)
         else if (rc == 0)
             blog(&s->o->log, BLOG_INFO, "created %s", s->desc);
     } else if (rc == 0 && r.status == 404) {
-        rc = burry_errf(e, BURRY_EFAIL,
-                        "%s: the container does not exist (create it, or pass --create-bucket to "
-                        "backup)", s->desc);
+        rc = burry_errf(e, BURRY_EFAIL, "%s: the container does not exist (%s)", s->desc,
+                        s->o->create_advice ? s->o->create_advice : "create it");
     } else if (rc == 0 && r.status == 403) {
         rc = burry_errf(e, BURRY_EFAIL, "%s: access denied (HTTP 403%s%s; check the account key)",
                         s->desc, r.header[0] ? " " : "", r.header);

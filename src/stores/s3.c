@@ -129,9 +129,12 @@ static int s3_fail(struct store *s, const char *doing, const char *key, const st
     char sum[400];
     xml_error_summary(r->body.p, sum, sizeof sum);
     const char *hint = "";
-    if (strstr(sum, "NoSuchBucket") || (r->status == 404 && !*sum && !key))
-        hint = " (the bucket does not exist; create it, or pass --create-bucket to backup)";
-    else if (r->status == 403)
+    char missing[200];
+    if (strstr(sum, "NoSuchBucket") || (r->status == 404 && !*sum && !key)) {
+        snprintf(missing, sizeof missing, " (the bucket does not exist; %s)",
+                 s->o->create_advice ? s->o->create_advice : "create it");
+        hint = missing;
+    } else if (r->status == 403)
         hint = " (check the access key and secret, and the clock)";
     if (!*sum)
         snprintf(sum, sizeof sum, "HTTP %ld", r->status);
@@ -331,9 +334,8 @@ static int check_bucket(struct store *s, int create, struct burry_err *e)
         else if (rc == 0)
             blog(&s->o->log, BLOG_INFO, "created %s", s->desc);
     } else if (rc == 0 && r.status == 404) {
-        rc = burry_errf(e, BURRY_EFAIL,
-                        "%s: the bucket does not exist (create it, or pass --create-bucket to backup)",
-                        s->desc);
+        rc = burry_errf(e, BURRY_EFAIL, "%s: the bucket does not exist (%s)", s->desc,
+                        s->o->create_advice ? s->o->create_advice : "create it");
     } else if (rc == 0 && r.status == 403) {
         rc = burry_errf(e, BURRY_EFAIL,
                         "%s: access denied (HTTP 403; check the access key and secret, and the clock)",

@@ -94,6 +94,8 @@ leak_check
 expect_eq "a missing bucket fails the run (exit 1)" 1 "$RC"
 expect_match "naming the bucket and the cause" "^S3 bucket '$B-gone' .*: the bucket does not exist" \
     "$(jget 'd["jobs"][0]["message"]')"
+expect_no_match "without advice bysu cannot follow (burry's --create-bucket)" "create-bucket" \
+    "$(jget 'd["jobs"][0]["message"]')"
 expect_eq "before the node was contacted (no connection reached its sshd)" "$S0" "$(sessions)"
 expect_eq "and the bucket is not created" absent \
     "$(rgw_py "
