@@ -382,15 +382,28 @@ out:
     return rc;
 }
 
+/* The account (rest, al bytes), the container (cont, cl bytes) and what
+ * follows it (*slash2: '/' and the prefix, or NULL) of an azure:// URL. */
+struct az_url {
+    const char *rest, *cont, *slash2;
+    size_t al, cl;
+};
+
+static struct az_url az_url_split(const char *url)
+{
+    struct az_url u = {.rest = url + strlen("azure://")};
+    const char *slash = strchr(u.rest, '/');
+    u.al = slash ? (size_t)(slash - u.rest) : strlen(u.rest);
+    u.cont = slash ? slash + 1 : "";
+    u.slash2 = strchr(u.cont, '/');
+    u.cl = u.slash2 ? (size_t)(u.slash2 - u.cont) : strlen(u.cont);
+    return u;
+}
+
 static int az_check_url(const char *url, struct burry_err *e)
 {
-    const char *rest = url + strlen("azure://");
-    const char *slash = strchr(rest, '/');
-    size_t al = slash ? (size_t)(slash - rest) : strlen(rest);
-    const char *cont = slash ? slash + 1 : "";
-    const char *slash2 = strchr(cont, '/');
-    size_t cl = slash2 ? (size_t)(slash2 - cont) : strlen(cont);
-    if (!valid_account(rest, al) || !valid_container(cont, cl))
+    struct az_url u = az_url_split(url);
+    if (!valid_account(u.rest, u.al) || !valid_container(u.cont, u.cl))
         return burry_errf(e, BURRY_EUSAGE,
                           "'%s': expected azure://ACCOUNT/CONTAINER[/prefix] with an account name "
                           "of 3-24 lower-case letters and digits and a container name of 3-63 "
@@ -400,12 +413,9 @@ static int az_check_url(const char *url, struct burry_err *e)
 
 static int az_open(struct store **out, const char *url, const struct burry_opts *o, struct burry_err *e)
 {
-    const char *rest = url + strlen("azure://");
-    const char *slash = strchr(rest, '/');
-    size_t al = slash ? (size_t)(slash - rest) : strlen(rest);
-    const char *cont = slash ? slash + 1 : "";
-    const char *slash2 = strchr(cont, '/');
-    size_t cl = slash2 ? (size_t)(slash2 - cont) : strlen(cont);
+    struct az_url u = az_url_split(url);
+    const char *rest = u.rest, *cont = u.cont, *slash2 = u.slash2;
+    size_t al = u.al, cl = u.cl;
     if (az_check_url(url, e) < 0)
         return BURRY_EUSAGE;
     struct store *s = calloc(1, sizeof *s);
