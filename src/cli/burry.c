@@ -737,7 +737,8 @@ static int run_verb(struct cli *c, int legacy)
             size_t i;
             json_array_foreach(json_object_get(out, "snapshots"), i, s)
                 printf("%s  %s  %s\n", jstr(s, "id"), jstr(s, "name"),
-                       !json_is_true(json_object_get(s, "ok")) ? "DAMAGED"
+                       json_is_true(json_object_get(s, "not_checked")) ? "NOT CHECKED (the store failed)"
+                       : !json_is_true(json_object_get(s, "ok")) ? "DAMAGED"
                        : json_is_true(json_object_get(s, "wrong_identity"))
                            ? "ok (stored bytes only; encrypted, the given --identity does not open it)"
                        : json_is_true(json_object_get(s, "stored_only"))

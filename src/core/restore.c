@@ -334,7 +334,7 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
     const struct store_ops *ops;
     struct store *st = NULL;
     json_t *list = NULL, *res = json_array();
-    int rc, bad = 0, nokey = 0;
+    int rc, bad = 0, nokey = 0, unchecked = 0;
     if (name && (rc = catalog_check_name(name, e)) < 0)
         goto out0;
     if (!all) {
@@ -367,14 +367,14 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
          * bytes against the published manifest, which is all that can be
          * checked; intact, it is not damaged */
         int only = !o->nidentities && !strcmp(json_string_value(json_object_get(m, "encryption")) ?: "", "age");
-        int wrong = 0, r;
+        int wrong = 0, store_failed = 0, r;
         if (catalog_damaged(m))
             r = burry_errf(&e2, BURRY_EFAIL, "%s", catalog_damaged(m));
         else if (!strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT))
             r = verify_gozip(ops, st, m, o, &e2);
         else if (only)
             r = verify_stored(ops, st, m, &e2);
-        else if ((r = verify_snapshot(ops, st, m, o, NULL, NULL, NULL, &e2)) == BURRY_ENOKEY) {
+        else if ((r = verify_snapshot(ops, st, m, o, NULL, NULL, &store_failed, &e2)) == BURRY_ENOKEY) {
             burry_err_clear(&e2);
             if ((r = verify_stored(ops, st, m, &e2)) == 0)
                 only = wrong = 1;
@@ -395,7 +395,13 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
         if (r < 0) {
             json_object_set_new(item, "error", json_string(e2.msg));
             blog(&o->log, BLOG_WARN, "%s", e2.msg);
-            bad++;
+            /* the store failed to deliver it: not checked, not damaged */
+            if (store_failed && r != BURRY_EINTR) {
+                json_object_set_new(item, "not_checked", json_true());
+                unchecked++;
+            } else {
+                bad++;
+            }
             if (r == BURRY_EINTR) {
                 json_array_append_new(res, item);
                 rc = burry_errf(e, BURRY_EINTR, "interrupted");
@@ -406,13 +412,22 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
         }
         json_array_append_new(res, item);
     }
-    if (bad && nokey)
-        rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s failed verification; the given --identity "
-                        "does not open %d more (not damaged)", bad, json_array_size(list), ops->describe(st), nokey);
-    else if (bad)
-        rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s failed verification", bad,
-                        json_array_size(list), ops->describe(st));
-    else if (nokey)
+    if (bad || unchecked) {
+        char more[160] = "";
+        if (nokey)
+            snprintf(more, sizeof more, "; the given --identity does not open %d more (not damaged)", nokey);
+        if (bad && unchecked)
+            rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s failed verification; %d more could not be "
+                            "read from it (not checked)%s", bad, json_array_size(list), ops->describe(st), unchecked,
+                            more);
+        else if (bad)
+            rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s failed verification%s", bad,
+                            json_array_size(list), ops->describe(st), more);
+        else
+            rc = burry_errf(e, BURRY_EFAIL, "%d of %zu snapshots in %s could not be read from it, so they were "
+                            "not checked (the store failed, which says nothing of the snapshots)%s", unchecked,
+                            json_array_size(list), ops->describe(st), more);
+    } else if (nokey)
         rc = burry_errf(e, BURRY_ENOKEY, "the given --identity does not open %d of %zu snapshots in %s "
                         "(not damaged: their stored bytes match their manifests)", nokey,
                         json_array_size(list), ops->describe(st));

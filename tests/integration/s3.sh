@@ -206,6 +206,17 @@ expect_match "the retries are logged" "answered 503; trying again" "$ERR"
 run_s3 verify "s3://$B/flaky" "${EP[@]}"
 expect_eq "the snapshot written through the retries verifies" 0 "$RC"
 
+# --- a store that cannot deliver the archive: not checked, not damaged -----------
+proxy_start unread --fail 1000 --match ".tar.zst" || not_ok "fault proxy starts"
+run_s3 verify "s3://$B/flaky" --endpoint-url "http://127.0.0.1:$PROXY_PORT"
+expect_eq "verify through a store that answers 503 to the archive exits 1" 1 "$RC"
+expect_match "the snapshot's line says it was not checked" "  NOT CHECKED \(the store failed\)$" "$OUT"
+expect_no_match "and does not call it damaged" "DAMAGED|damaged" "$OUT$ERR"
+expect_match "the error says the store failed" "could not be read from it, so they were not checked" "$ERR"
+run_s3 verify "s3://$B/flaky" --endpoint-url "http://127.0.0.1:$PROXY_PORT" --json
+expect_eq "--json: not ok, not_checked" "False True" \
+    "$(jget 'd["snapshots"][0]["ok"]') $(jget 'd["snapshots"][0].get("not_checked")')"
+
 # --- a permanent error is not retried -------------------------------------------
 proxy_start denied --fail 100 --status 403 --match "uploads=" || not_ok "fault proxy starts"
 run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/denied" --endpoint-url "http://127.0.0.1:$PROXY_PORT" \
