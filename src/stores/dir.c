@@ -281,6 +281,20 @@ static unsigned int random_u32(const void *salt)
     return (unsigned int)ts.tv_nsec ^ (unsigned int)(size_t)salt ^ ((unsigned int)ts.tv_sec << 16);
 }
 
+/* A new temporary file in dirfd (its name into name): the descriptor, or -1
+ * with errno set. */
+static int open_tmp(int dirfd, char *name, size_t len, const void *salt)
+{
+    int fd = -1;
+    for (int tries = 0; tries < 16; tries++) {
+        snprintf(name, len, TMP_PREFIX "%ld.%08x", (long)getpid(), random_u32(salt));
+        fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    return fd;
+}
+
 /* Whether a file can be created where the keys "name/..." go: in the
  * deepest directory of root/name that exists (the rest put_open creates), a
  * temporary file is created and removed at once. */
@@ -303,25 +317,17 @@ static int dir_check_put(struct store *s, const char *name, struct burry_err *e)
         }
         *slash = 0;
     }
-    if (!S_ISDIR(st.st_mode)) {
-        r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s", dir, strerror(ENOTDIR));
-        goto out;
-    }
-    char tmpname[PATH_MAX];
-    int fd = -1;
-    for (int tries = 0; tries < 16 && fd < 0; tries++) {
-        snprintf(tmpname, sizeof tmpname, "%s%s" TMP_PREFIX "%ld.%08x", dir, strcmp(dir, "/") ? "/" : "",
-                 (long)getpid(), random_u32(dir));
-        fd = open(tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
+    char tmpname[64];
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = dfd < 0 ? -1 : open_tmp(dfd, tmpname, sizeof tmpname, dir);
     if (fd < 0) {
         r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s", dir, strerror(errno));
-        goto out;
+    } else {
+        close(fd);
+        (void)unlinkat(dfd, tmpname, 0);
     }
-    close(fd);
-    (void)unlink(tmpname);
+    if (dfd >= 0)
+        close(dfd);
 out:
     free(dir);
     return r;
@@ -381,13 +387,7 @@ static int dir_put_open(struct store *s, const char *key, struct store_put **out
         goto out;
     }
     remove_stale_tmp(p->dirfd);
-    for (int tries = 0; tries < 16; tries++) {
-        snprintf(p->tmp, sizeof p->tmp, TMP_PREFIX "%ld.%08x", (long)getpid(), random_u32(p));
-        p->fd = openat(p->dirfd, p->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (p->fd >= 0 || errno != EEXIST)
-            break;
-    }
-    if (p->fd < 0) {
+    if ((p->fd = open_tmp(p->dirfd, p->tmp, sizeof p->tmp, p)) < 0) {
         r = burry_errf(e, BURRY_EFAIL, "cannot write to directory '%s': %s", p->dir, strerror(errno));
         goto out;
     }
