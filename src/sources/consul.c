@@ -64,7 +64,7 @@ struct source {
     long long index;          /* X-Consul-Index of the backup read */
     struct wop *q;            /* queued writes */
     size_t nq, capq;
-    struct buf body, tmp;
+    struct buf tmp;           /* a backup's decoded value */
     struct lane *lanes;       /* CONSUL_LANES, made at the first write */
 };
 
@@ -237,7 +237,6 @@ static void consul_close(struct source *s)
         explicit_bzero(s->tok_hdr, strlen(s->tok_hdr));
         free(s->tok_hdr);
     }
-    buf_free(&s->body);
     buf_free(&s->tmp);
     free(s);
 }
@@ -251,7 +250,6 @@ static int consul_open(struct source **out, const char *url, const struct burry_
     if (!s)
         return burry_errf(e, BURRY_EFAIL, "out of memory");
     s->o = o;
-    buf_init(&s->body, 0);
     buf_init(&s->tmp, 0);
     if ((rc = url_parse(url, &s->u, e)) < 0)
         goto fail;
