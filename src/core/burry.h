@@ -61,6 +61,12 @@ struct store_ops;
 struct store;
 int burry_verify_listed(const struct store_ops *ops, struct store *st, json_t *m, const struct burry_opts *o,
                         int *store_failed, struct burry_err *e);
+/* Only the stored bytes of that snapshot (its archive read whole, not
+ * decrypted) against the size and SHA-256 that m records: all that can be
+ * checked of an encrypted one without a key that opens it. *store_failed
+ * as above. */
+int burry_verify_stored(const struct store_ops *ops, struct store *st, json_t *m, int *store_failed,
+                        struct burry_err *e);
 
 /* Keep the newest keep snapshots of each name (or only of name) and delete
  * the rest; *out = {"dry_run", "keep", "deleted": [{"id","name"}], "kept": [...],

@@ -1873,47 +1873,6 @@ static la_ssize_t vsrc_read(struct archive *a, void *ctx, const void **buf)
     return (la_ssize_t)n;
 }
 
-/* The stored bytes against the sidecar's archive size and SHA-256.
- * *unreadable is set when the store could not be read (the archive was not
- * checked), as against a missing or damaged archive. */
-static int verify_stored(const struct store_ops *ops, struct store *st, const char *key, json_t *side,
-                         int *unreadable, struct burry_err *e)
-{
-    json_t *arch = json_object_get(side, "archive");
-    const char *want = json_string_value(json_object_get(arch, "sha256"));
-    struct get_src src = {.ops = ops};
-    char buf[65536], got[65];
-    ssize_t n;
-    int rc;
-    if (!want || !json_is_integer(json_object_get(arch, "size")))
-        return burry_errf(e, BURRY_EFAIL, "the sidecar records no archive size and SHA-256");
-    if (!(src.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(src.md, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(src.md);
-        return burry_errf(e, BURRY_EFAIL, "out of memory");
-    }
-    if ((rc = ops->get_open(st, key, &src.g, e)) < 0) {
-        EVP_MD_CTX_free(src.md);
-        *unreadable = rc != BURRY_ENOENT;
-        return rc;
-    }
-    while ((n = get_raw(&src, buf, sizeof buf, e)) > 0)
-        ;
-    rc = n < 0 ? BURRY_EFAIL : 0;
-    *unreadable = n < 0;
-    ops->get_close(src.g);
-    sha256_final_hex(src.md, got);
-    EVP_MD_CTX_free(src.md);
-    if (rc < 0)
-        return rc;
-    uint64_t size = (uint64_t)json_integer_value(json_object_get(arch, "size"));
-    if (src.size != size)
-        return burry_errf(e, BURRY_EFAIL, "the archive holds %llu bytes but the sidecar records %llu",
-                          (unsigned long long)src.size, (unsigned long long)size);
-    if (strcmp(got, want))
-        return burry_errf(e, BURRY_EFAIL, "the archive's SHA-256 differs from the sidecar's");
-    return 0;
-}
-
 /* The archive's content (decrypted with o->identities when encrypted)
  * against the MANIFEST.json it holds. */
 static int verify_content(const struct burry_opts *o, const struct store_ops *ops, struct store *st,
@@ -2003,7 +1962,7 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
             r = burry_errf(&e2, BURRY_EFAIL, "the sidecar names no archive");
         } else if (enc && !o->nidentities) {
             /* no key given: the stored bytes are all that can be checked */
-            if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0)
+            if ((r = burry_verify_stored(ops, st, m, &unreadable, &e2)) == 0)
                 stored_only = 1;
         } else if (strcmp(service, "bysu")) {
             /* an infrastructure job's snapshot, written by the burry engine:
@@ -2014,10 +1973,10 @@ int bysu_verify(const struct burry_opts *o, const struct bysu_conf *c, const cha
                 /* encrypted to keys not given here: as for a node's
                  * snapshot, its stored bytes are what can be checked */
                 burry_err_clear(&e2);
-                if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0)
+                if ((r = burry_verify_stored(ops, st, m, &unreadable, &e2)) == 0)
                     stored_only = 1;
             }
-        } else if ((r = verify_stored(ops, st, key, m, &unreadable, &e2)) == 0 &&
+        } else if ((r = burry_verify_stored(ops, st, m, &unreadable, &e2)) == 0 &&
                    (r = verify_content(o, ops, st, key, enc, &unreadable, &e2)) < 0 && e2.code == BURRY_ENOKEY) {
             /* encrypted to keys not given here (a node's, say): its
              * stored bytes matched, which is all that can be checked */

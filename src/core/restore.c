@@ -229,13 +229,13 @@ static int check_stored(struct get_ctx *g, json_t *m, struct burry_err *e)
     return 0;
 }
 
-/* An encrypted snapshot without a key that opens it: only its stored bytes
- * can be checked, read whole, against the published manifest. */
-static int verify_stored(const struct store_ops *ops, struct store *st, json_t *m, struct burry_err *e)
+int burry_verify_stored(const struct store_ops *ops, struct store *st, json_t *m, int *store_failed,
+                        struct burry_err *e)
 {
-    struct get_ctx g = {0};
+    struct get_ctx g = {.store_failed = store_failed};
     const char *id = json_string_value(json_object_get(m, "snapshot"));
     char buf[65536];
+    *store_failed = 0;
     ssize_t n;
     int rc = open_stored(ops, st, m, &g, e);
     if (rc < 0)
@@ -249,7 +249,7 @@ static int verify_stored(const struct store_ops *ops, struct store *st, json_t *
         rc = (int)n;
     else
         rc = check_stored(&g, m, e);
-    if (rc < 0 && rc != BURRY_EINTR)
+    if (rc < 0 && rc != BURRY_EINTR && !*store_failed)
         burry_err_prefix(e, "snapshot '%s' is damaged", id);
     get_ctx_close(&g);
     return rc;
@@ -373,10 +373,10 @@ int burry_verify(const struct burry_opts *o, const char *store_url, const char *
         else if (!strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT))
             r = verify_gozip(ops, st, m, o, &e2);
         else if (only)
-            r = verify_stored(ops, st, m, &e2);
+            r = burry_verify_stored(ops, st, m, &store_failed, &e2);
         else if ((r = verify_snapshot(ops, st, m, o, NULL, NULL, &store_failed, &e2)) == BURRY_ENOKEY) {
             burry_err_clear(&e2);
-            if ((r = verify_stored(ops, st, m, &e2)) == 0)
+            if ((r = burry_verify_stored(ops, st, m, &store_failed, &e2)) == 0)
                 only = wrong = 1;
         }
         json_t *item = json_pack("{s:O,s:O,s:b}", "id", json_object_get(m, "snapshot"), "name",
