@@ -174,17 +174,27 @@ static int valid_bucket(const char *b, size_t n)
     return 1;
 }
 
-static int check_url_common(const char *url, int gcs, struct burry_err *e)
+/* The bucket of an s3:// or gs:// URL (rest, blen bytes) and what follows
+ * it (*slash: '/' and the prefix, or NULL), checked. */
+static int split_url(const char *url, int gcs, const char **rest, size_t *blen, const char **slash,
+                     struct burry_err *e)
 {
     const char *scheme = gcs ? "gs://" : "s3://";
-    const char *rest = url + strlen(scheme);
-    const char *slash = strchr(rest, '/');
-    size_t blen = slash ? (size_t)(slash - rest) : strlen(rest);
-    if (!valid_bucket(rest, blen))
+    *rest = url + strlen(scheme);
+    *slash = strchr(*rest, '/');
+    *blen = *slash ? (size_t)(*slash - *rest) : strlen(*rest);
+    if (!valid_bucket(*rest, *blen))
         return burry_errf(e, BURRY_EUSAGE,
                           "'%s': expected %sBUCKET[/prefix] with a bucket name of 3-63 lower-case "
                           "letters, digits, '.', '-' or '_'", url, scheme);
     return 0;
+}
+
+static int check_url_common(const char *url, int gcs, struct burry_err *e)
+{
+    const char *rest, *slash;
+    size_t blen;
+    return split_url(url, gcs, &rest, &blen, &slash, e);
 }
 
 static int s3_check_url(const char *url, struct burry_err *e)
@@ -200,11 +210,9 @@ static int gs_check_url(const char *url, struct burry_err *e)
 static int s3_open_common(struct store **out, const char *url, const struct burry_opts *o, int gcs,
                           struct burry_err *e)
 {
-    const char *scheme = gcs ? "gs://" : "s3://";
-    const char *rest = url + strlen(scheme);
-    const char *slash = strchr(rest, '/');
-    size_t blen = slash ? (size_t)(slash - rest) : strlen(rest);
-    if (check_url_common(url, gcs, e) < 0)
+    const char *rest, *slash;
+    size_t blen;
+    if (split_url(url, gcs, &rest, &blen, &slash, e) < 0)
         return BURRY_EUSAGE;
     struct store *s = calloc(1, sizeof *s);
     if (!s)
