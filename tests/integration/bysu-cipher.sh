@@ -3,7 +3,8 @@
 # names the cipher each connection agreed on): by default AES-GCM first
 # among what ssh's own configuration allows, never one it leaves out; a
 # node's `ciphers = LIST` as given; `ciphers = default` leaves ssh alone; a
-# bad list fails the configuration. ssh's configuration is varied through a
+# bad list fails the configuration; ssh's allocator settings (unless the
+# environment has its own). ssh's configuration is varied through a
 # stand-in `ssh` first on PATH that runs the real client with `-F FILE`.
 set -u
 . "$(dirname "$0")/../lib/lib.sh"
@@ -83,6 +84,23 @@ expect_eq "the AES-GCM cipher ssh's configuration allows goes first" "aes256-gcm
 shim fail
 agreed "ssh -G failing" "$T_TMP/shim"
 expect_eq "when ssh cannot say its configuration, bysu leaves ssh's choice alone" "$SSH_FIRST" "$CIPHER"
+
+# The allocator settings bysu gives the ssh that pulls a snapshot (not
+# `ssh -G`), unless the environment has GLIBC_TUNABLES of its own.
+cat >"$T_TMP/shim/ssh" <<SH
+#!/bin/sh
+[ "\$1" = -G ] || printf '%s\n' "\${GLIBC_TUNABLES-unset}" >>"$T_TMP/tunables"
+exec $REAL_SSH "\$@"
+SH
+: >"$T_TMP/tunables"
+unset GLIBC_TUNABLES
+agreed "tunables" "$T_TMP/shim"
+expect_eq "ssh gets larger malloc thresholds, once" \
+    "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=8388608" "$(cat "$T_TMP/tunables")"
+: >"$T_TMP/tunables"
+GLIBC_TUNABLES=glibc.malloc.trim_threshold=1048576 agreed "operator's tunables" "$T_TMP/shim"
+expect_eq "the operator's GLIBC_TUNABLES go to ssh as they are" \
+    "glibc.malloc.trim_threshold=1048576" "$(cat "$T_TMP/tunables")"
 
 for bad in 'aes128-gcm@openssh.com aes256-ctr' 'aes;rm' ''; do
     conf "ciphers = $bad" >"$T_TMP/bad.conf"
