@@ -658,9 +658,9 @@ static int run_verb(struct cli *c, int legacy)
         if (c->json) {
             print_json(out);
         } else {
-            json_t *arr = json_object_get(out, "snapshots"), *s;
+            json_t *arr = json_object_get(out, "snapshots"), *zips = json_object_get(out, "go_archives"), *s;
             size_t i;
-            if (!json_array_size(arr) && !c->quiet)
+            if (!json_array_size(arr) && !json_array_size(zips) && !c->quiet)
                 fprintf(stderr, "%s: no snapshots in '%s'\n", prog, c->store ? c->store : "burry-snapshots");
             else
                 printf("%-26s %-28s %-10s %10s %10s  %s\n", "ID", "NAME", "SERVICE", "NODES", "SIZE", "SOURCE");
@@ -677,6 +677,12 @@ static int run_verb(struct cli *c, int legacy)
                     snprintf(nodes, sizeof nodes, "-"); /* encrypted: not known without the key */
                 printf("%-26s %-28s %-10s %10s %10s  %s\n", jstr(s, "id"), jstr(s, "name"), jstr(s, "service"),
                        nodes, hb, json_object_get(s, "source") ? jstr(s, "source") : "(encrypted)");
+            }
+            /* not read: `show --snapshot ID` describes one */
+            json_array_foreach(zips, i, s) {
+                human_bytes(jint(s, "size"), hb, sizeof hb);
+                printf("%-26s %-28s %-10s %10s %10s  %s (original burry's zip)\n", jstr(s, "id"), "-", "?", "-",
+                       hb, jstr(s, "key"));
             }
         }
         break;
@@ -736,7 +742,7 @@ static int run_verb(struct cli *c, int legacy)
             json_t *s;
             size_t i;
             json_array_foreach(json_object_get(out, "snapshots"), i, s)
-                printf("%s  %s  %s\n", jstr(s, "id"), jstr(s, "name"),
+                printf("%s  %s  %s\n", jstr(s, "id"), *jstr(s, "name") ? jstr(s, "name") : "-",
                        json_is_true(json_object_get(s, "not_checked")) ? "NOT CHECKED (the store failed)"
                        : !json_is_true(json_object_get(s, "ok")) ? "DAMAGED"
                        : json_is_true(json_object_get(s, "wrong_identity"))

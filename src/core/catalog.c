@@ -499,14 +499,22 @@ int burry_list(const struct burry_opts *o, const char *store_url, const char *na
         return rc;
     if ((rc = catalog_open_store(store_url, o, &ops, &st, e)) < 0)
         return rc;
-    if ((rc = catalog_list(ops, st, name, &all, e)) < 0)
+    /* without --name, also the original burry's ID.zip at the top level
+     * (restore and show take them), listed apart and not read */
+    if ((rc = name ? catalog_list(ops, st, name, &all, e) : catalog_list_gozip(ops, st, NULL, &all, e)) < 0)
         goto out;
-    json_t *arr = json_array();
+    json_t *arr = json_array(), *zips = json_array();
     size_t i;
     json_t *m;
     json_array_foreach(all, i, m) {
         const char *id = json_string_value(json_object_get(m, "snapshot"));
         const char *nm = json_string_value(json_object_get(m, "name"));
+        if (!strcmp(json_string_value(json_object_get(m, "format")) ?: "", GOZIP_FORMAT)) {
+            json_t *a = json_object_get(m, "archive");
+            json_array_append_new(zips, json_pack("{s:s,s:O,s:O}", "id", id, "key", json_object_get(a, "key"),
+                                                  "size", json_object_get(a, "size")));
+            continue;
+        }
         if (catalog_damaged(m)) {
             blog(&o->log, BLOG_WARN, "%s", catalog_damaged(m));
             json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "id", id, "name", nm, "damaged",
@@ -522,7 +530,7 @@ int burry_list(const struct burry_opts *o, const char *store_url, const char *na
         }
         json_array_append_new(arr, sm);
     }
-    *out = json_pack("{s:o}", "snapshots", arr);
+    *out = json_pack("{s:o,s:o}", "snapshots", arr, "go_archives", zips);
 out:
     json_decref(all);
     ops->close(st);

@@ -228,6 +228,18 @@ expect_eq "verify of a zip with a flipped byte exits 1" 1 "$RC"
 expect_match "... saying it is damaged" "1795249013.zip.* damaged" "$ERR"
 run_burry verify "$T_TMP/lhdr/1795249013.zip" --json
 expect_eq "verify of a zip with a damaged local header: exit 1, not ok" "1 False" "$RC $(jget 'd["snapshots"][0]["ok"]')"
+# ls lists the zips at the store's top level apart, without reading them
+run_burry ls "$T_TMP/store"
+expect_eq "ls of a store holding only ID.zip: exit 0, nothing on standard error" "0 " "$RC $ERR"
+expect_match "... one line for the zip, with its size and key" \
+    "^1795249013 +- +\? +- +3\.1 KiB +1795249013\.zip \(original burry's zip\)$" "$OUT"
+run_burry ls "$T_TMP/store" --json
+expect_eq "ls --json: the zip under go_archives, no snapshots" \
+    "0 [] [('1795249013', '1795249013.zip', $(stat -c %s "$ZKZIP"))]" \
+    "$RC $(jget 'd["snapshots"]') $(jget '[(z["id"], z["key"], z["size"]) for z in d["go_archives"]]')"
+run_burry ls "$T_TMP/store" --name zkb --json
+expect_eq "ls --name: no zips (they have no name)" "0 []" "$RC $(jget 'd["go_archives"]')"
+
 # --all checks the zips at the store's top level too, beside burry's own
 # snapshots; other files are left alone
 run_burry verify "$T_TMP/store" --all --json
@@ -239,9 +251,12 @@ cp "$ZKZIP" "$T_TMP/store/notes.zip"
 echo x >"$T_TMP/store/1795249099.txt"
 run_burry verify "$T_TMP/store" --all
 expect_eq "verify --all of a store with a zip and a snapshot: exit 0" 0 "$RC"
-expect_eq "... both checked, one line each" "1795249013    ok|$BID  zkb  ok" "$(paste -sd'|' <<<"$OUT")"
+expect_eq "... both checked, one line each (a zip has no name: -)" "1795249013  -  ok|$BID  zkb  ok" "$(paste -sd'|' <<<"$OUT")"
 expect_match "... -v says what a zip's check covers" "1795249013.zip' was written by the original burry: only its CRC-32s" \
     "$("$BURRY" verify "$T_TMP/store" --all -v 2>&1 >/dev/null)"
+run_burry ls "$T_TMP/store" --json
+expect_eq "ls of a store with a zip, a snapshot and other files: the snapshot, and the zip apart" \
+    "0 ['$BID'] ['1795249013']" "$RC $(jget '[s["id"] for s in d["snapshots"]]') $(jget '[z["id"] for z in d["go_archives"]]')"
 run_burry verify "$T_TMP/store" --all --name zkb --json
 expect_eq "verify --all --name: the name's snapshots only (a zip has no name)" "0 ['$BID']" \
     "$RC $(jget '[s["id"] for s in d["snapshots"]]')"
