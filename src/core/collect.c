@@ -1562,7 +1562,12 @@ static void add_last_success(const struct burry_opts *o, const struct bysu_conf 
             if (t > 0)
                 json_object_set_new(j, "last_success", json_real(t));
         } else if (e2.code != BURRY_ENOENT) {
-            blog(&o->log, BLOG_WARN, "cannot find the last success of job '%s': %s", name, e2.msg);
+            /* the repository failing (an error of its own for one job would
+             * be ENOENT): once, not again for every job that follows */
+            blog(&o->log, BLOG_WARN, "cannot read the repository for the last successes (from job '%s' on): %s",
+                 name, e2.msg);
+            json_decref(m);
+            break;
         }
         json_decref(m);
     }

@@ -196,6 +196,14 @@ leak_check
 expect_eq "the backstopped job fails (exit 1)" "1 failed" "$RC $(res slow result)"
 expect_eq "and says it timed out" "timed out after 2 s" "$(res slow message)"
 
+# a repository that cannot be reached: each job fails before ssh, and
+# looking up the failed jobs' last successes warns once, not once per job
+AWS_ENDPOINT_URL=http://127.0.0.1:$(free_port) run_bysu run -c "$C" --json files env
+leak_check
+expect_eq "an unreachable repository fails every job (exit 1)" "1 failed failed" "$RC $(res files result) $(res env result)"
+expect_eq "the last successes cannot be looked up: said once" 1 \
+    "$(grep -c 'last success' <<<"$ERR")"
+
 # the store going away during verify is not damage
 proxy_start gone --die-at 1 --match .tar.zst || not_ok "start the fault proxy"
 AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT run_bysu verify -c "$C" files
