@@ -1008,16 +1008,15 @@ static void ssh_ciphers(const struct bysu_node *n, const char *port, const char 
  * 37,000 and 1.4 s for an ssh writing to a file). Buffers of up to 4 MiB
  * from the heap, and up to 8 MiB of free heap kept, bring that to 114,000
  * faults and 1.2 s (whole bysu run: CPU -11%, wall -6%), for about 6 MiB
- * more at ssh's peak (20 MiB, not 14). Only for this ssh, only when the environment has no
- * GLIBC_TUNABLES of its own (the operator's wins), and ignored by other C
- * libraries. */
+ * more at ssh's peak (20 MiB, not 14). Only for this ssh, only when the
+ * environment has no GLIBC_TUNABLES of its own (the operator's wins), and
+ * ignored by other C libraries. */
 #define SSH_TUNABLES "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=8388608"
 
 /* The environment for that ssh: a copy of ours with SSH_TUNABLES added
  * (free the array, not its strings), or NULL for ours as it is. */
 static char **ssh_environ(void)
 {
-    extern char **environ;
     if (getenv("GLIBC_TUNABLES"))
         return NULL;
     size_t n = 0;
@@ -1074,8 +1073,7 @@ static pid_t spawn_ssh(const struct bysu_node *n, const char *snapshot, int time
     argv[k++] = dest;
     argv[k++] = cmd;
     argv[k] = NULL;
-    extern char **environ;
-    char **env = ssh_environ();
+    char **env = ssh_environ(); /* environ: unistd.h, with _GNU_SOURCE */
     pid_t pid = fork();
     if (pid < 0) {
         free(env);
