@@ -239,6 +239,10 @@ int http_do(struct http *h, const char *what, const struct http_req *r, struct h
         hdrs = curl_slist_append(hdrs, "Expect:");
     http_setup(c, h->o, r->url, r->method, hdrs, r->body, r->body_len, on_body, h);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &h->drain);
+    /* a streamed answer is a large one (Consul's whole key space): read
+     * in pieces of 512 KiB, not 16 KiB (100k keys: CPU -5%, wall -3%) */
+    if (r->stream)
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
     h->errbuf[0] = 0;
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf);
     resp->header[0] = 0;
