@@ -8,7 +8,9 @@
 # second key of its own whose authorized_keys line has `restrict` but no
 # forced command, so ssh runs tar itself. Both sides use the same ssh client
 # options and the same nodes, except that bysu prefers AES-GCM (`ciphers` in
-# bysu.conf(5)) where plain ssh takes its default. Each round runs the
+# bysu.conf(5)) where plain ssh takes its default, and gives its ssh larger
+# malloc thresholds (GLIBC_TUNABLES in bysu(1); they matter to an ssh that
+# writes into a pipe, not to one that writes into a file). Each round runs the
 # reference, the reference again with `ssh -c aes128-gcm@openssh.com` (to
 # tell bysu's own cost from the cipher's saving), then bysu with
 # `compress = none` (which stores the node's tar as it came, like the
