@@ -227,6 +227,10 @@ struct source {
     const char **kid;        /* scratch for handing children to callbacks */
     size_t *kidlen;
     size_t kidcap;
+    int session_ms;          /* the session timeout asked for */
+    long long io_back;       /* ms: the client's last poll returned (0: none yet) */
+    long long away_ms;       /* the last long stretch away from the client (see zk_io) */
+    long long away_end;      /* ms: when it ended */
 };
 
 static long long now_ms(void)
@@ -234,6 +238,22 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Why a session or connection may have been lost on burry's side: it was
+ * itself kept from the client (writing to a slow store, or the machine
+ * stalled) long enough for pings to be missed, and not long ago. "" when
+ * not; else the words to add to the message, in buf. */
+static const char *away_hint(struct source *s, char *buf, size_t n)
+{
+    if (!s->away_end || s->away_ms * 3 < s->session_ms || now_ms() - s->away_end > 2LL * s->session_ms)
+        return "";
+    snprintf(buf, n,
+             " (burry itself was held up for %.1f s just before, and the session allows %d s without "
+             "a word: the store or this machine was that slow; a larger --timeout gives the session "
+             "more time)",
+             s->away_ms / 1000.0, s->session_ms / 1000);
+    return buf;
 }
 
 static void zk_fatal(struct source *s, int code, const char *fmt, ...)
@@ -312,20 +332,22 @@ static void session_fatal(struct source *s)
     if (st == ZOO_AUTH_FAILED_STATE)
         zk_fatal(s, BURRY_EFAIL, "authentication to ZooKeeper at %s failed; the session is closed",
                  s->u.shown);
-    else
-        zk_fatal(s, BURRY_EFAIL, "ZooKeeper session expired at %s", s->u.shown);
+    else {
+        char hint[320];
+        zk_fatal(s, BURRY_EFAIL, "ZooKeeper session expired at %s%s", s->u.shown, away_hint(s, hint, sizeof hint));
+    }
 }
 
 /* A request that ended with a connection-level error kills the session. */
 static void request_fatal(struct source *s, int rc, const char *doing, const char *zpath,
                           const char *hint)
 {
-    char *d = disp(zpath, canon_len(zpath));
+    char *d = disp(zpath, canon_len(zpath)), away[320];
     if (rc == ZSESSIONEXPIRED || rc == ZINVALIDSTATE || rc == ZAUTHFAILED)
         session_fatal(s);
     else if (conn_error(rc))
-        zk_fatal(s, BURRY_EFAIL, "lost the connection to ZooKeeper at %s while %s '%s'%s", s->u.shown,
-                 doing, d ? d : zpath, hint ? hint : "");
+        zk_fatal(s, BURRY_EFAIL, "lost the connection to ZooKeeper at %s while %s '%s'%s%s", s->u.shown,
+                 doing, d ? d : zpath, hint ? hint : "", away_hint(s, away, sizeof away));
     else
         zk_fatal(s, BURRY_EFAIL, "%s '%s' on ZooKeeper at %s failed: %s", doing, d ? d : zpath,
                  s->u.shown, zerror(rc));
@@ -362,6 +384,14 @@ static void zk_log_stderr(const char *msg)
  * the socket already holds). Completions run in here. */
 static void zk_io(struct source *s, int timeout_ms)
 {
+    /* the time since the last poll returned was spent away from the client
+     * (completions, and the engine writing what they read to the store);
+     * remembered when long enough to cost the session its pings */
+    long long t = now_ms();
+    if (s->io_back && (t - s->io_back) * 3 >= s->session_ms) {
+        s->away_ms = t - s->io_back;
+        s->away_end = t;
+    }
     int fd = -1, interest = 0;
     struct timeval tv = { 0, 0 };
     zookeeper_interest(s->zh, &fd, &interest, &tv);
@@ -382,6 +412,7 @@ static void zk_io(struct source *s, int timeout_ms)
             p.events |= POLLOUT;
     }
     int n = poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, (int)wait);
+    s->io_back = now_ms();
     if (n < 0 && errno != EINTR) {
         zk_fatal(s, BURRY_EFAIL, "waiting for ZooKeeper at %s failed: %s", s->u.shown,
                  strerror(errno));
@@ -483,6 +514,7 @@ static int zk_open(struct source **out, const char *url, const struct burry_opts
     }
     int tmo = o->timeout_s > 0 ? o->timeout_s : 10;
     int session_ms = tmo * 1000 > ZK_MIN_SESSION_MS ? tmo * 1000 : ZK_MIN_SESSION_MS;
+    s->session_ms = session_ms;
     char reason[160];
 
     struct buf conn;
@@ -1728,7 +1760,9 @@ static int zk_pump(struct source *s, int timeout_ms, struct burry_err *e)
         return burry_errf(e, BURRY_EINTR, "interrupted");
     int tmo = s->o->timeout_s > 0 ? s->o->timeout_s : 10;
     if (s->npending > 0 && now_ms() - s->last_answer > (long long)tmo * 1000) {
-        zk_fatal(s, BURRY_EFAIL, "no answer from ZooKeeper at %s for %ds", s->u.shown, tmo);
+        char hint[320];
+        zk_fatal(s, BURRY_EFAIL, "no answer from ZooKeeper at %s for %ds%s", s->u.shown, tmo,
+                 away_hint(s, hint, sizeof hint));
         return zk_dead_err(s, e);
     }
     return 0;

@@ -224,6 +224,34 @@ run_s3 backup "zk://127.0.0.1:$PA" "s3://$B/denied" --endpoint-url "http://127.0
 expect_eq "a 403 fails the backup (exit 1)" 1 "$RC"
 expect_match "a 403 is asked only once" "injected=1" "$(cat "$T_TMP/proxy-denied.stats")"
 
+# --- a store too slow for ZooKeeper's session: parts of 5 MiB taken at
+# 700 KB/s each, four at a time; once every buffer is in flight the walk
+# (32 MB of values, then 10,000 small nodes still to read) waits for one,
+# longer than the 4 s session allows. The error says the session was lost
+# because burry itself was held up, and nothing is left ---
+zk_py "$PA" "$(cat <<'PY'
+import os
+for i in range(32):
+    zk.create('/slow/a/n%02d' % i, os.urandom(1000000), makepath=True)
+zk.create('/slow/b', b'')
+for i in range(10):
+    tx = zk.transaction()
+    for j in range(1000):
+        tx.create('/slow/b/m%d-%04d' % (i, j), b'x' * 20)
+    tx.commit()
+PY
+)"
+proxy_start sluggish --body-rate 700000 --body-rate-match "partNumber=" || not_ok "fault proxy starts"
+run_s3 backup "zk://127.0.0.1:$PA/slow" "s3://$B/sluggish" --endpoint-url "http://127.0.0.1:$PROXY_PORT" \
+    --part-size 5 --timeout 4 --name slow
+expect_eq "a store slower than the ZooKeeper session fails the backup (exit 1)" 1 "$RC"
+expect_match "the error says burry itself was held up, and what to do" \
+    "(ZooKeeper session expired|no answer from ZooKeeper|lost the connection to ZooKeeper).*burry itself was held up for [0-9.]+ s.*larger --timeout" "$ERR"
+run_s3 ls "s3://$B/sluggish" "${EP[@]}" --json
+expect_eq "nothing is listed after it" 0 "$(jget 'len(d["snapshots"])')"
+expect_eq "no multipart upload is left open" 0 "$(open_uploads)"
+zk_py "$PA" "zk.delete('/slow', recursive=True)"
+
 # --- the server gone in the middle of the upload -------------------------------
 P=$(free_port)
 proxy_start dying --port "$P" --die-at 2 --match "partNumber=" || not_ok "fault proxy starts"

@@ -7,6 +7,7 @@ unchanged, so signatures still verify) and the real server answers.
   faultproxy.py PORTFILE UPSTREAM_PORT [--port P] [--fail N] [--match TEXT]
                 [--status CODE] [--die-at N] [--stats FILE]
                 [--delay SECONDS --delay-match TEXT]
+                [--body-rate BYTES --body-rate-match TEXT]
                 [--cut-body N --cut-match TEXT]
                 [--rewrite OLD=NEW --rewrite-match TEXT]
                 [--refuse-h2] [--json-error MESSAGE] [--h2-drop-answers N]
@@ -17,7 +18,10 @@ with an S3/Azure-style XML error body instead of being forwarded. With
 request containing TEXT arrives: to the client the server is gone in the
 middle of its work. With --delay, every request whose request line holds
 the --delay-match text waits that long before it is passed on: a slow
-server, giving a test time to act between two requests. With --cut-body,
+server, giving a test time to act between two requests. With --body-rate,
+the body of every request whose request line holds the --body-rate-match
+text is taken at BYTES per second, through a small receive buffer: a
+store on a slow link, where the upload keeps moving but takes long. With --cut-body,
 the answer to every request whose request line holds the --cut-match text
 stops after N bytes of its body and both connections drop: the server
 went away in the middle of its answer. With --rewrite, the bytes OLD are
@@ -187,6 +191,21 @@ def pass_h2(conn, client, head, args):
             s.close()
 
 
+def read_slowly(client, n, rate):
+    """n bytes of a request body, at rate bytes per second."""
+    parts, got, t0 = [], 0, time.monotonic()
+    while got < n:
+        chunk = client.read(min(n - got, 16384))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+        ahead = got / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+    return b''.join(parts)
+
+
 def serve(conn, args):
     client = conn.makefile('rwb')
     up_sock = None
@@ -225,7 +244,11 @@ def serve(conn, args):
                              % status)
                 client.flush()
                 return
-            body = client.read(content_length(head)) if content_length(head) else b''
+            n = content_length(head)
+            if n and args.body_rate and args.body_rate_match.encode() in head[0]:
+                body = read_slowly(client, n, args.body_rate)
+            else:
+                body = client.read(n) if n else b''
             if inject:
                 msg = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable'
                        b'</Code><Message>injected by the test fault proxy</Message></Error>')
@@ -279,6 +302,8 @@ def main():
     p.add_argument('--die-at', type=int, default=0)
     p.add_argument('--delay', type=float, default=0)
     p.add_argument('--delay-match', default='')
+    p.add_argument('--body-rate', type=float, default=0)
+    p.add_argument('--body-rate-match', default='')
     p.add_argument('--cut-body', type=int, default=0)
     p.add_argument('--cut-match', default='')
     p.add_argument('--rewrite', default='')
@@ -300,6 +325,8 @@ def main():
     os.rename(args.portfile + '.tmp', args.portfile)
     while True:
         conn, _ = srv.accept()
+        if args.body_rate:  # a small window, so the client's sends follow the rate
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         threading.Thread(target=serve, args=(conn, args), daemon=True).start()
 
 
