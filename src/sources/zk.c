@@ -241,8 +241,8 @@ static long long now_ms(void)
 }
 
 /* Why a session or connection may have been lost on burry's side: it was
- * itself kept from the client (writing to a slow store, or the machine
- * stalled) long enough for pings to be missed, and not long ago. "" when
+ * itself kept from the client (writing to a slow store, or the process not
+ * running at all) long enough for pings to be missed, and not long ago. "" when
  * not; else the words to add to the message, in buf. */
 static const char *away_hint(struct source *s, char *buf, size_t n)
 {
@@ -411,8 +411,15 @@ static void zk_io(struct source *s, int timeout_ms)
         if (interest & ZOOKEEPER_WRITE)
             p.events |= POLLOUT;
     }
+    long long before = now_ms();
     int n = poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, (int)wait);
     s->io_back = now_ms();
+    /* a poll that returns far later than it was asked to: the process
+     * itself did not run (a stalled or stopped machine) */
+    if ((s->io_back - before - wait) * 3 >= s->session_ms) {
+        s->away_ms = s->io_back - before - wait;
+        s->away_end = s->io_back;
+    }
     if (n < 0 && errno != EINTR) {
         zk_fatal(s, BURRY_EFAIL, "waiting for ZooKeeper at %s failed: %s", s->u.shown,
                  strerror(errno));

@@ -2,6 +2,7 @@
 # Atomicity and failures: an unreachable server leaves no file in the store;
 # a backup stopped by SIGTERM or SIGINT leaves nothing listed and no stray
 # file; kill -9 leaves at most a temporary file that the next backup removes;
+# a backup stopped for longer than its ZooKeeper session says it was held up;
 # a server that dies mid-restore ends it with exit 1 and a message saying how
 # far it got, and running the restore again after a restart completes it.
 set -u; . "$(dirname "$0")/../lib/lib.sh"; . "$(dirname "$0")/../lib/zk.sh"; t_tmpdir
@@ -101,6 +102,29 @@ else
     NEW=$(jget 'd["snapshot"]')
     expect_eq "SIGKILL: the next backup removed the stale temporary file" \
         "$(printf 'big/%s.json\nbig/%s.tar.zst' "$NEW" "$NEW")" "$(files_in "$ST")"
+fi
+
+# --- burry itself stopped (SIGSTOP) for 8 s mid-backup, with a 4 s session:
+# the session is gone, and the error says burry was held up, not only that
+# ZooKeeper let the session go ---
+ST=$T_TMP/s-STOP
+mkdir -p "$ST"
+"$BURRY" backup "$SRC" "$ST" --name big --timeout 4 >"$T_TMP/stop.out" 2>"$T_TMP/stop.err" &
+BP=$!
+wait_until 30 sh -c "ls -A '$ST'/big 2>/dev/null | grep -q '^\\.burry-tmp\\.' || ! kill -0 $BP 2>/dev/null"
+if kill -STOP "$BP" 2>/dev/null; then
+    sleep 8
+    kill -CONT "$BP"
+    wait "$BP"
+    SRC_RC=$?
+    expect_eq "stopped for twice the session: the backup exits 1" 1 "$SRC_RC"
+    expect_match "the error says burry itself was held up, and for how long" \
+        "ZooKeeper.*burry itself was held up for [0-9.]+ s just before" "$(cat "$T_TMP/stop.err")"
+    run_burry ls "$ST" --json
+    expect_eq "nothing is listed after it" 0 "$(jget 'len(d["snapshots"])')"
+else
+    wait "$BP"
+    not_ok "SIGSTOP: the backup finished before it could be stopped (test inconclusive)"
 fi
 
 # --- the server dies mid-restore; a second run after a restart completes it ---
