@@ -253,8 +253,21 @@ static int read_keys(const char *path, int secret, unsigned char (**keys)[AGE_KE
         *keys = more;
         struct burry_err e2 = {0};
         if ((secret ? age_parse_identity(p, (*keys)[*n], &e2) : age_parse_recipient(p, (*keys)[*n], &e2)) < 0) {
-            rc = burry_errf(e, BURRY_EUSAGE, "line %d of '%s' is not an age %s", lineno, path,
-                            secret ? "identity (AGE-SECRET-KEY-1...)" : "recipient (age1...)");
+            /* the files people most often give instead, named */
+            if (secret && lineno == 1 && !strcmp(p, "age-encryption.org/v1"))
+                rc = burry_errf(e, BURRY_EUSAGE,
+                                "'%s' is itself encrypted with age (an identity file kept under a "
+                                "passphrase?), which burry cannot open: decrypt it first "
+                                "(age -d -o FILE '%s', FILE readable by you alone) and give that",
+                                path, path);
+            else if (!strncmp(p, "-----BEGIN", 10) || !strncmp(p, "ssh-", 4) || !strncmp(p, "ecdsa-", 6))
+                rc = burry_errf(e, BURRY_EUSAGE,
+                                "line %d of '%s' is an ssh key; burry takes age X25519 keys only "
+                                "(%s; age-keygen makes them)",
+                                lineno, path, secret ? "AGE-SECRET-KEY-1..." : "age1...");
+            else
+                rc = burry_errf(e, BURRY_EUSAGE, "line %d of '%s' is not an age %s", lineno, path,
+                                secret ? "identity (AGE-SECRET-KEY-1...)" : "recipient (age1...)");
             break;
         }
         (*n)++;

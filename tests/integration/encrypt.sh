@@ -110,6 +110,23 @@ expect_eq "verify --json with a wrong identity: exit 1, ok, stored_only, wrong_i
 run_burry verify "$S" --identity "$T_TMP/other.txt" --identity "$T_TMP/key2.txt"
 expect_eq "verify with a wrong and a right identity: exit 0, contents checked" "0 $ID  enc  ok" "$RC $OUT"
 
+# the files given instead of an age identity are named for what they are:
+# an identity file itself encrypted with age (as under a passphrase), and
+# an ssh key (also as a recipient)
+age -r "$PUB2" -o "$T_TMP/key1.age" "$T_TMP/key1.txt"
+run_burry verify "$S" --identity "$T_TMP/key1.age"
+expect_eq "an identity file encrypted with age: usage error (exit 2)" 2 "$RC"
+expect_match "... saying it is encrypted and how to decrypt it" \
+    "'.*key1\.age' is itself encrypted with age .*decrypt it first \(age -d -o FILE" "$ERR"
+ssh-keygen -q -t ed25519 -N '' -C '' -f "$T_TMP/ssh-key"
+run_burry restore "zk://127.0.0.1:$PB" "$S" --name enc --identity "$T_TMP/ssh-key" --dry-run
+expect_eq "an ssh private key as --identity: exit 2" 2 "$RC"
+expect_match "... named as an ssh key" "line 1 of '.*ssh-key' is an ssh key; burry takes age X25519 keys only" "$ERR"
+run_burry backup "zk://127.0.0.1:$PA" "$T_TMP/s-ssh" --recipients-file "$T_TMP/ssh-key.pub"
+expect_eq "an ssh public key in --recipients-file: exit 2" 2 "$RC"
+expect_match "... named as an ssh key" "is an ssh key; burry takes age X25519 keys only \(age1" "$ERR"
+expect_eq "... and nothing was written" "" "$(files_in "$T_TMP/s-ssh")"
+
 # tampering: a flipped byte anywhere, a truncated file
 # verify_damaged WHAT: verify calls the archive DAMAGED (exit 1) with the
 # key, with a key that does not open it, and without a key
