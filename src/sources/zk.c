@@ -256,6 +256,16 @@ static const char *away_hint(struct source *s, char *buf, size_t n)
     return buf;
 }
 
+/* burry spent ms away from the client, up to end: remembered for
+ * away_hint when long enough to cost the session its pings. */
+static void held_up(struct source *s, long long ms, long long end)
+{
+    if (ms * 3 >= s->session_ms) {
+        s->away_ms = ms;
+        s->away_end = end;
+    }
+}
+
 static void zk_fatal(struct source *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void zk_fatal(struct source *s, int code, const char *fmt, ...)
@@ -385,13 +395,10 @@ static void zk_log_stderr(const char *msg)
 static void zk_io(struct source *s, int timeout_ms)
 {
     /* the time since the last poll returned was spent away from the client
-     * (completions, and the engine writing what they read to the store);
-     * remembered when long enough to cost the session its pings */
+     * (completions, and the engine writing what they read to the store) */
     long long t = now_ms();
-    if (s->io_back && (t - s->io_back) * 3 >= s->session_ms) {
-        s->away_ms = t - s->io_back;
-        s->away_end = t;
-    }
+    if (s->io_back)
+        held_up(s, t - s->io_back, t);
     int fd = -1, interest = 0;
     struct timeval tv = { 0, 0 };
     zookeeper_interest(s->zh, &fd, &interest, &tv);
@@ -416,10 +423,7 @@ static void zk_io(struct source *s, int timeout_ms)
     s->io_back = now_ms();
     /* a poll that returns far later than it was asked to: the process
      * itself did not run (a stalled or stopped machine) */
-    if ((s->io_back - before - wait) * 3 >= s->session_ms) {
-        s->away_ms = s->io_back - before - wait;
-        s->away_end = s->io_back;
-    }
+    held_up(s, s->io_back - before - wait, s->io_back);
     if (n < 0 && errno != EINTR) {
         zk_fatal(s, BURRY_EFAIL, "waiting for ZooKeeper at %s failed: %s", s->u.shown,
                  strerror(errno));
