@@ -418,12 +418,11 @@ static void zk_io(struct source *s, int timeout_ms)
         if (interest & ZOOKEEPER_WRITE)
             p.events |= POLLOUT;
     }
-    long long before = now_ms();
     int n = poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, (int)wait);
     s->io_back = now_ms();
     /* a poll that returns far later than it was asked to: the process
      * itself did not run (a stalled or stopped machine) */
-    held_up(s, s->io_back - before - wait, s->io_back);
+    held_up(s, s->io_back - t - wait, s->io_back);
     if (n < 0 && errno != EINTR) {
         zk_fatal(s, BURRY_EFAIL, "waiting for ZooKeeper at %s failed: %s", s->u.shown,
                  strerror(errno));
